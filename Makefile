@@ -1,0 +1,95 @@
+# luasip — build, test and run. `make run` and `make test` do all set-up on
+# a fresh Debian machine (they install missing packages with apt-get).
+
+VERSION   := 0.1.0-dev
+RUNTIMES  := lua5.4 luajit
+BUILD     ?= build
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
+ARGS      ?=
+
+CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c \
+             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c
+RL_SRC    := csrc/lreadline.c
+HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
+LUA_FILES := $(wildcard lua/luasip/*.lua)
+
+# Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
+# and the -dev packages.
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua)
+EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
+EDIT_LIBS    = $(shell pkg-config --libs libedit)
+LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)
+LUA_CFLAGS_luajit = $(shell pkg-config --cflags luajit)
+
+MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -DLUASIP_VERSION='"$(VERSION)"'
+
+.PHONY: all deps build test check run asan asan-test bench clean rock rock-install
+
+all: build
+
+deps:
+	@sh tools/deps.sh
+
+build: $(foreach rt,$(RUNTIMES),$(BUILD)/$(rt)/luasip/core.so $(BUILD)/$(rt)/luasip/readline.so $(BUILD)/$(rt)/bin/luasip)
+
+# One module build per runtime: $(1) runtime, $(2) its Lua CFLAGS.
+define runtime_rules
+$(BUILD)/$(1)/luasip/core.so: $(CORE_SRC) $(HEADERS) Makefile
+	@mkdir -p $$(@D)
+	$$(CC) $$(MODULE_CFLAGS) $(2) $$(SOFIA_CFLAGS) -Icsrc -shared -o $$@ $(CORE_SRC) $$(SOFIA_LIBS) $$(LDFLAGS)
+
+$(BUILD)/$(1)/luasip/readline.so: $(RL_SRC) csrc/compat.h Makefile
+	@mkdir -p $$(@D)
+	$$(CC) $$(MODULE_CFLAGS) $(2) $$(EDIT_CFLAGS) -Icsrc -shared -o $$@ $(RL_SRC) $$(EDIT_LIBS) $$(LDFLAGS)
+
+# The `luasip` command run from the source tree.
+$(BUILD)/$(1)/bin/luasip: bin/luasip Makefile
+	@mkdir -p $$(@D)
+	@printf '#!/bin/sh\nexec env LUA_PATH="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_PATH_5_4="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_CPATH="%s/$(BUILD)/$(1)/?.so;;" LUA_CPATH_5_4="%s/$(BUILD)/$(1)/?.so;;" $(1) "%s/bin/luasip" "$$$$@"\n' \
+	  "$$(CURDIR)" "$$(CURDIR)" "$$(CURDIR)" "$$(CURDIR)" "$$(CURDIR)" "$$(CURDIR)" "$$(CURDIR)" > $$@
+	@chmod +x $$@
+endef
+$(eval $(call runtime_rules,lua5.4,$$(LUA_CFLAGS_lua5.4)))
+$(eval $(call runtime_rules,luajit,$$(LUA_CFLAGS_luajit)))
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@sh tools/check.sh $(BUILD) $(RUNTIMES)
+
+# Specs only, on what is already built.
+check: build
+	@sh tools/check.sh $(BUILD) $(RUNTIMES)
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	$(BUILD)/lua5.4/bin/luasip examples/pbx.lua $(ARGS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer: the same specs against an
+# instrumented core; any report fails the run.
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+asan-test: deps
+	@$(MAKE) --no-print-directory build BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+	@LUASIP_ASAN=1 sh tools/check.sh build-asan $(RUNTIMES)
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-asan
+
+# ---- luarocks (rockspec/luasip-scm-1.rockspec, build type make) ----------
+# luarocks passes CFLAGS, LIBFLAG, LUA_INCDIR, LUA and the INST_* dirs.
+LIBFLAG    ?= -shared
+LUA_INCDIR ?= /usr/include/lua5.4
+rock:
+	@mkdir -p build/rock/luasip
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -fPIC -DLUASIP_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) $(SOFIA_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/core.so $(CORE_SRC) $(SOFIA_LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -fPIC -I$(LUA_INCDIR) $(EDIT_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/readline.so $(RL_SRC) $(EDIT_LIBS)
+
+rock-install:
+	install -d $(INST_LIBDIR)/luasip $(INST_LUADIR)/luasip
+	install -m 644 build/rock/luasip/core.so build/rock/luasip/readline.so $(INST_LIBDIR)/luasip/
+	install -m 644 $(LUA_FILES) $(INST_LUADIR)/luasip/

@@ -1,0 +1,240 @@
+/* lagent.c — Lua binding of the SIP agent (csrc/sip/agent.c), SIP message
+ * tracing, and the capture of sofia's own log output into luasip.log. */
+#include "lcore.h"
+#include "sip/agent.h"
+#include "sip/sofialog.h"
+
+#include <string.h>
+
+#define AGENT_CLASS "luasip.agent"
+#define MAX_TRANSPORTS 4
+
+typedef struct {
+  lsip_obj obj;
+  sip_agent_t *agent;
+  int fn_ref;
+} lagent;
+
+static void agent_release(lsip_obj *o)
+{
+  lagent *la = (lagent *)o;
+  sip_agent_destroy(la->agent);
+  la->agent = NULL;
+  if (!o->ctx->closing)
+    luaL_unref(o->ctx->L, LUA_REGISTRYINDEX, la->fn_ref);
+  la->fn_ref = LUA_NOREF;
+  o->ctx->counts[LSIP_AGENTS]--;
+}
+
+static void on_request(void *arg, sip_request_info_t const *info)
+{
+  lagent *la = arg;
+  lsip_ctx *ctx = la->obj.ctx;
+  lua_State *L = ctx->L;
+  if (!lsip_push_ref(ctx, la->fn_ref))
+    return;
+  lua_createtable(L, 0, 9);
+  lua_pushstring(L, info->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, info->request_uri);
+  lua_setfield(L, -2, "uri");
+  lua_pushstring(L, info->from);
+  lua_setfield(L, -2, "from");
+  lua_pushstring(L, info->call_id);
+  lua_setfield(L, -2, "call_id");
+  lua_pushinteger(L, info->cseq);
+  lua_setfield(L, -2, "cseq");
+  lua_pushstring(L, info->transport);
+  lua_setfield(L, -2, "transport");
+  lua_pushstring(L, info->src_addr);
+  lua_setfield(L, -2, "source");
+  lua_pushinteger(L, info->src_port);
+  lua_setfield(L, -2, "source_port");
+  lua_pushinteger(L, info->status);
+  lua_setfield(L, -2, "status");
+  lsip_pcall(ctx, 1, 0);
+}
+
+static char const *opt_string(lua_State *L, char const *field, char const *dflt)
+{
+  char const *s;
+  lua_getfield(L, 1, field);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "luasip.agent: option '%s' must be a string", field);
+  s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the table keeps the string alive */
+  return s;
+}
+
+/* agent{host=, port=, transports={"udp","tcp"}, max_size=, user_agent=,
+ *       on_request=fn(info)} -> agent, or nil, msg, code */
+static int l_agent(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  char const *transports[MAX_TRANSPORTS + 1] = { 0 };
+  sip_agent_config_t cfg;
+  char err[256] = "";
+  lagent *la;
+  int n = 0;
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.host = opt_string(L, "host", "127.0.0.1");
+  cfg.user_agent = opt_string(L, "user_agent", NULL);
+  lua_getfield(L, 1, "port");
+  cfg.port = (int)luaL_optinteger(L, -1, 5060);
+  lua_pop(L, 1);
+  if (cfg.port < 0 || cfg.port > 65535)
+    return luaL_error(L, "luasip.agent: port must be 0..65535");
+  lua_getfield(L, 1, "max_size");
+  cfg.max_size = (unsigned)luaL_optinteger(L, -1, 65536);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "transports");
+  if (lua_isnil(L, -1)) {
+    transports[n++] = "udp";
+    transports[n++] = "tcp";
+  } else {
+    luaL_argcheck(L, lua_istable(L, -1), 1, "transports must be a list");
+    for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
+      char const *t;
+      lua_rawgeti(L, -1, i);
+      t = lua_tostring(L, -1);
+      if (!t || (strcmp(t, "udp") != 0 && strcmp(t, "tcp") != 0))
+        return luaL_error(L, "luasip.agent: transport must be \"udp\" or \"tcp\"");
+      if (n == MAX_TRANSPORTS)
+        return luaL_error(L, "luasip.agent: too many transports");
+      transports[n++] = t; /* the list table keeps it alive */
+      lua_pop(L, 1);
+    }
+    if (n == 0)
+      return luaL_error(L, "luasip.agent: no transports");
+  }
+  cfg.transports = transports;
+  cfg.trace = ctx->trace;
+  lua_getfield(L, 1, "on_request");
+  if (!lua_isnil(L, -1))
+    luaL_argcheck(L, lua_isfunction(L, -1), 1, "on_request must be a function");
+
+  la = compat_newuserdata(L, sizeof *la);
+  memset(la, 0, sizeof *la);
+  la->fn_ref = LUA_NOREF;
+  la->agent = sip_agent_create(loop_root(ctx->loop), &cfg, on_request, la, err, sizeof err);
+  if (!la->agent)
+    return lsip_fail(L, err, "EADDRINUSE");
+  luaL_setmetatable(L, AGENT_CLASS);
+  lsip_obj_init(ctx, &la->obj, agent_release);
+  ctx->counts[LSIP_AGENTS]++;
+  if (!lua_isnil(L, -2)) {
+    lua_pushvalue(L, -2);
+    la->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lsip_obj_anchor(L, &la->obj, -1); /* serves until closed */
+  return 1;
+}
+
+static lagent *check_agent(lua_State *L)
+{
+  lagent *la = luaL_checkudata(L, 1, AGENT_CLASS);
+  if (!la->agent)
+    luaL_error(L, "luasip.agent: used after close()");
+  return la;
+}
+
+static int agent_port(lua_State *L)
+{
+  lua_pushinteger(L, sip_agent_port(check_agent(L)->agent));
+  return 1;
+}
+
+static int agent_addresses(lua_State *L)
+{
+  char addr[SIP_AGENT_MAX_TPORTS][96];
+  int n = sip_agent_addresses(check_agent(L)->agent, addr, SIP_AGENT_MAX_TPORTS);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, addr[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int agent_close(lua_State *L)
+{
+  lagent *la = luaL_checkudata(L, 1, AGENT_CLASS);
+  lsip_obj_close(&la->obj);
+  return 0;
+}
+
+static int agent_tostring(lua_State *L)
+{
+  lagent *la = luaL_checkudata(L, 1, AGENT_CLASS);
+  if (la->agent)
+    lua_pushfstring(L, "luasip.agent (port %d): %p", sip_agent_port(la->agent), (void *)la);
+  else
+    lua_pushfstring(L, "luasip.agent (closed): %p", (void *)la);
+  return 1;
+}
+
+/* trace(on) — log every SIP message every agent sends or receives */
+static int l_trace(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  if (lua_gettop(L) == 0) {
+    lua_pushboolean(L, ctx->trace);
+    return 1;
+  }
+  ctx->trace = lua_toboolean(L, 1);
+  for (lsip_obj *o = ctx->objects.next; o != &ctx->objects; o = o->next)
+    if (o->release == agent_release)
+      sip_agent_set_trace(((lagent *)o)->agent, ctx->trace);
+  lua_pushboolean(L, ctx->trace);
+  return 1;
+}
+
+/* ---- sofia's log output -------------------------------------------------- */
+
+static void on_sofia_log(void *arg, int kind, char const *source,
+                         char const *text, size_t len)
+{
+  lsip_ctx *ctx = arg;
+  if (!lsip_push_ref(ctx, ctx->log_ref))
+    return;
+  lua_pushstring(ctx->L, kind == SOFIALOG_TRACE ? "trace" : "debug");
+  lua_pushstring(ctx->L, source);
+  lua_pushlstring(ctx->L, text, len);
+  lsip_pcall(ctx, 3, 0);
+}
+
+/* Sofia's logs are process-wide: the newest context captures them. */
+void lsip_open_sofialog(lua_State *L, lsip_ctx *ctx)
+{
+  (void)L;
+  ctx->sofialog = sofialog_start(on_sofia_log, ctx);
+}
+
+void lsip_close_sofialog(lsip_ctx *ctx)
+{
+  sofialog_stop(ctx->sofialog);
+  ctx->sofialog = NULL;
+}
+
+void lsip_open_agent(lua_State *L, lsip_ctx *ctx)
+{
+  static luaL_Reg const funcs[] = {
+    { "agent", l_agent }, { "trace", l_trace }, { NULL, NULL },
+  };
+  static luaL_Reg const methods[] = {
+    { "port", agent_port }, { "addresses", agent_addresses },
+    { "close", agent_close }, { NULL, NULL },
+  };
+  static luaL_Reg const meta[] = {
+    { "__gc", agent_close }, { "__close", agent_close },
+    { "__tostring", agent_tostring }, { NULL, NULL },
+  };
+  lsip_class(L, AGENT_CLASS, methods, meta);
+  lsip_setfuncs(L, ctx, funcs);
+}

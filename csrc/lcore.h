@@ -1,0 +1,74 @@
+/* lcore.h — what the binding files share: the per-state context, the one
+ * pcall trampoline for C→Lua calls, and the object registry used to tear
+ * everything down in order when the Lua state closes. */
+#ifndef LUASIP_LCORE_H
+#define LUASIP_LCORE_H
+
+#include "compat.h"
+#include "loop/loop.h"
+
+typedef struct lsip_ctx lsip_ctx;
+typedef struct lsip_obj lsip_obj;
+
+/* Every binding object that owns engine resources starts with this header.
+ * release() frees the engine side (idempotent); it is called by close(),
+ * __gc, __close, and for every survivor when the state closes. */
+struct lsip_obj {
+  lsip_obj *next, *prev;
+  lsip_ctx *ctx;
+  void (*release)(lsip_obj *);
+  int self_ref; /* registry anchor while C can call back, or LUA_NOREF */
+};
+
+enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_NCOUNTS };
+
+struct lsip_ctx {
+  lua_State *L;    /* dedicated thread all callbacks run on */
+  int thread_ref;
+  int ud_ref;      /* the context userdata: upvalue of every function */
+  loop_t *loop;
+  int depth;       /* C→Lua callbacks in progress */
+  int stop;        /* luasip.stop() requested */
+  int closing;     /* the Lua state is closing: call no more Lua */
+  int refs;        /* the context userdata + live objects */
+  int error_ref;   /* function(message) reporting errors from callbacks */
+  int signal_ref;  /* function(signame) */
+  int log_ref;     /* function(level, source, text) for sofia output */
+  int trace;       /* SIP message tracing on */
+  struct sofialog *sofialog; /* capture of sofia's log output */
+  lsip_obj objects; /* list head */
+  int counts[LSIP_NCOUNTS];
+};
+
+lsip_ctx *lsip_ctx_of(lua_State *L); /* from upvalue 1 of the running C function */
+
+/* Call the function below nargs arguments on ctx->L through the trampoline:
+ * errors are logged with a traceback and never propagate. Returns LUA_OK
+ * with nresults on the stack, or an error code with nothing on it. */
+int lsip_pcall(lsip_ctx *ctx, int nargs, int nresults);
+/* Push the registry value ref onto ctx->L; returns 0 if the state is closing. */
+int lsip_push_ref(lsip_ctx *ctx, int ref);
+/* Report an error message through the Lua error handler or stderr. */
+void lsip_report(lsip_ctx *ctx, char const *msg);
+
+void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, void (*release)(lsip_obj *));
+/* Unlink, release engine resources, drop the anchor. Idempotent. */
+void lsip_obj_close(lsip_obj *o);
+void lsip_obj_anchor(lua_State *L, lsip_obj *o, int idx);
+void lsip_obj_unanchor(lsip_obj *o);
+
+/* Metatable with __name, __index = methods and the given metamethods. */
+void lsip_class(lua_State *L, char const *name, luaL_Reg const *methods,
+                luaL_Reg const *meta);
+/* Register funcs into the table at the top with the context as upvalue. */
+void lsip_setfuncs(lua_State *L, lsip_ctx *ctx, luaL_Reg const *funcs);
+
+int lsip_fail(lua_State *L, char const *msg, char const *code);
+int lsip_fail_errno(lua_State *L, char const *what);
+
+void lsip_open_loop(lua_State *L, lsip_ctx *ctx);
+void lsip_open_agent(lua_State *L, lsip_ctx *ctx);
+void lsip_open_sofialog(lua_State *L, lsip_ctx *ctx);
+void lsip_close_sofialog(lsip_ctx *ctx);
+
+#endif

@@ -1,0 +1,198 @@
+/* agent.c — a SIP transaction agent (nta) on one address and several
+ * transports. It answers OPTIONS (RFC 3261 §11) statelessly and tells the
+ * application what it answered; every other method gets 501 until the
+ * server roles take over. */
+#include "agent.h"
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_stateless.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/tport.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/msg_addr.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sip_agent {
+  nta_agent_t *nta;
+  sip_agent_request_f *cb;
+  void *arg;
+  char *user_agent;
+  int port;
+};
+
+/* nta_agent_create() binds no transport when given this as its URL. */
+#define NO_TRANSPORTS ((url_string_t const *)(intptr_t)-1)
+
+#define ALLOWED "OPTIONS"
+#define ACCEPTED "application/sdp"
+
+/* RFC 3261 §8.2.2.3: this agent supports no extensions, so any Require
+ * (outside ACK and CANCEL, which never carry it meaningfully) gets 420. */
+static int unsupported_require(sip_t const *sip)
+{
+  sip_method_t m = sip->sip_request->rq_method;
+  return sip->sip_require && m != sip_method_ack && m != sip_method_cancel;
+}
+
+static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
+                         msg_t *msg, sip_t *sip)
+{
+  sip_agent_t *a = (sip_agent_t *)magic;
+  sip_method_t method = sip->sip_request->rq_method;
+  url_t const *ruri = sip->sip_request->rq_url;
+  su_sockaddr_t const *src = msg_addr(msg);
+  char from[256] = "", ruri_s[256] = "", addr[64] = "";
+  sip_request_info_t info;
+  int status;
+
+  if (method == sip_method_ack) { /* stray ACK: nothing to answer */
+    msg_destroy(msg);
+    return 0;
+  }
+
+  if (ruri->url_type != url_sip && ruri->url_type != url_sips &&
+      ruri->url_type != url_tel) {
+    status = 416;
+    nta_msg_treply(nta, msg, SIP_416_UNSUPPORTED_URI, TAG_END());
+  } else if (unsupported_require(sip)) {
+    status = 420;
+    nta_msg_treply(nta, msg, SIP_420_BAD_EXTENSION,
+                   SIPTAG_UNSUPPORTED(sip->sip_require), TAG_END());
+  } else if (method == sip_method_options) {
+    status = 200;
+    nta_msg_treply(nta, msg, SIP_200_OK,
+                   SIPTAG_ALLOW_STR(ALLOWED), SIPTAG_ACCEPT_STR(ACCEPTED),
+                   TAG_IF(a->user_agent, SIPTAG_SERVER_STR(a->user_agent)),
+                   TAG_END());
+  } else {
+    status = 501;
+    nta_msg_treply(nta, msg, SIP_501_NOT_IMPLEMENTED,
+                   SIPTAG_ALLOW_STR(ALLOWED), TAG_END());
+  }
+
+  if (!a->cb)
+    return 0;
+  memset(&info, 0, sizeof info);
+  info.method = sip->sip_request->rq_method_name;
+  url_e(ruri_s, sizeof ruri_s, ruri);
+  info.request_uri = ruri_s;
+  if (sip->sip_from)
+    url_e(from, sizeof from, sip->sip_from->a_url);
+  info.from = from;
+  info.call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
+  info.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
+  info.transport = msg_addrinfo(msg)->ai_protocol == IPPROTO_UDP ? "udp" : "tcp";
+  if (src) {
+    su_inet_ntop(src->su_family, SU_ADDR(src), addr, sizeof addr);
+    info.src_port = ntohs(src->su_port);
+  }
+  info.src_addr = addr;
+  info.status = status;
+  /* msg may be gone (replied statelessly); info holds copies only */
+  a->cb(a->arg, &info);
+  return 0;
+}
+
+static int tport_bound_port(nta_agent_t *nta)
+{
+  tport_t *tp = tport_primaries(nta_agent_tports(nta));
+  return tp ? atoi(tport_name(tp)->tpn_port) : 0;
+}
+
+/* Bind every transport on cfg->host:port. Sofia crashes on a URI with a
+ * comma-separated transport list, so each is added on its own. */
+static int bind_all(sip_agent_t *a, sip_agent_config_t const *cfg, int port,
+                    char *err, size_t errlen)
+{
+  int v6 = strchr(cfg->host, ':') != NULL;
+  for (int i = 0; cfg->transports[i]; i++) {
+    char url[256];
+    snprintf(url, sizeof url, "sip:%s%s%s:%d;transport=%s", v6 ? "[" : "",
+             cfg->host, v6 ? "]" : "", port, cfg->transports[i]);
+    if (nta_agent_add_tport(a->nta, (url_string_t const *)url, TAG_END()) < 0) {
+      snprintf(err, errlen, "cannot listen on %s/%s:%d: %s", cfg->transports[i],
+               cfg->host, port, strerror(errno ? errno : EADDRINUSE));
+      return -1;
+    }
+    if (port == 0)
+      port = tport_bound_port(a->nta);
+  }
+  a->port = port;
+  return 0;
+}
+
+sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
+                              sip_agent_request_f *cb, void *arg,
+                              char *err, size_t errlen)
+{
+  sip_agent_t *a = calloc(1, sizeof *a);
+  /* With port 0 the first transport picks a free port and the others must
+   * get the same one, which another process may hold: retry a few times. */
+  int attempts = cfg->port == 0 ? 16 : 1;
+
+  if (!a) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  a->cb = cb;
+  a->arg = arg;
+  if (cfg->user_agent)
+    a->user_agent = strdup(cfg->user_agent);
+
+  while (attempts-- > 0) {
+    a->nta = nta_agent_create(root, NO_TRANSPORTS, agent_request, (nta_agent_magic_t *)a,
+                              NTATAG_MAXSIZE(cfg->max_size),
+                              NTATAG_SERVER_RPORT(1),
+                              TPTAG_LOG(cfg->trace != 0),
+                              TAG_END());
+    if (!a->nta) {
+      snprintf(err, errlen, "cannot create the SIP agent: %s", strerror(errno));
+      break;
+    }
+    if (bind_all(a, cfg, cfg->port, err, errlen) == 0)
+      return a;
+    nta_agent_destroy(a->nta);
+    a->nta = NULL;
+  }
+  free(a->user_agent);
+  free(a);
+  return NULL;
+}
+
+void sip_agent_destroy(sip_agent_t *a)
+{
+  if (!a)
+    return;
+  nta_agent_destroy(a->nta);
+  free(a->user_agent);
+  free(a);
+}
+
+int sip_agent_port(sip_agent_t const *a) { return a->port; }
+
+int sip_agent_addresses(sip_agent_t const *a, char out[][96], int max)
+{
+  int n = 0;
+  for (tport_t *tp = tport_primaries(nta_agent_tports(a->nta)); tp && n < max;
+       tp = tport_next(tp)) {
+    tp_name_t const *name = tport_name(tp);
+    int v6 = strchr(name->tpn_host, ':') != NULL;
+    snprintf(out[n++], 96, "%s/%s%s%s:%s", name->tpn_proto, v6 ? "[" : "",
+             name->tpn_host, v6 ? "]" : "", name->tpn_port);
+  }
+  return n;
+}
+
+int sip_agent_set_trace(sip_agent_t *a, int on)
+{
+  return tport_set_params(nta_agent_tports(a->nta), TPTAG_LOG(on != 0), TAG_END());
+}

@@ -1,0 +1,197 @@
+--- The luasip REPL: line editing on the loop (libedit's callback interface),
+--- so timers, SIP traffic and log lines keep flowing while you type.
+--
+-- * An expression prints its value(s); a statement just runs; an unfinished
+--   chunk continues on the next line.
+-- * Blocking verbs (luasip.sleep, later ua:register, call:play ...) work at
+--   the prompt: they drive the loop until done. Ctrl-C interrupts them.
+-- * Output that arrives while you type (print from callbacks, log lines)
+--   appears above the prompt and leaves the line you are typing intact.
+-- * Ctrl-C at the prompt drops the line; Ctrl-D exits.
+-- * Tab completes global and luasip names, fields and methods.
+-- * History is kept in ~/.luasip_history (LUASIP_HISTORY overrides; "" disables).
+local core = require "luasip.core"
+local task = require "luasip.task"
+local log = require "luasip.log"
+
+local M = {}
+
+local unpack = table.unpack or unpack
+local function pack(...) return { n = select("#", ...), ... } end
+
+--- A short, readable rendering of a value.
+function M.repr(v, depth)
+  depth = depth or 0
+  local t = type(v)
+  if t == "string" then return string.format("%q", v) end
+  if t ~= "table" or getmetatable(v) or depth > 1 then return tostring(v) end
+  local parts, n = {}, 0
+  for k, val in pairs(v) do
+    n = n + 1
+    if n > 20 then parts[#parts + 1] = "..." break end
+    local key = (type(k) == "string" and k:match("^[%a_][%w_]*$")) and k
+      or ("[" .. M.repr(k, depth + 1) .. "]")
+    parts[#parts + 1] = key .. " = " .. M.repr(val, depth + 1)
+  end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+--- Candidates completing `word` ("luasip.sl", "srv:cl", "pri").
+function M.complete(word)
+  local base, sep, partial = word:match("^(.-)([%.:])([%w_]*)$")
+  local scope = _G
+  if base then
+    for name in base:gmatch("[^%.:]+") do
+      if type(scope) ~= "table" and type(scope) ~= "userdata" then return {} end
+      local ok, v = pcall(function() return scope[name] end)
+      if not ok then return {} end
+      scope = v
+    end
+  else
+    base, sep, partial = "", "", word
+  end
+  local seen, out = {}, {}
+  local function collect(tbl)
+    if type(tbl) ~= "table" then return end
+    for k in pairs(tbl) do
+      if type(k) == "string" and not seen[k] and k:sub(1, #partial) == partial
+          and k:match("^[%a_][%w_]*$") then
+        seen[k] = true
+        out[#out + 1] = base .. sep .. k
+      end
+    end
+  end
+  collect(scope)
+  local mt = getmetatable(scope)
+  if type(mt) == "table" then collect(mt.__index) end
+  table.sort(out)
+  return out
+end
+
+function M.run(opts)
+  opts = opts or {}
+  local luasip = opts.luasip or require "luasip"
+  local rl = require "luasip.readline"
+  local tty = rl.isatty(0)
+  _G.luasip = luasip
+
+  local PROMPT, MORE = "luasip> ", "   ...> "
+  local history = os.getenv("LUASIP_HISTORY") or
+    (os.getenv("HOME") and os.getenv("HOME") .. "/.luasip_history")
+  if history == "" then history = nil end
+  if tty and history then rl.read_history(history) end
+
+  local evaluating, pending, eof, buffer, watch = false, nil, false, nil, nil
+
+  -- Asynchronous output goes above the prompt; output of the line being
+  -- evaluated goes straight out.
+  local function out(text)
+    if evaluating or not tty then
+      io.stdout:write(text)
+      io.stdout:flush()
+    else
+      rl.print_above(text)
+    end
+  end
+  local saved_print, saved_sink = _G.print, log.get_sink()
+  _G.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    out(table.concat(parts, "\t") .. "\n")
+  end
+  log.set_sink(function(level, message)
+    if evaluating or not tty then return saved_sink(level, message) end
+    out(string.format("%s %s\n", level:upper(), message))
+  end)
+  rl.set_completer(function(word) return M.complete(word) end)
+
+  local function on_input()
+    if pending or eof then return end
+    local line
+    if tty then
+      line = rl.read_char()
+    else
+      line = io.stdin:read("*l") or false
+    end
+    if line == false then eof = true elseif line then pending = line end
+  end
+  local function start_reading(prompt)
+    if tty then rl.install(prompt) end
+    watch = core.watch(0, "r", on_input)
+  end
+  local function stop_reading()
+    if watch then watch:close() watch = nil end
+  end
+
+  luasip.on_signal("INT", function()
+    if evaluating then
+      task.interrupt()
+    else
+      buffer = nil
+      if tty then rl.cancel_line() end
+    end
+  end)
+
+  local function eval(src)
+    local chunk, err = load("return " .. src, "=stdin")
+    if not chunk then chunk, err = load(src, "=stdin") end
+    if not chunk then
+      if err:match("<eof>'?$") then return "more" end
+      io.stderr:write(err, "\n")
+      return
+    end
+    evaluating = true
+    core.clear_stop()
+    local r = pack(xpcall(chunk, function(e)
+      if e == task.INTERRUPTED then return e end
+      return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+    end))
+    evaluating = false
+    if r[1] then
+      if r.n > 1 then
+        local parts = {}
+        for i = 2, r.n do parts[#parts + 1] = M.repr(r[i]) end
+        io.stdout:write(table.concat(parts, "\t"), "\n")
+      end
+    elseif r[2] == task.INTERRUPTED then
+      io.stdout:write("interrupted\n")
+    else
+      io.stderr:write(tostring(r[2]), "\n")
+    end
+    io.stdout:flush()
+    io.stderr:flush()
+  end
+
+  if tty then
+    io.stdout:write("luasip ", luasip.version, " (", jit and jit.version or _VERSION,
+      ") — Ctrl-D exits, Tab completes\n")
+  end
+  start_reading(PROMPT)
+  while not eof and not (luasip.shutting_down() and core.stopped()) do
+    core.step(-1)
+    if pending then
+      local line = pending
+      pending = nil
+      stop_reading()
+      if tty and line:match("%S") then rl.add_history(line) end
+      local src = buffer and (buffer .. "\n" .. line) or line
+      buffer = nil
+      if eval(src) == "more" then buffer = src end
+      if luasip.shutting_down() and core.stopped() then break end
+      core.clear_stop()
+      start_reading(buffer and MORE or PROMPT)
+    end
+  end
+  stop_reading()
+  if tty then
+    rl.remove()
+    if eof then io.stdout:write("\n") end
+    if history then rl.write_history(history) end
+  end
+  luasip.on_signal("INT", nil)
+  _G.print = saved_print
+  log.set_sink(saved_sink)
+end
+
+return M

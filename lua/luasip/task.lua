@@ -1,0 +1,277 @@
+--- Coroutine tasks and dual-mode waits (DESIGN.md, contract 2).
+--
+-- Every blocking verb in luasip is built on `task.wait(start, timeout, what)`:
+--   * inside a task it yields, and the C completion resumes it;
+--   * at top level (script body, REPL prompt) it drives the loop until done;
+--   * from a plain callback it raises an error saying to use luasip.spawn.
+-- `start(done)` begins the operation and returns a `release(reason)`
+-- function, called exactly once when the wait ends: reason is nil when
+-- `done(...)` completed it, or "timeout", "cancelled" or "interrupted".
+local core = require "luasip.core"
+
+local M = {}
+
+local unpack = table.unpack or unpack
+local function pack(...) return { n = select("#", ...), ... } end
+
+--- Raised by waits that were cut short: Ctrl-C at the REPL, or the loop
+--- stopping (shutdown) under a top-level wait.
+M.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
+--- Raised inside a task's pending wait when the task is cancelled.
+M.CANCELLED = setmetatable({}, { __tostring = function() return "task cancelled" end })
+
+local WAIT = {}      -- what a task yields while it waits
+local CANCEL = {}    -- what a cancelled task is resumed with
+
+local by_co = setmetatable({}, { __mode = "k" })  -- coroutine -> task
+local live = {}                                   -- unfinished tasks
+local nlive = 0
+local interrupt_requested = false
+local report_error = function(msg) io.stderr:write(msg, "\n") end
+
+local Task = { __name = "luasip.task" }
+Task.__index = Task
+function Task:__tostring()
+  return string.format("luasip.task (%s): %s", self.state, self.name or "?")
+end
+
+--- The running task, or nil outside tasks.
+function M.current()
+  local co = coroutine.running()
+  return co and by_co[co] or nil
+end
+
+function M.count() return nlive end
+
+--- Where task errors go (luasip.log installs its error logger).
+function M.set_error_reporter(fn) report_error = fn end
+
+local resume
+
+local function finish(t, ok, res)
+  live[t] = nil
+  nlive = nlive - 1
+  t.results = res
+  if ok then
+    t.state = "done"
+  elseif res[1] == M.CANCELLED then
+    t.state = "cancelled"
+  else
+    t.state = "failed"
+    t.error = res[1]
+    if not t.quiet then
+      local msg = res[1]
+      if type(msg) ~= "string" then msg = tostring(msg) end
+      report_error("task " .. (t.name or "?") .. " failed: " .. debug.traceback(t.co, msg))
+    end
+  end
+  local joiners = t.joiners
+  t.joiners = nil
+  if joiners then
+    for i = 1, #joiners do joiners[i]() end
+  end
+  if t.on_exit then t.on_exit(t) end
+end
+
+-- Resume a suspended task with the given values and record what it did.
+function resume(t, ...)
+  if coroutine.status(t.co) ~= "suspended" then return end
+  t.state = "running"
+  local r = pack(coroutine.resume(t.co, ...))
+  if coroutine.status(t.co) == "dead" then
+    return finish(t, r[1], pack(unpack(r, 2, r.n)))
+  end
+  if r[2] == WAIT then
+    t.state = "waiting"
+  else
+    -- A bare coroutine.yield(): give the loop a turn, then carry on.
+    t.state = "waiting"
+    local tm
+    tm = core.timer(function()
+      tm:close()
+      t.yield_timer = nil
+      resume(t)
+    end)
+    t.yield_timer = tm
+    tm:start(0)
+  end
+end
+
+--- Run fn(...) in a new task, starting now. Returns the task.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("luasip.spawn: expected a function, got " .. type(fn), 2)
+  end
+  local info = debug.getinfo(fn, "S")
+  local t = setmetatable({
+    co = coroutine.create(fn),
+    state = "ready",
+    name = info and (info.short_src .. ":" .. (info.linedefined or "?")),
+    owned = setmetatable({}, { __mode = "k" }),
+  }, Task)
+  by_co[t.co] = t
+  live[t] = true
+  nlive = nlive + 1
+  resume(t, ...)
+  return t
+end
+
+--- The task's state: "ready", "running", "waiting", "done", "failed" or "cancelled".
+function Task:status() return self.state end
+
+local function finished(t)
+  return t.state == "done" or t.state == "failed" or t.state == "cancelled"
+end
+
+--- Wait for the task to end. Returns true, results... when it returned,
+--- or nil, error | "cancelled" | "timeout".
+function Task:join(timeout)
+  if not finished(self) then
+    local ok, why = M.wait(function(done)
+      self.joiners = self.joiners or {}
+      local entry = function() done(true) end
+      table.insert(self.joiners, entry)
+      return function()
+        local j = self.joiners
+        if j then
+          for i = #j, 1, -1 do if j[i] == entry then table.remove(j, i) end end
+        end
+      end
+    end, timeout, "task:join")
+    if not ok then return nil, why end
+  end
+  if self.state == "done" then return true, unpack(self.results, 1, self.results.n) end
+  if self.state == "cancelled" then return nil, "cancelled" end
+  return nil, self.error
+end
+
+--- Cancel the task: its pending wait is released and raises
+--- task.CANCELLED inside it, and timers it created are closed.
+--- Returns true if the task was still running.
+function Task:cancel()
+  if finished(self) then return false end
+  self.cancelled = true
+  for obj in pairs(self.owned) do pcall(obj.close, obj) end
+  if self.yield_timer then
+    self.yield_timer:close()
+    self.yield_timer = nil
+  end
+  if coroutine.running() == self.co then error(M.CANCELLED, 0) end
+  if self.waiting then self.waiting.finish("cancelled") end
+  if coroutine.status(self.co) == "suspended" then resume(self, CANCEL) end
+  return true
+end
+
+--- Tie a closable object (timer, watch) to the running task, if any, so
+--- cancelling the task closes it.
+function M.own(obj)
+  local t = M.current()
+  if t then t.owned[obj] = true end
+  return obj
+end
+
+--- Make the top-level wait in progress (if any) raise task.INTERRUPTED.
+function M.interrupt() interrupt_requested = true end
+
+local function check_timeout(timeout, what)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error(what .. ": timeout must be a number of seconds >= 0", 3)
+  end
+end
+
+local function wait_in_task(t, start, timeout)
+  if t.cancelled then error(M.CANCELLED, 0) end
+  local w = {}
+  local starting, sync
+  -- Ends the wait once, whatever ends it: completion, timeout, cancel.
+  function w.finish(reason)
+    if t.waiting ~= w then return false end
+    t.waiting = nil
+    if w.timer then w.timer:close() end
+    if w.release then w.release(reason) end
+    return true
+  end
+  local function done(...)
+    if not w.finish(nil) then return end
+    if starting then sync = pack(...) return end
+    resume(t, w, ...)
+  end
+  t.waiting = w
+  if timeout then
+    w.timer = core.timer(function()
+      if w.finish("timeout") then resume(t, w, nil, "timeout") end
+    end)
+    w.timer:start(timeout)
+  end
+  starting = true
+  local ok, release = pcall(start, done)
+  starting = false
+  if not ok then
+    w.finish("cancelled")
+    error(release, 0)
+  end
+  if sync then  -- done() was called before start() returned
+    if release then release(nil) end
+    return unpack(sync, 1, sync.n)
+  end
+  w.release = release
+  local r = pack(coroutine.yield(WAIT))
+  if r[1] == CANCEL then error(M.CANCELLED, 0) end
+  return unpack(r, 2, r.n)
+end
+
+local function wait_at_top(start, timeout)
+  local results
+  local release = start(function(...)
+    if not results then results = pack(...) end
+  end)
+  local deadline = timeout and core.now() + timeout
+  local reason
+  while not results do
+    if core.stopped() then reason = "interrupted" break end
+    if interrupt_requested then
+      interrupt_requested = false
+      reason = "interrupted"
+      break
+    end
+    local ms = -1
+    if deadline then
+      local left = deadline - core.now()
+      if left <= 0 then reason = "timeout" break end
+      ms = math.ceil(left * 1000)
+    end
+    core.step(ms)
+  end
+  if release then release(reason) end
+  if reason == "interrupted" then error(M.INTERRUPTED, 0) end
+  if reason == "timeout" then return nil, "timeout" end
+  return unpack(results, 1, results.n)
+end
+
+--- The dual-mode wait every blocking verb is built on (see the top).
+function M.wait(start, timeout, what)
+  what = what or "wait"
+  check_timeout(timeout, what)
+  local t = M.current()
+  if t then return wait_in_task(t, start, timeout) end
+  if core.depth() > 0 then
+    error(what .. " blocks, and cannot be called from a callback: " ..
+          "run the code in luasip.spawn(function() ... end)", 3)
+  end
+  interrupt_requested = false
+  return wait_at_top(start, timeout)
+end
+
+--- Sleep for `seconds` (a blocking verb). Returns true.
+function M.sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+    error("luasip.sleep: seconds must be a number >= 0", 2)
+  end
+  return M.wait(function(done)
+    local tm = core.timer(function() done(true) end)
+    tm:start(seconds)
+    return function() tm:close() end
+  end, nil, "luasip.sleep")
+end
+
+return M
