@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
 lua-busted libsofia-sip-ua-dev sofia-sip-bin libedit-dev luarocks sip-tester
-lua-luv"
+lua-luv lua-socket"
 
 missing=""
 for p in $PACKAGES; do

@@ -85,6 +85,19 @@ static int list_epoll_fds(int *fds, int max)
   return n;
 }
 
+int loop_open_fds(void)
+{
+  DIR *dir = opendir("/proc/self/fd");
+  struct dirent *d;
+  int n = 0;
+  if (!dir)
+    return -1;
+  while ((d = readdir(dir)))
+    n += d->d_name[0] != '.';
+  closedir(dir);
+  return n - 1; /* the directory stream itself */
+}
+
 static int find_new_fd(int const *before, int nbefore, int const *after, int nafter)
 {
   for (int i = 0; i < nafter; i++) {

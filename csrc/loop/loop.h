@@ -37,6 +37,8 @@ int loop_pollfd(loop_t const *loop);
 /* Monotonic clock in seconds. */
 double loop_now(void);
 loop_counts_t loop_counts(loop_t const *loop);
+/* Open file descriptors in the process (from /proc/self/fd), or -1. */
+int loop_open_fds(void);
 
 /* Timers. delay and repeat are in milliseconds; repeat 0 means one-shot.
  * A repeating timer keeps its phase: late wakeups do not accumulate drift.

@@ -1,0 +1,242 @@
+--- Spec helper: run the loop under a guard timer, count live C objects,
+--- tasks and file descriptors so a leaking test fails, drive child luasip
+--- processes, and talk raw SIP over real sockets on 127.0.0.1.
+local luasip = require "luasip"
+local core = require "luasip.core"
+local task = require "luasip.task"
+local socket = require "socket"
+
+local H = {}
+
+-- Sofia opens /dev/urandom once, on the first agent: open it now so the
+-- fd counts below see only what a test leaks.
+assert(luasip.server { listen = "127.0.0.1:0" }):close()
+
+H.bin = os.getenv("LUASIP_BIN")
+H.runtime = os.getenv("LUASIP_RUNTIME") or (jit and "luajit" or "lua5.4")
+H.build = os.getenv("LUASIP_BUILD") or "build"
+H.root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helper%.lua$")) or "."
+
+--- Run fn() in a task and drive the loop until it returns. Fails with the
+--- task's traceback if it errors, or if it is still running after `guard`
+--- seconds (default 10).
+function H.run(fn, guard)
+  guard = guard or 10
+  local done, ok, err = false, nil, nil
+  local t = task.spawn(function()
+    ok, err = xpcall(fn, function(e)
+      if e == task.CANCELLED then return e end
+      return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+    end)
+    done = true
+  end)
+  local deadline = core.now() + guard
+  while not done do
+    local left = deadline - core.now()
+    if left <= 0 then
+      local where = debug.traceback(t.co, "task stuck here")
+      t:cancel()
+      error(string.format("guard timer: the test did not finish within %g s\n%s", guard, where), 2)
+    end
+    core.step(math.min(100, math.ceil(left * 1000)))
+  end
+  if not ok then error(err, 0) end
+end
+
+--- Run the loop for `seconds` (at top level).
+function H.spin(seconds)
+  local deadline = core.now() + seconds
+  while core.now() < deadline do
+    core.step(math.max(1, math.ceil((deadline - core.now()) * 1000)))
+  end
+end
+
+--- Live counts after a full collection: C timers, watches, SIP agents,
+--- tasks and open file descriptors.
+function H.counts()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  return luasip.stats()
+end
+
+--- Inside a describe(): fail any test that leaves more live objects than
+--- it found.
+function H.leakcheck()
+  local before
+  local busted = require "busted"
+  busted.before_each(function() before = H.counts() end)
+  busted.after_each(function()
+    local after = H.counts()
+    for _, k in ipairs { "timers", "watches", "agents", "tasks", "fds" } do
+      assert(after[k] <= before[k], string.format("leaked %s: %d before, %d after",
+        k, before[k], after[k]))
+    end
+  end)
+end
+
+--- Capture luasip.log records while fn runs; returns the list of
+--- {level=, message=}.
+function H.capture_log(fn)
+  local records = {}
+  local old = luasip.log.set_sink(function(level, message)
+    records[#records + 1] = { level = level, message = message }
+  end)
+  local ok, err = pcall(fn)
+  luasip.log.set_sink(old)
+  if not ok then error(err, 0) end
+  return records
+end
+
+function H.tmpdir()
+  local p = io.popen("mktemp -d /tmp/luasip-spec.XXXXXX")
+  local d = p:read("*l")
+  p:close()
+  return d
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+H.shell_quote = shell_quote
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+H.read_file = read_file
+
+--- Start a child process (argv list) in the background, its output in
+--- files. Returns an object with pid, :wait(timeout) -> exit code,
+--- :signal(name), :output(), :errors(), :cleanup().
+function H.process(argv, opts)
+  opts = opts or {}
+  local dir = H.tmpdir()
+  local cmd = {}
+  for i, a in ipairs(argv) do cmd[i] = shell_quote(a) end
+  local env = ""
+  for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shell_quote(v) .. " " end
+  local stdin = opts.stdin and shell_quote(opts.stdin) or "/dev/null"
+  local script = string.format(
+    "%s%s <%s >%s/out 2>%s/err & pid=$!; echo $pid > %s/pid; wait $pid; echo $? > %s/rc",
+    env ~= "" and ("env " .. env) or "", table.concat(cmd, " "), stdin, dir, dir, dir, dir)
+  os.execute("sh -c " .. shell_quote(script) .. " >/dev/null 2>&1 &")
+  local proc = { dir = dir }
+  local deadline = core.now() + 5
+  while not proc.pid and core.now() < deadline do
+    proc.pid = tonumber(read_file(dir .. "/pid") or "")
+    if not proc.pid then socket.sleep(0.005) end
+  end
+  assert(proc.pid, "child process did not start: " .. table.concat(argv, " "))
+  function proc:output() return read_file(dir .. "/out") or "" end
+  function proc:errors() return read_file(dir .. "/err") or "" end
+  function proc:signal(name) os.execute("kill -" .. name .. " " .. self.pid .. " 2>/dev/null") end
+  --- Wait (a blocking verb: the loop runs meanwhile) for the exit code.
+  function proc:wait(timeout)
+    local until_ = core.now() + (timeout or 10)
+    while core.now() < until_ do
+      local rc = tonumber(read_file(dir .. "/rc") or "")
+      if rc then self.rc = rc return rc end
+      luasip.sleep(0.02)
+    end
+    return nil, "timeout"
+  end
+  --- Wait until `pattern` appears in the output (or errors).
+  function proc:expect(pattern, timeout, where)
+    local until_ = core.now() + (timeout or 10)
+    while core.now() < until_ do
+      local text = where == "err" and self:errors() or self:output()
+      if text:find(pattern) then return text end
+      if read_file(dir .. "/rc") then break end
+      luasip.sleep(0.02)
+    end
+    error(string.format("expected %q in the child's %s; got:\n%s\nstderr:\n%s", pattern,
+      where == "err" and "stderr" or "stdout", self:output(), self:errors()), 2)
+  end
+  function proc:cleanup()
+    if not read_file(dir .. "/rc") then self:signal("KILL") end
+    os.execute("rm -rf " .. shell_quote(dir))
+  end
+  return proc
+end
+
+--- argv for the luasip command of the runtime under test.
+function H.luasip_argv(...)
+  local argv = { H.bin }
+  for i = 1, select("#", ...) do argv[#argv + 1] = select(i, ...) end
+  return argv
+end
+
+---------------------------------------------------------------------------
+-- Raw SIP over real sockets, driven by luasip.poll (a blocking verb).
+
+local seq = 0
+--- A minimal, valid SIP request.
+function H.request(method, port, opts)
+  opts = opts or {}
+  seq = seq + 1
+  local transport = (opts.transport or "udp"):upper()
+  local lport = opts.local_port or 5999
+  local lines = {
+    string.format("%s %s SIP/2.0", method, opts.uri or ("sip:luasip@127.0.0.1:" .. port)),
+    string.format("Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-spec-%d-%d;rport", transport,
+      lport, seq, math.random(1e9)),
+    "Max-Forwards: 70",
+    string.format("From: <sip:spec@127.0.0.1>;tag=spec%d", seq),
+    string.format("To: <sip:luasip@127.0.0.1:%d>", port),
+    string.format("Call-ID: spec-%d-%d@127.0.0.1", seq, math.random(1e9)),
+    string.format("CSeq: %d %s", opts.cseq or 1, method),
+  }
+  for _, h in ipairs(opts.headers or {}) do lines[#lines + 1] = h end
+  lines[#lines + 1] = "Content-Length: 0"
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+--- Parse a SIP response: { status=, reason=, headers = {lower-name = {values}} }.
+function H.parse_response(text)
+  if not text then return nil end
+  local status, reason = text:match("^SIP/2%.0 (%d%d%d) ([^\r\n]*)")
+  if not status then return nil end
+  local r = { status = tonumber(status), reason = reason, headers = {}, raw = text }
+  for name, value in text:gmatch("\r\n([%w%-]+):%s*([^\r\n]*)") do
+    local k = name:lower()
+    r.headers[k] = r.headers[k] or {}
+    table.insert(r.headers[k], value)
+  end
+  return r
+end
+
+--- Send `msg` over UDP to 127.0.0.1:port and wait for one datagram back.
+function H.udp_exchange(port, msg, timeout)
+  local s = assert(socket.udp())
+  assert(s:setsockname("127.0.0.1", 0))
+  s:settimeout(0)
+  assert(s:sendto(msg, "127.0.0.1", port))
+  local ev = luasip.poll(s, "r", timeout or 2)
+  local data = ev and s:receive()
+  s:close()
+  return data
+end
+
+--- Send `msg` over a new TCP connection and read one response (headers).
+function H.tcp_exchange(port, msg, timeout)
+  local s = assert(socket.tcp())
+  s:settimeout(1)
+  assert(s:connect("127.0.0.1", port))
+  s:settimeout(0)
+  assert(s:send(msg))
+  local buf = ""
+  local deadline = core.now() + (timeout or 2)
+  while not buf:find("\r\n\r\n", 1, true) and core.now() < deadline do
+    if not luasip.poll(s, "r", deadline - core.now()) then break end
+    local data, err, partial = s:receive(4096)
+    buf = buf .. (data or partial or "")
+    if err == "closed" then break end
+  end
+  s:close()
+  return buf ~= "" and buf or nil
+end
+
+return H
