@@ -213,6 +213,10 @@ function H.udp_exchange(port, msg, timeout)
   local s = assert(socket.udp())
   assert(s:setsockname("127.0.0.1", 0))
   s:settimeout(0)
+  -- Put our real port in Via, as a client would: nta answers some errors
+  -- (505) to the Via sent-by without looking at rport.
+  local _, lport = s:getsockname()
+  msg = msg:gsub("(Via: SIP/2%.0/UDP 127%.0%.0%.1:)5999;", "%1" .. lport .. ";", 1)
   assert(s:sendto(msg, "127.0.0.1", port))
   local ev = luasip.poll(s, "r", timeout or 2)
   local data = ev and s:receive()

@@ -43,62 +43,73 @@ static int unsupported_require(sip_t const *sip)
   return sip->sip_require && m != sip_method_ack && m != sip_method_cancel;
 }
 
+/* Fill info from the request. Copies only: the reply consumes msg. */
+static void describe_request(msg_t *msg, sip_t const *sip, sip_request_info_t *info,
+                             char *ruri, size_t ruri_len, char *from, size_t from_len,
+                             char *call_id, size_t call_id_len, char *addr, size_t addr_len)
+{
+  su_sockaddr_t const *src = msg_addr(msg);
+  memset(info, 0, sizeof *info);
+  info->method = sip->sip_request->rq_method_name;
+  url_e(ruri, (isize_t)ruri_len, sip->sip_request->rq_url);
+  ruri[ruri_len - 1] = '\0';
+  info->request_uri = ruri;
+  from[0] = '\0';
+  if (sip->sip_from)
+    url_e(from, (isize_t)from_len, sip->sip_from->a_url);
+  from[from_len - 1] = '\0';
+  info->from = from;
+  snprintf(call_id, call_id_len, "%s", sip->sip_call_id ? sip->sip_call_id->i_id : "");
+  info->call_id = call_id;
+  info->cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
+  info->transport = msg_addrinfo(msg)->ai_protocol == IPPROTO_UDP ? "udp" : "tcp";
+  addr[0] = '\0';
+  if (src) {
+    su_inet_ntop(src->su_family, SU_ADDR(src), addr, addr_len);
+    info->src_port = ntohs(src->su_port);
+  }
+  info->src_addr = addr;
+}
+
 static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
                          msg_t *msg, sip_t *sip)
 {
   sip_agent_t *a = (sip_agent_t *)magic;
   sip_method_t method = sip->sip_request->rq_method;
   url_t const *ruri = sip->sip_request->rq_url;
-  su_sockaddr_t const *src = msg_addr(msg);
-  char from[256] = "", ruri_s[256] = "", addr[64] = "";
+  char from[256], ruri_s[256], call_id[256], addr[64];
   sip_request_info_t info;
-  int status;
 
   if (method == sip_method_ack) { /* stray ACK: nothing to answer */
     msg_destroy(msg);
     return 0;
   }
+  if (a->cb)
+    describe_request(msg, sip, &info, ruri_s, sizeof ruri_s, from, sizeof from,
+                     call_id, sizeof call_id, addr, sizeof addr);
 
   if (ruri->url_type != url_sip && ruri->url_type != url_sips &&
       ruri->url_type != url_tel) {
-    status = 416;
+    info.status = 416;
     nta_msg_treply(nta, msg, SIP_416_UNSUPPORTED_URI, TAG_END());
   } else if (unsupported_require(sip)) {
-    status = 420;
+    info.status = 420;
     nta_msg_treply(nta, msg, SIP_420_BAD_EXTENSION,
                    SIPTAG_UNSUPPORTED(sip->sip_require), TAG_END());
   } else if (method == sip_method_options) {
-    status = 200;
+    info.status = 200;
     nta_msg_treply(nta, msg, SIP_200_OK,
                    SIPTAG_ALLOW_STR(ALLOWED), SIPTAG_ACCEPT_STR(ACCEPTED),
                    TAG_IF(a->user_agent, SIPTAG_SERVER_STR(a->user_agent)),
                    TAG_END());
   } else {
-    status = 501;
+    info.status = 501;
     nta_msg_treply(nta, msg, SIP_501_NOT_IMPLEMENTED,
                    SIPTAG_ALLOW_STR(ALLOWED), TAG_END());
   }
-
-  if (!a->cb)
-    return 0;
-  memset(&info, 0, sizeof info);
-  info.method = sip->sip_request->rq_method_name;
-  url_e(ruri_s, sizeof ruri_s, ruri);
-  info.request_uri = ruri_s;
-  if (sip->sip_from)
-    url_e(from, sizeof from, sip->sip_from->a_url);
-  info.from = from;
-  info.call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
-  info.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
-  info.transport = msg_addrinfo(msg)->ai_protocol == IPPROTO_UDP ? "udp" : "tcp";
-  if (src) {
-    su_inet_ntop(src->su_family, SU_ADDR(src), addr, sizeof addr);
-    info.src_port = ntohs(src->su_port);
-  }
-  info.src_addr = addr;
-  info.status = status;
-  /* msg may be gone (replied statelessly); info holds copies only */
-  a->cb(a->arg, &info);
+  /* msg and sip are gone now */
+  if (a->cb)
+    a->cb(a->arg, &info);
   return 0;
 }
 
@@ -185,7 +196,8 @@ int sip_agent_addresses(sip_agent_t const *a, char out[][96], int max)
   for (tport_t *tp = tport_primaries(nta_agent_tports(a->nta)); tp && n < max;
        tp = tport_next(tp)) {
     tp_name_t const *name = tport_name(tp);
-    int v6 = strchr(name->tpn_host, ':') != NULL;
+    /* sofia keeps IPv6 hosts in brackets already */
+    int v6 = strchr(name->tpn_host, ':') != NULL && name->tpn_host[0] != '[';
     snprintf(out[n++], 96, "%s/%s%s%s:%s", name->tpn_proto, v6 ? "[" : "",
              name->tpn_host, v6 ? "]" : "", name->tpn_port);
   }

@@ -1,0 +1,136 @@
+-- The minimal SIP server: binds UDP and TCP, answers OPTIONS, traces.
+local H = require "helper"
+local luasip = require "luasip"
+
+describe("luasip.server", function()
+  H.leakcheck()
+
+  it("binds UDP and TCP on one free port when asked for port 0", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+    assert.is_true(srv.port > 1024)
+    assert.are.same({ "udp/127.0.0.1:" .. srv.port, "tcp/127.0.0.1:" .. srv.port }, srv:addresses())
+    assert.matches("luasip.server %(udp/127.0.0.1:%d+", tostring(srv))
+    srv:close()
+    srv:close() -- idempotent
+    assert.are.same({}, srv:addresses())
+  end)
+
+  it("answers OPTIONS over UDP with 200, Allow and Accept, and reports it", function()
+    local seen = {}
+    local srv = assert(luasip.server { listen = "127.0.0.1:0", observe = function(info) seen[#seen + 1] = info end })
+    H.run(function()
+      local r = H.parse_response(H.udp_exchange(srv.port, H.request("OPTIONS", srv.port)))
+      assert.are.equal(200, r.status)
+      assert.are.same({ "OPTIONS" }, r.headers.allow)
+      assert.are.same({ "application/sdp" }, r.headers.accept)
+      assert.matches("^luasip/", r.headers.server[1])
+      assert.matches(";tag=", r.headers.to[1])
+    end)
+    srv:close()
+    assert.are.equal(1, #seen)
+    assert.are.equal("OPTIONS", seen[1].method)
+    assert.are.equal(200, seen[1].status)
+    assert.are.equal("udp", seen[1].transport)
+    assert.are.equal("127.0.0.1", seen[1].source)
+    assert.matches("^sip:luasip@127.0.0.1:", seen[1].uri)
+    assert.are.equal("sip:spec@127.0.0.1", seen[1].from)
+  end)
+
+  it("answers OPTIONS over TCP", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+    H.run(function()
+      local r = H.parse_response(H.tcp_exchange(srv.port, H.request("OPTIONS", srv.port, { transport = "tcp" })))
+      assert.are.equal(200, r.status)
+    end)
+    srv:close()
+  end)
+
+  it("answers sofia's own sip-options client over UDP and TCP", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+    H.run(function()
+      for _, suffix in ipairs { "", ";transport=tcp" } do
+        local p = H.process { "sip-options", "--bind=sip:127.0.0.1:*", "sip:127.0.0.1:" .. srv.port .. suffix }
+        assert.are.equal(0, p:wait(10))
+        assert.matches("SIP/2.0 200 OK", p:output())
+        assert.matches("Allow: OPTIONS", p:output())
+        p:cleanup()
+      end
+    end, 20)
+    srv:close()
+  end)
+
+  it("serves IPv6", function()
+    local srv = assert(luasip.server { listen = "[::1]:0", transports = { "udp" } })
+    assert.are.same({ "udp/[::1]:" .. srv.port }, srv:addresses())
+    H.run(function()
+      local p = H.process { "sip-options", "--bind=sip:[::1]:*", "sip:[::1]:" .. srv.port }
+      assert.are.equal(0, p:wait(10))
+      assert.matches("SIP/2.0 200 OK", p:output())
+      p:cleanup()
+    end, 15)
+    srv:close()
+  end)
+
+  it("answers what it cannot handle yet with the right errors", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0", max_size = 4096 })
+    H.run(function()
+      local function ask(msg) return H.parse_response(H.udp_exchange(srv.port, msg)) end
+      local r = ask(H.request("INVITE", srv.port))
+      assert.are.equal(501, r.status)
+      r = ask(H.request("OPTIONS", srv.port, { headers = { "Require: foo, bar" } }))
+      assert.are.equal(420, r.status)
+      assert.are.same({ "foo, bar" }, r.headers.unsupported)
+      r = ask(H.request("OPTIONS", srv.port, { uri = "mailto:someone@example.com" }))
+      assert.are.equal(416, r.status)
+      r = ask((H.request("OPTIONS", srv.port):gsub("SIP/2%.0\r\n", "SIP/7.0\r\n", 1)))
+      assert.are.equal(505, r.status)
+      r = ask((H.request("OPTIONS", srv.port):gsub("CSeq: 1 OPTIONS", "CSeq: x OPTIONS")))
+      assert.are.equal(400, r.status)
+      r = ask(H.request("OPTIONS", srv.port, { headers = { "X-Big: " .. string.rep("a", 5000) } }))
+      assert.are.equal(413, r.status)
+      -- still alive and answering
+      assert.are.equal(200, ask(H.request("OPTIONS", srv.port)).status)
+    end)
+    srv:close()
+  end)
+
+  it("reports a busy port as nil, message, code", function()
+    local a = assert(luasip.server { listen = "127.0.0.1:0" })
+    local b, err, code = luasip.server { listen = "127.0.0.1:" .. a.port }
+    assert.is_nil(b)
+    assert.matches("cannot listen on udp/127.0.0.1:" .. a.port, err)
+    assert.are.equal("EADDRINUSE", code)
+    local port = a.port
+    a:close()
+    local c = assert(luasip.server { listen = "127.0.0.1:" .. port }) -- released
+    c:close()
+  end)
+
+  it("rejects bad options with one-line errors", function()
+    assert.has_error(function() luasip.server { listen = "127.0.0.1:99999" } end,
+      "luasip.server: port out of range in 127.0.0.1:99999")
+    assert.has_error(function() luasip.server { transports = { "sctp" } } end,
+      "luasip.agent: transport must be \"udp\" or \"tcp\"")
+    assert.has_error(function() luasip.server "x" end, "luasip.server: expected a table of options")
+    assert.has_error(function() luasip.server { observe = 1 } end, "luasip.server: observe must be a function")
+  end)
+
+  it("traces every message sent and received, with time and addresses", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+    local records = H.capture_log(function()
+      luasip.trace(true)
+      H.run(function()
+        assert.are.equal(200, H.parse_response(H.udp_exchange(srv.port, H.request("OPTIONS", srv.port))).status)
+      end)
+      luasip.trace(false)
+      H.run(function() H.udp_exchange(srv.port, H.request("OPTIONS", srv.port)) end)
+    end)
+    srv:close()
+    local sip = {}
+    for _, r in ipairs(records) do if r.level == "sip" then sip[#sip + 1] = r.message end end
+    assert.are.equal(2, #sip)
+    assert.matches("^recv %d+ bytes from udp/%[127.0.0.1%]:%d+ at %d%d:%d%d:%d%d%.%d+\nOPTIONS sip:luasip@", sip[1])
+    assert.matches("^send %d+ bytes to udp/%[127.0.0.1%]:%d+ at [%d:.]+\nSIP/2.0 200 OK\n", sip[2])
+    assert.is_false(luasip.trace())
+  end)
+end)
