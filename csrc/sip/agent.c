@@ -163,14 +163,18 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
     a->nta = nta_agent_create(root, NO_TRANSPORTS, agent_request, (nta_agent_magic_t *)a,
                               NTATAG_MAXSIZE(cfg->max_size),
                               NTATAG_SERVER_RPORT(1),
-                              TPTAG_LOG(cfg->trace != 0),
                               TAG_END());
     if (!a->nta) {
       snprintf(err, errlen, "cannot create the SIP agent: %s", strerror(errno));
       break;
     }
-    if (bind_all(a, cfg, cfg->port, err, errlen) == 0)
+    if (bind_all(a, cfg, cfg->port, err, errlen) == 0) {
+      /* TPTAG_LOG given to nta_agent_create() does not reach the tport
+       * master; set it on the bound transports. */
+      if (cfg->trace)
+        sip_agent_set_trace(a, 1);
       return a;
+    }
     nta_agent_destroy(a->nta);
     a->nta = NULL;
   }

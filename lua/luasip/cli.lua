@@ -61,16 +61,19 @@ function M.parse(argv)
   return o
 end
 
--- The traceback of a script error, without the command's own frames.
-local function report(err)
+--- The traceback of an error raised under xpcall, without the frames of
+--- the command (or REPL) that called it. Use from the message handler.
+function M.traceback(err, level)
   local msg = type(err) == "string" and err or tostring(err)
   local lines = {}
-  for line in debug.traceback(msg, 2):gmatch("[^\n]+") do
+  for line in debug.traceback(msg, level or 2):gmatch("[^\n]+") do
     if line:find("in function 'xpcall'", 1, true) then break end
     lines[#lines + 1] = line
   end
+  if lines[#lines] == "stack traceback:" then lines[#lines] = nil end
   return table.concat(lines, "\n")
 end
+local function report(err) return M.traceback(err, 3) end
 
 local function interrupted(err)
   local task = require "luasip.task"

@@ -23,7 +23,7 @@ local function pack(...) return { n = select("#", ...), ... } end
 function M.repr(v, depth)
   depth = depth or 0
   local t = type(v)
-  if t == "string" then return string.format("%q", v) end
+  if t == "string" then return (string.format("%q", v):gsub("\\\n", "\\n")) end
   if t ~= "table" or getmetatable(v) or depth > 1 then return tostring(v) end
   local parts, n = {}, 0
   for k, val in pairs(v) do
@@ -145,7 +145,7 @@ function M.run(opts)
     core.clear_stop()
     local r = pack(xpcall(chunk, function(e)
       if e == task.INTERRUPTED then return e end
-      return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+      return require("luasip.cli").traceback(e, 3)
     end))
     evaluating = false
     if r[1] then
