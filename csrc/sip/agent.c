@@ -22,12 +22,29 @@
 #include <string.h>
 
 struct sip_agent {
+  su_root_t *root;
   nta_agent_t *nta;
   sip_agent_request_f *cb;
   void *arg;
   char *user_agent;
   int port;
+  int in_callback;  /* inside a->cb, called from nta's receive path */
+  int doomed;       /* destroyed during a callback: reap on the next turn */
 };
+
+static void agent_free(sip_agent_t *a)
+{
+  nta_agent_destroy(a->nta);
+  free(a->user_agent);
+  free(a);
+}
+
+static void agent_reap(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
+{
+  (void)m;
+  su_timer_destroy(t);
+  agent_free(arg);
+}
 
 /* nta_agent_create() binds no transport when given this as its URL. */
 #define NO_TRANSPORTS ((url_string_t const *)(intptr_t)-1)
@@ -108,8 +125,17 @@ static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
                    SIPTAG_ALLOW_STR(ALLOWED), TAG_END());
   }
   /* msg and sip are gone now */
-  if (a->cb)
+  if (a->cb) {
+    a->in_callback++;
     a->cb(a->arg, &info);
+    a->in_callback--;
+  }
+  if (a->doomed && !a->in_callback) {
+    /* nta still uses the agent after this returns: free it later. */
+    su_timer_t *t = su_timer_create(su_root_task(a->root), 0);
+    if (!t || su_timer_set_interval(t, agent_reap, a, 0) < 0)
+      a->doomed = 2; /* cannot schedule: leak rather than crash */
+  }
   return 0;
 }
 
@@ -154,6 +180,7 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  a->root = root;
   a->cb = cb;
   a->arg = arg;
   if (cfg->user_agent)
@@ -185,11 +212,15 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
 
 void sip_agent_destroy(sip_agent_t *a)
 {
-  if (!a)
+  if (!a || a->doomed)
     return;
-  nta_agent_destroy(a->nta);
-  free(a->user_agent);
-  free(a);
+  if (a->in_callback) {
+    /* The application closed us from our own callback. */
+    a->doomed = 1;
+    a->cb = NULL;
+    return;
+  }
+  agent_free(a);
 }
 
 int sip_agent_port(sip_agent_t const *a) { return a->port; }
