@@ -23,7 +23,7 @@ EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)
 LUA_CFLAGS_luajit = $(shell pkg-config --cflags luajit)
 
-MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -DLUASIP_VERSION='"$(VERSION)"'
+MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"'
 
 .PHONY: all deps build test check run asan asan-test bench clean rock rock-install
 
@@ -86,8 +86,8 @@ LIBFLAG    ?= -shared
 LUA_INCDIR ?= /usr/include/lua5.4
 rock:
 	@mkdir -p build/rock/luasip
-	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -fPIC -DLUASIP_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) $(SOFIA_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/core.so $(CORE_SRC) $(SOFIA_LIBS)
-	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -fPIC -I$(LUA_INCDIR) $(EDIT_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/readline.so $(RL_SRC) $(EDIT_LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) $(SOFIA_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/core.so $(CORE_SRC) $(SOFIA_LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -I$(LUA_INCDIR) $(EDIT_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/readline.so $(RL_SRC) $(EDIT_LIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR)/luasip $(INST_LUADIR)/luasip

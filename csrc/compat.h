@@ -28,4 +28,16 @@ static inline int compat_absindex(lua_State *L, int i)
 #define compat_newuserdata(L, sz) lua_newuserdata((L), (sz))
 #endif
 
+/* Keep this module (and what it links: sofia, libedit) mapped until the
+ * process exits. lua_close() would otherwise dlclose() it while sofia's
+ * global logs still point into it, and leak checkers would lose sight of
+ * the libraries' own globals. */
+#include <dlfcn.h>
+static inline void compat_pin_module(void *symbol)
+{
+  Dl_info info;
+  if (dladdr(symbol, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 #endif

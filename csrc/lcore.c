@@ -269,6 +269,7 @@ int luaopen_luasip_core(lua_State *L)
 
   if (!ctx)
     return luaL_error(L, "luasip.core: out of memory");
+  compat_pin_module((void *)luaopen_luasip_core);
   ctx->loop = loop_create();
   if (!ctx->loop) {
     free(ctx);

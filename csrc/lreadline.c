@@ -191,6 +191,22 @@ static int l_isatty(lua_State *L)
   return 1;
 }
 
+/* Runs when the state closes, before lua_close() unloads this library and
+ * with it the statics that still point at these allocations. */
+static int module_gc(lua_State *L)
+{
+  (void)L;
+  if (installed)
+    rl_callback_handler_remove();
+  installed = 0;
+  free(prompt_copy);
+  prompt_copy = NULL;
+  free(completed_line);
+  completed_line = NULL;
+  completer_ref = LUA_NOREF;
+  return 0;
+}
+
 int luaopen_luasip_readline(lua_State *L)
 {
   static luaL_Reg const funcs[] = {
@@ -201,12 +217,19 @@ int luaopen_luasip_readline(lua_State *L)
     { "set_completer", l_set_completer }, { "isatty", l_isatty },
     { NULL, NULL },
   };
+  compat_pin_module((void *)luaopen_luasip_readline);
   /* luasip owns SIGINT/SIGTERM; libedit's handlers would re-raise them to
    * the whole process group. */
   rl_catch_signals = 0;
   rl_attempted_completion_function = complete;
   rl_readline_name = "luasip";
   using_history();
+  lua_newuserdata(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, module_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -118,6 +118,7 @@ function H.process(argv, opts)
   for i, a in ipairs(argv) do cmd[i] = shell_quote(a) end
   local env = ""
   for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shell_quote(v) .. " " end
+  if argv[1] == H.bin then env = H.leak_env() .. env end
   local stdin = opts.stdin and shell_quote(opts.stdin) or "/dev/null"
   local script = string.format(
     "%s%s <%s >%s/out 2>%s/err & pid=$!; echo $pid > %s/pid; wait $pid; echo $? > %s/rc",
@@ -157,9 +158,20 @@ function H.process(argv, opts)
   end
   function proc:cleanup()
     if not read_file(dir .. "/rc") then self:signal("KILL") end
+    if self.rc == 134 and H.leak_env() ~= "" then
+      io.stderr:write("luasip child aborted under the sanitizer:\n", self:errors(), "\n")
+    end
     os.execute("rm -rf " .. shell_quote(dir))
   end
   return proc
+end
+
+--- Under `make asan-test` (sanitizer runtime preloaded, leak detection
+--- off for the many tools specs run), turn LeakSanitizer on for luasip
+--- processes: "VAR=value " to put before the command, or "".
+function H.leak_env()
+  if not (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) then return "" end
+  return "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 "
 end
 
 --- argv for the luasip command of the runtime under test.

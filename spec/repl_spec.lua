@@ -7,7 +7,7 @@ local function repl()
   local dir = H.tmpdir()
   local fifo = dir .. "/keys"
   assert(os.execute("mkfifo " .. H.shell_quote(fifo)))
-  local p = H.process({ "script", "-qfec", H.shell_quote(H.bin) .. " -i", "/dev/null" },
+  local p = H.process({ "script", "-qfec", "env " .. H.leak_env() .. H.shell_quote(H.bin) .. " -i", "/dev/null" },
     { stdin = fifo, env = { TERM = "xterm", LUASIP_HISTORY = "" } })
   local keys = assert(io.open(fifo, "w"))
   local r = { p = p }

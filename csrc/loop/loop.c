@@ -1,7 +1,6 @@
 /* loop.c — the one event loop: a sofia su_root with timers, fd watches and
  * signals on it. Everything that runs in luasip (SIP transports, timers,
  * stdin for the REPL, later RTP and stores) is registered on this root. */
-#define _GNU_SOURCE
 #include "loop.h"
 
 #include <sofia-sip/su.h>
