@@ -25,7 +25,7 @@ LUA_CFLAGS_luajit = $(shell pkg-config --cflags luajit)
 
 MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"'
 
-.PHONY: all deps build test check run asan asan-test bench clean rock rock-install
+.PHONY: all deps build test check run asan-test fuzz fuzz-build bench clean rock rock-install
 
 all: build
 
@@ -72,10 +72,33 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 asan-test: deps
 	@$(MAKE) --no-print-directory build BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@LUASIP_ASAN=1 sh tools/check.sh build-asan $(RUNTIMES)
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
+
+# libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
+# writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
+FUZZERS      := sofialog
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
+fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
+$(BUILD)/fuzz/sofialog: spec/fuzz/sofialog_fuzz.c csrc/sip/sofialog.c csrc/sip/sofialog.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sofialog_fuzz.c csrc/sip/sofialog.c $(SOFIA_LIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$f; \
+	  echo "== fuzzing $$f for $(FUZZ_SECONDS) s"; \
+	  $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(BUILD)/fuzz/corpus-$$f spec/fuzz/corpus/$$f > $(BUILD)/fuzz/$$f.log 2>&1; rc=$$?; \
+	  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb)" $(BUILD)/fuzz/$$f.log; \
+	  if [ $$rc != 0 ]; then tail -n 40 $(BUILD)/fuzz/$$f.log; \
+	    echo "fuzz: $$f failed; add the crash input under spec/regress/"; exit 1; fi; \
+	done
 
 bench: deps
 	@$(MAKE) --no-print-directory build
-	@sh bench/run.sh
+	@bash bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-asan

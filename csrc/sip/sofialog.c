@@ -112,16 +112,9 @@ static void flush_line(channel_t *c)
     s->cb(s->arg, SOFIALOG_LINE, c->name, c->line, n);
 }
 
-static void logger(void *stream, char const *fmt, va_list ap)
+static void channel_feed(channel_t *c, char const *buf, size_t n)
 {
-  channel_t *c = stream;
-  char buf[LINE_MAX_LEN];
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  if (n < 0)
-    return;
-  if ((size_t)n >= sizeof buf)
-    n = sizeof buf - 1;
-  for (int i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++) {
     if (buf[i] == '\n') {
       flush_line(c);
       continue;
@@ -130,6 +123,22 @@ static void logger(void *stream, char const *fmt, va_list ap)
       flush_line(c);
     c->line[c->len++] = buf[i];
   }
+}
+
+static void logger(void *stream, char const *fmt, va_list ap)
+{
+  char buf[LINE_MAX_LEN];
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof buf)
+    n = sizeof buf - 1;
+  channel_feed(stream, buf, (size_t)n);
+}
+
+void sofialog_feed(sofialog_t *s, int default_channel, char const *text, size_t len)
+{
+  channel_feed(&s->channels[default_channel ? 0 : 2], text, len);
 }
 
 sofialog_t *sofialog_start(sofialog_f *cb, void *arg)

@@ -19,5 +19,8 @@ typedef struct sofialog sofialog_t;
  * a later one replaces the earlier. */
 sofialog_t *sofialog_start(sofialog_f *cb, void *arg);
 void sofialog_stop(sofialog_t *s);
+/* Feed text as if sofia had logged it, on su_log_default (where message
+ * dumps arrive) or on a module log. For tests and the fuzzer. */
+void sofialog_feed(sofialog_t *s, int default_channel, char const *text, size_t len);
 
 #endif

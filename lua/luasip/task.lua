@@ -23,16 +23,21 @@ M.CANCELLED = setmetatable({}, { __tostring = function() return "task cancelled"
 local WAIT = {}      -- what a task yields while it waits
 local CANCEL = {}    -- what a cancelled task is resumed with
 
-local by_co = setmetatable({}, { __mode = "k" })  -- coroutine -> task
-local live = {}                                   -- unfinished tasks
+local by_co = {}  -- coroutine -> task, while the task is unfinished
 local nlive = 0
 local interrupt_requested = false
 local report_error = function(msg) io.stderr:write(msg, "\n") end
 
 local Task = { __name = "luasip.task" }
 Task.__index = Task
+-- Where the task's function was defined, worked out only when needed.
+local function task_name(t)
+  local info = debug.getinfo(t.fn, "S")
+  return info and (info.short_src .. ":" .. (info.linedefined or "?")) or "?"
+end
+
 function Task:__tostring()
-  return string.format("luasip.task (%s): %s", self.state, self.name or "?")
+  return string.format("luasip.task (%s): %s", self.state, task_name(self))
 end
 
 --- The running task, or nil outside tasks.
@@ -49,7 +54,7 @@ function M.set_error_reporter(fn) report_error = fn end
 local resume
 
 local function finish(t, ok, res)
-  live[t] = nil
+  by_co[t.co] = nil
   nlive = nlive - 1
   t.results = res
   if ok then
@@ -62,7 +67,7 @@ local function finish(t, ok, res)
     if not t.quiet then
       local msg = res[1]
       if type(msg) ~= "string" then msg = tostring(msg) end
-      report_error("task " .. (t.name or "?") .. " failed: " .. debug.traceback(t.co, msg))
+      report_error("task " .. task_name(t) .. " failed: " .. debug.traceback(t.co, msg))
     end
   end
   local joiners = t.joiners
@@ -73,15 +78,12 @@ local function finish(t, ok, res)
   if t.on_exit then t.on_exit(t) end
 end
 
--- Resume a suspended task with the given values and record what it did.
-function resume(t, ...)
-  if coroutine.status(t.co) ~= "suspended" then return end
-  t.state = "running"
-  local r = pack(coroutine.resume(t.co, ...))
+-- What a resume returned: the task ended, waits, or yielded bare.
+local function resumed(t, ok, first, ...)
   if coroutine.status(t.co) == "dead" then
-    return finish(t, r[1], pack(unpack(r, 2, r.n)))
+    return finish(t, ok, pack(first, ...))
   end
-  if r[2] == WAIT then
+  if first == WAIT then
     t.state = "waiting"
   else
     -- A bare coroutine.yield(): give the loop a turn, then carry on.
@@ -97,20 +99,20 @@ function resume(t, ...)
   end
 end
 
+-- Resume a suspended task with the given values and record what it did.
+function resume(t, ...)
+  if coroutine.status(t.co) ~= "suspended" then return end
+  t.state = "running"
+  return resumed(t, coroutine.resume(t.co, ...))
+end
+
 --- Run fn(...) in a new task, starting now. Returns the task.
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then
     error("luasip.spawn: expected a function, got " .. type(fn), 2)
   end
-  local info = debug.getinfo(fn, "S")
-  local t = setmetatable({
-    co = coroutine.create(fn),
-    state = "ready",
-    name = info and (info.short_src .. ":" .. (info.linedefined or "?")),
-    owned = setmetatable({}, { __mode = "k" }),
-  }, Task)
+  local t = setmetatable({ co = coroutine.create(fn), fn = fn, state = "ready" }, Task)
   by_co[t.co] = t
-  live[t] = true
   nlive = nlive + 1
   resume(t, ...)
   return t
@@ -151,7 +153,9 @@ end
 function Task:cancel()
   if finished(self) then return false end
   self.cancelled = true
-  for obj in pairs(self.owned) do pcall(obj.close, obj) end
+  if self.owned then
+    for obj in pairs(self.owned) do pcall(obj.close, obj) end
+  end
   if self.yield_timer then
     self.yield_timer:close()
     self.yield_timer = nil
@@ -166,7 +170,10 @@ end
 --- cancelling the task closes it.
 function M.own(obj)
   local t = M.current()
-  if t then t.owned[obj] = true end
+  if t then
+    t.owned = t.owned or setmetatable({}, { __mode = "k" })
+    t.owned[obj] = true
+  end
   return obj
 end
 
@@ -177,6 +184,12 @@ local function check_timeout(timeout, what)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
     error(what .. ": timeout must be a number of seconds >= 0", 3)
   end
+end
+
+-- A waiting task is resumed with (w, results...) or with CANCEL.
+local function woken(first, ...)
+  if first == CANCEL then error(M.CANCELLED, 0) end
+  return ...
 end
 
 local function wait_in_task(t, start, timeout)
@@ -215,9 +228,7 @@ local function wait_in_task(t, start, timeout)
     return unpack(sync, 1, sync.n)
   end
   w.release = release
-  local r = pack(coroutine.yield(WAIT))
-  if r[1] == CANCEL then error(M.CANCELLED, 0) end
-  return unpack(r, 2, r.n)
+  return woken(coroutine.yield(WAIT))
 end
 
 local function wait_at_top(start, timeout)

@@ -1,0 +1,61 @@
+#!/bin/bash
+# bench/run.sh — `make bench`. Every figure is a ratio against a peer run on
+# this machine in this run:
+#  1. the loop: luasip vs luv/libuv doing the same work (timers; coroutine
+#     sleepers), on Lua 5.4 and LuaJIT, median CPU seconds of RUNS runs;
+#  2. SIP OPTIONS: SIPp offers RATE/s for DUR s to luasip
+#     (bench/options_server.lua) and to Kamailio 5.6 with the reference KEMI
+#     Lua routing in ../shared/peers/kamailio; server CPU per request.
+# Bounded: every load has a fixed count and a timeout; loopback only.
+set -u
+KPID=""; UPID=""
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers=${PEERS:-$root/../shared/peers/kamailio}
+RUNS=${RUNS:-5}
+N=${N:-100000}
+RATES=${RATES:-"2000 5000"}
+DUR=${DUR:-10}
+cd "$root"
+sh tools/deps.sh bench || exit 1
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+lua_env() { echo "LUA_PATH=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_PATH_5_4=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_CPATH=$root/build/$1/?.so;; LUA_CPATH_5_4=$root/build/$1/?.so;;"; }
+
+echo "== loop: luasip vs luv (CPU seconds, median of $RUNS, N=$N)"
+for rt in lua5.4 luajit; do
+  for test in timers sleepers; do
+    for impl in luasip luv; do
+      m=$(for i in $(seq "$RUNS"); do env $(lua_env $rt) $rt bench/loop.lua $impl $test "$N"; done | median)
+      eval "r_$impl=$m"
+    done
+    printf "%-7s %-9s luasip %7.3f s  luv %7.3f s  luasip/luv %.2f\n" "$rt" "$test" "$r_luasip" "$r_luv" \
+      "$(echo "$r_luasip / $r_luv" | bc -l)"
+  done
+done
+
+echo "== SIP OPTIONS: luasip vs Kamailio 5.6 + KEMI Lua (SIPp, ${DUR}s per rate)"
+if [ ! -f "$peers/lib.sh" ]; then echo "no peer configuration at $peers; skipped"; exit 0; fi
+export PERF_WORK=$(mktemp -d /tmp/luasip-bench.XXXXXX)
+# shellcheck source=/dev/null
+set +u
+. "$peers/lib.sh"
+export DUR
+cpu_us() { # CPU% at RATE -> microseconds of server CPU per request
+  echo "$1 $2" | awk '{printf "%.1f", $1 / 100 * 1e6 / $2}'; }
+for RATE in $RATES; do
+  export RATE
+  start_kam lua 0
+  kline=$(TARGET=127.0.0.1:5060 run_load kam_options -sf "$root/bench/options.xml" -p 5091 -cp 5092 -mp 5093)
+  stop_kam
+  env $(lua_env lua5.4) lua5.4 "$root/bin/luasip" "$root/bench/options_server.lua" 5062 > "$W/luasip.out" 2>&1 &
+  KPID=$!
+  for i in $(seq 50); do grep -q ready "$W/luasip.out" && break; sleep 0.1; done
+  lline=$(TARGET=127.0.0.1:5062 run_load luasip_options -sf "$root/bench/options.xml" -p 5094 -cp 5095 -mp 5096)
+  kill -TERM $KPID; wait $KPID 2>/dev/null; KPID=""
+  kok=$(echo "$kline" | cut -f6); kcpu=$(echo "$kline" | grep -o 'kamCPU%=[0-9]*' | cut -d= -f2)
+  lok=$(echo "$lline" | cut -f6); lcpu=$(echo "$lline" | grep -o 'kamCPU%=[0-9]*' | cut -d= -f2)
+  ku=$(cpu_us "$kcpu" "$RATE"); lu=$(cpu_us "$lcpu" "$RATE")
+  printf "rate %5d/s  answered: luasip %s/%s  kamailio %s/%s  server CPU/request: luasip %s us  kamailio %s us  luasip/kamailio %.2f\n" \
+    "$RATE" "$lok" "$((RATE * DUR))" "$kok" "$((RATE * DUR))" "$lu" "$ku" "$(echo "$lu / $ku" | bc -l)"
+done
+echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"
