@@ -12,7 +12,6 @@
 typedef struct {
   lsip_obj obj;
   sip_agent_t *agent;
-  int fn_ref;
 } lagent;
 
 static void agent_release(lsip_obj *o)
@@ -20,39 +19,38 @@ static void agent_release(lsip_obj *o)
   lagent *la = (lagent *)o;
   sip_agent_destroy(la->agent);
   la->agent = NULL;
-  if (!o->ctx->closing)
-    luaL_unref(o->ctx->L, LUA_REGISTRYINDEX, la->fn_ref);
-  la->fn_ref = LUA_NOREF;
-  o->ctx->counts[LSIP_AGENTS]--;
+}
+
+static void set_string(lua_State *L, char const *key, char const *value)
+{
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+static void set_integer(lua_State *L, char const *key, lua_Integer value)
+{
+  lua_pushinteger(L, value);
+  lua_setfield(L, -2, key);
 }
 
 static void on_request(void *arg, sip_request_info_t const *info)
 {
   lagent *la = arg;
-  lsip_ctx *ctx = la->obj.ctx;
-  lua_State *L = ctx->L;
-  if (!lsip_push_ref(ctx, la->fn_ref))
+  lua_State *L = la->obj.ctx->L;
+  if (lsip_obj_push_call(&la->obj) < 0)
     return;
+  lua_pop(L, 1); /* the hook gets the request info, not the agent */
   lua_createtable(L, 0, 9);
-  lua_pushstring(L, info->method);
-  lua_setfield(L, -2, "method");
-  lua_pushstring(L, info->request_uri);
-  lua_setfield(L, -2, "uri");
-  lua_pushstring(L, info->from);
-  lua_setfield(L, -2, "from");
-  lua_pushstring(L, info->call_id);
-  lua_setfield(L, -2, "call_id");
-  lua_pushinteger(L, info->cseq);
-  lua_setfield(L, -2, "cseq");
-  lua_pushstring(L, info->transport);
-  lua_setfield(L, -2, "transport");
-  lua_pushstring(L, info->src_addr);
-  lua_setfield(L, -2, "source");
-  lua_pushinteger(L, info->src_port);
-  lua_setfield(L, -2, "source_port");
-  lua_pushinteger(L, info->status);
-  lua_setfield(L, -2, "status");
-  lsip_pcall(ctx, 1, 0);
+  set_string(L, "method", info->method);
+  set_string(L, "uri", info->request_uri);
+  set_string(L, "from", info->from);
+  set_string(L, "call_id", info->call_id);
+  set_integer(L, "cseq", info->cseq);
+  set_string(L, "transport", info->transport);
+  set_string(L, "source", info->src_addr);
+  set_integer(L, "source_port", info->src_port);
+  set_integer(L, "status", info->status);
+  lsip_pcall(la->obj.ctx, 1, 0);
 }
 
 static char const *opt_string(lua_State *L, char const *field, char const *dflt)
@@ -121,17 +119,13 @@ static int l_agent(lua_State *L)
 
   la = compat_newuserdata(L, sizeof *la);
   memset(la, 0, sizeof *la);
-  la->fn_ref = LUA_NOREF;
   la->agent = sip_agent_create(loop_root(ctx->loop), &cfg, on_request, la, err, sizeof err);
   if (!la->agent)
     return lsip_fail(L, err, "EADDRINUSE");
   luaL_setmetatable(L, AGENT_CLASS);
-  lsip_obj_init(ctx, &la->obj, agent_release);
-  ctx->counts[LSIP_AGENTS]++;
-  if (!lua_isnil(L, -2)) {
-    lua_pushvalue(L, -2);
-    la->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  lsip_obj_init(ctx, &la->obj, LSIP_AGENTS, agent_release);
+  if (!lua_isnil(L, -2))
+    lsip_obj_set_fn(L, &la->obj, -2);
   lsip_obj_anchor(L, &la->obj, -1); /* serves until closed */
   return 1;
 }
@@ -189,7 +183,7 @@ static int l_trace(lua_State *L)
   }
   ctx->trace = lua_toboolean(L, 1);
   for (lsip_obj *o = ctx->objects.next; o != &ctx->objects; o = o->next)
-    if (o->release == agent_release)
+    if (o->kind == LSIP_AGENTS)
       sip_agent_set_trace(((lagent *)o)->agent, ctx->trace);
   lua_pushboolean(L, ctx->trace);
   return 1;

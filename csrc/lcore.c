@@ -76,11 +76,15 @@ int lsip_push_ref(lsip_ctx *ctx, int ref)
 
 /* ---- objects ------------------------------------------------------------- */
 
-void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, void (*release)(lsip_obj *))
+void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, enum lsip_count kind,
+                   void (*release)(lsip_obj *))
 {
   o->ctx = ctx;
   o->release = release;
+  o->kind = kind;
   o->self_ref = LUA_NOREF;
+  o->fn_ref = LUA_NOREF;
+  ctx->counts[kind]++;
   o->next = ctx->objects.next;
   o->prev = &ctx->objects;
   ctx->objects.next->prev = o;
@@ -111,6 +115,23 @@ void lsip_obj_unanchor(lsip_obj *o)
   o->self_ref = LUA_NOREF;
 }
 
+void lsip_obj_set_fn(lua_State *L, lsip_obj *o, int idx)
+{
+  lua_pushvalue(L, idx);
+  luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+  o->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int lsip_obj_push_call(lsip_obj *o)
+{
+  if (!lsip_push_ref(o->ctx, o->fn_ref))
+    return -1;
+  if (o->self_ref == LUA_NOREF)
+    return 1;
+  lua_rawgeti(o->ctx->L, LUA_REGISTRYINDEX, o->self_ref);
+  return 2;
+}
+
 void lsip_obj_close(lsip_obj *o)
 {
   lsip_ctx *ctx = o->ctx;
@@ -120,6 +141,10 @@ void lsip_obj_close(lsip_obj *o)
   o->next->prev = o->prev;
   o->next = o->prev = NULL;
   o->release(o);
+  if (!ctx->closing)
+    luaL_unref(ctx->L, LUA_REGISTRYINDEX, o->fn_ref);
+  o->fn_ref = LUA_NOREF;
+  ctx->counts[o->kind]--;
   lsip_obj_unanchor(o);
   ctx_unref(ctx);
 }

@@ -10,17 +10,20 @@
 typedef struct lsip_ctx lsip_ctx;
 typedef struct lsip_obj lsip_obj;
 
+enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_NCOUNTS };
+
 /* Every binding object that owns engine resources starts with this header.
- * release() frees the engine side (idempotent); it is called by close(),
- * __gc, __close, and for every survivor when the state closes. */
+ * release() frees the engine side; the header's close path (close(), __gc,
+ * __close, and every survivor when the state closes) calls it once and
+ * drops the Lua callback, the anchor and the live count. */
 struct lsip_obj {
   lsip_obj *next, *prev;
   lsip_ctx *ctx;
   void (*release)(lsip_obj *);
+  enum lsip_count kind;
   int self_ref; /* registry anchor while C can call back, or LUA_NOREF */
+  int fn_ref;   /* the Lua callback, or LUA_NOREF */
 };
-
-enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_NCOUNTS };
 
 struct lsip_ctx {
   lua_State *L;    /* dedicated thread all callbacks run on */
@@ -51,7 +54,14 @@ int lsip_push_ref(lsip_ctx *ctx, int ref);
 /* Report an error message through the Lua error handler or stderr. */
 void lsip_report(lsip_ctx *ctx, char const *msg);
 
-void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, void (*release)(lsip_obj *));
+void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, enum lsip_count kind,
+                   void (*release)(lsip_obj *));
+/* Keep the function at idx as the object's callback. */
+void lsip_obj_set_fn(lua_State *L, lsip_obj *o, int idx);
+/* Push the callback, then the object itself (when anchored), onto ctx->L.
+ * Returns the number of values pushed, or -1 (nothing pushed) when there is
+ * no callback or the state is closing. */
+int lsip_obj_push_call(lsip_obj *o);
 /* Unlink, release engine resources, drop the anchor. Idempotent. */
 void lsip_obj_close(lsip_obj *o);
 void lsip_obj_anchor(lua_State *L, lsip_obj *o, int idx);

@@ -106,7 +106,6 @@ static int l_timeout(lua_State *L)
 typedef struct {
   lsip_obj obj;
   loop_timer_t *t;
-  int fn_ref;
 } ltimer;
 
 static void timer_release(lsip_obj *o)
@@ -114,23 +113,17 @@ static void timer_release(lsip_obj *o)
   ltimer *lt = (ltimer *)o;
   loop_timer_destroy(lt->t);
   lt->t = NULL;
-  if (!o->ctx->closing)
-    luaL_unref(o->ctx->L, LUA_REGISTRYINDEX, lt->fn_ref);
-  lt->fn_ref = LUA_NOREF;
-  o->ctx->counts[LSIP_TIMERS]--;
 }
 
 static void on_timer(loop_timer_t *t, void *arg)
 {
   ltimer *lt = arg;
-  lsip_ctx *ctx = lt->obj.ctx;
-  int oneshot = !loop_timer_armed(t);
-  if (!lsip_push_ref(ctx, lt->fn_ref))
+  int n = lsip_obj_push_call(&lt->obj);
+  if (n < 0)
     return;
-  lua_rawgeti(ctx->L, LUA_REGISTRYINDEX, lt->obj.self_ref);
-  if (oneshot) /* the stack keeps it alive for the call */
+  if (!loop_timer_armed(t)) /* one-shot: the stack keeps it alive for the call */
     lsip_obj_unanchor(&lt->obj);
-  lsip_pcall(ctx, 1, 0);
+  lsip_pcall(lt->obj.ctx, n - 1, 0);
 }
 
 static ltimer *check_timer(lua_State *L)
@@ -149,15 +142,12 @@ static int l_timer(lua_State *L)
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lt = compat_newuserdata(L, sizeof *lt);
   memset(lt, 0, sizeof *lt);
-  lt->fn_ref = LUA_NOREF;
   lt->t = loop_timer_create(ctx->loop, on_timer, lt);
   if (!lt->t)
     return luaL_error(L, "luasip.timer: cannot create a timer");
   luaL_setmetatable(L, TIMER_CLASS);
-  lsip_obj_init(ctx, &lt->obj, timer_release);
-  ctx->counts[LSIP_TIMERS]++;
-  lua_pushvalue(L, 1);
-  lt->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lsip_obj_init(ctx, &lt->obj, LSIP_TIMERS, timer_release);
+  lsip_obj_set_fn(L, &lt->obj, 1);
   return 1;
 }
 
@@ -214,7 +204,6 @@ static int timer_tostring(lua_State *L)
 typedef struct {
   lsip_obj obj;
   loop_watch_t *w;
-  int fn_ref;
 } lwatch;
 
 static void watch_release(lsip_obj *o)
@@ -222,10 +211,6 @@ static void watch_release(lsip_obj *o)
   lwatch *lw = (lwatch *)o;
   loop_watch_destroy(lw->w);
   lw->w = NULL;
-  if (!o->ctx->closing)
-    luaL_unref(o->ctx->L, LUA_REGISTRYINDEX, lw->fn_ref);
-  lw->fn_ref = LUA_NOREF;
-  o->ctx->counts[LSIP_WATCHES]--;
 }
 
 static char const *events_string(int ev)
@@ -249,13 +234,12 @@ static int check_events(lua_State *L, int idx)
 static void on_watch(loop_watch_t *w, int revents, void *arg)
 {
   lwatch *lw = arg;
-  lsip_ctx *ctx = lw->obj.ctx;
+  int n = lsip_obj_push_call(&lw->obj);
   (void)w;
-  if (!lsip_push_ref(ctx, lw->fn_ref))
+  if (n < 0)
     return;
-  lua_rawgeti(ctx->L, LUA_REGISTRYINDEX, lw->obj.self_ref);
-  lua_pushstring(ctx->L, events_string(revents));
-  lsip_pcall(ctx, 2, 0);
+  lua_pushstring(lw->obj.ctx->L, events_string(revents));
+  lsip_pcall(lw->obj.ctx, n, 0);
 }
 
 /* A descriptor from an integer, a Lua file, or an object with :getfd(). */
@@ -292,15 +276,12 @@ static int l_watch(lua_State *L)
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lw = compat_newuserdata(L, sizeof *lw);
   memset(lw, 0, sizeof *lw);
-  lw->fn_ref = LUA_NOREF;
   lw->w = loop_watch_create(ctx->loop, fd, events, on_watch, lw);
   if (!lw->w)
     return lsip_fail_errno(L, "luasip.watch");
   luaL_setmetatable(L, WATCH_CLASS);
-  lsip_obj_init(ctx, &lw->obj, watch_release);
-  ctx->counts[LSIP_WATCHES]++;
-  lua_pushvalue(L, 3);
-  lw->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lsip_obj_init(ctx, &lw->obj, LSIP_WATCHES, watch_release);
+  lsip_obj_set_fn(L, &lw->obj, 3);
   lsip_obj_anchor(L, &lw->obj, -1); /* open watches live until closed */
   return 1;
 }
