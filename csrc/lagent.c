@@ -53,19 +53,15 @@ static void on_request(void *arg, sip_request_info_t const *info)
   lsip_pcall(la->obj.ctx, 1, 0);
 }
 
+/* The string stays on the stack, which keeps it alive while it is used. */
 static char const *opt_string(lua_State *L, char const *field, char const *dflt)
 {
-  char const *s;
   lua_getfield(L, 1, field);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
+  if (lua_isnil(L, -1))
     return dflt;
-  }
   if (lua_type(L, -1) != LUA_TSTRING)
     luaL_error(L, "luasip.agent: option '%s' must be a string", field);
-  s = lua_tostring(L, -1);
-  lua_pop(L, 1); /* the table keeps the string alive */
-  return s;
+  return lua_tostring(L, -1);
 }
 
 /* agent{host=, port=, transports={"udp","tcp"}, max_size=, user_agent=,

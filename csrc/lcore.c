@@ -12,6 +12,8 @@
 lsip_ctx *lsip_ctx_of(lua_State *L)
 {
   lsip_ctx **p = lua_touserdata(L, lua_upvalueindex(1));
+  if (!*p)
+    luaL_error(L, "luasip: the Lua state is closing");
   return *p;
 }
 
@@ -54,6 +56,7 @@ int lsip_pcall(lsip_ctx *ctx, int nargs, int nresults)
   }
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
+  loop_note_activity(ctx->loop);
   ctx->depth++;
   rc = lua_pcall(L, nargs, nresults, base);
   ctx->depth--;
@@ -69,6 +72,10 @@ int lsip_pcall(lsip_ctx *ctx, int nargs, int nresults)
 int lsip_push_ref(lsip_ctx *ctx, int ref)
 {
   if (ctx->closing || ref == LUA_NOREF || ref == LUA_REFNIL)
+    return 0;
+  /* Callbacks can nest on ctx->L (sofia may log while a C function called
+   * from a callback runs on it): make room for the call and its arguments. */
+  if (!lua_checkstack(ctx->L, 16))
     return 0;
   lua_rawgeti(ctx->L, LUA_REGISTRYINDEX, ref);
   return 1;

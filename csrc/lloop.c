@@ -3,6 +3,7 @@
 #include "lcore.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +40,8 @@ static int l_step(lua_State *L)
   long next;
   check_not_nested(L, ctx, "luasip.step()");
   luaL_argcheck(L, ms == ms, 1, "timeout must be a number");
-  next = loop_step(ctx->loop, ms < 0 ? -1 : (long)ms);
+  /* negative or beyond any poll(2) timeout: until something happens */
+  next = loop_step(ctx->loop, (ms < 0 || ms > INT_MAX) ? -1 : (long)ms);
   if (next < 0)
     lua_pushnil(L);
   else
@@ -151,14 +153,20 @@ static int l_timer(lua_State *L)
   return 1;
 }
 
+/* Longest timer: ~31 years, far inside su_time_t and int64 microseconds;
+ * also rejects inf and nan. */
+#define MAX_DELAY_S 1e9
+
 /* timer:start(delay_s [, repeat_s]) -> timer. Restarting re-arms. */
 static int timer_start(lua_State *L)
 {
   ltimer *lt = check_timer(L);
   lua_Number delay = luaL_checknumber(L, 2);
   lua_Number repeat = luaL_optnumber(L, 3, 0);
-  luaL_argcheck(L, delay >= 0 && delay == delay, 2, "delay must be >= 0 seconds");
-  luaL_argcheck(L, repeat >= 0 && repeat == repeat, 3, "repeat must be >= 0 seconds");
+  luaL_argcheck(L, delay >= 0 && delay <= MAX_DELAY_S, 2,
+                "delay must be a number of seconds from 0 to 1e9");
+  luaL_argcheck(L, repeat >= 0 && repeat <= MAX_DELAY_S, 3,
+                "repeat must be a number of seconds from 0 to 1e9");
   luaL_argcheck(L, repeat == 0 || repeat >= 0.001, 3, "repeat must be at least 1 ms");
   if (loop_timer_start(lt->t, delay * 1000.0, repeat * 1000.0) < 0)
     return luaL_error(L, "luasip.timer: cannot arm the timer");

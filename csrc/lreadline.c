@@ -185,6 +185,22 @@ static int l_set_completer(lua_State *L)
   return 0;
 }
 
+/* read_fd(fd) -> bytes | false (EOF) | nil (nothing now). One read(2) of
+ * what is there, for line input when stdin is not a terminal: stdio would
+ * buffer lines the loop's watch then never hears about. */
+static int l_read_fd(lua_State *L)
+{
+  char buf[4096];
+  ssize_t n = read((int)luaL_checkinteger(L, 1), buf, sizeof buf);
+  if (n > 0)
+    lua_pushlstring(L, buf, (size_t)n);
+  else if (n == 0)
+    lua_pushboolean(L, 0);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int l_isatty(lua_State *L)
 {
   lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 0)));
@@ -215,6 +231,7 @@ int luaopen_luasip_readline(lua_State *L)
     { "cancel_line", l_cancel_line }, { "add_history", l_add_history },
     { "read_history", l_read_history }, { "write_history", l_write_history },
     { "set_completer", l_set_completer }, { "isatty", l_isatty },
+    { "read_fd", l_read_fd },
     { NULL, NULL },
   };
   compat_pin_module((void *)luaopen_luasip_readline);

@@ -101,6 +101,49 @@ describe("the luasip command", function()
     end, 30)
   end)
 
+  it("waits for every shutdown hook, even after one ends at once (regression)", function()
+    local code = [[
+      luasip.on("shutdown", function() print("quick hook") end)
+      luasip.on("shutdown", function() luasip.sleep(0.2) print("slow hook") end)
+      print("ready") io.stdout:flush()
+      luasip.run()
+      print("run returned")
+    ]]
+    H.run(function()
+      local p = H.process(H.luasip_argv("-e", code))
+      p:expect("ready")
+      p:signal("TERM")
+      assert.are.equal(0, p:wait(10))
+      assert.are.equal("ready\nquick hook\nslow hook\nrun returned\n", p:output())
+      assert.is_nil(p:errors():find("still running", 1, true))
+      p:cleanup()
+    end, 30)
+  end)
+
+  it("refuses luasip calls from finalizers that run after it closed (regression)", function()
+    -- The object is created before luasip.core, so at lua_close it is
+    -- finalized after luasip's context; calling in used to crash.
+    local code = [[
+      local core
+      local function gc() print(pcall(function() core.stop() end)) io.stdout:flush() end
+      if newproxy then
+        _G.keep = newproxy(true)
+        getmetatable(_G.keep).__gc = gc
+      else
+        _G.keep = setmetatable({}, { __gc = gc })
+      end
+      core = require "luasip.core"
+      print("exiting") io.stdout:flush()
+      os.exit(0, true)
+    ]]
+    H.run(function()
+      local p = H.process({ H.runtime, "-e", code }, { env = { LD_PRELOAD = os.getenv("LD_PRELOAD") or "" } })
+      assert.are.equal(0, p:wait(10))
+      assert.matches("^exiting\nfalse\t[^\n]*luasip: the Lua state is closing\n$", p:output())
+      p:cleanup()
+    end, 30)
+  end)
+
   it("interrupts a top-level wait on SIGTERM and still exits 0", function()
     H.run(function()
       local p = H.process(H.luasip_argv("-e", "print('waiting') io.stdout:flush() luasip.sleep(60) print('not reached')"))

@@ -202,8 +202,10 @@ function H.request(method, port, opts)
     string.format("CSeq: %d %s", opts.cseq or 1, method),
   }
   for _, h in ipairs(opts.headers or {}) do lines[#lines + 1] = h end
-  lines[#lines + 1] = "Content-Length: 0"
-  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+  local body = opts.body or ""
+  if body ~= "" then lines[#lines + 1] = "Content-Type: " .. (opts.content_type or "text/plain") end
+  lines[#lines + 1] = "Content-Length: " .. #body
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. body
 end
 
 --- Parse a SIP response: { status=, reason=, headers = {lower-name = {values}} }.

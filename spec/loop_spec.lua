@@ -35,6 +35,22 @@ describe("the loop", function()
     assert.is_true(luasip.now() - t0 < 0.5)
   end)
 
+  it("waits for timers without spinning through the last millisecond (regression)", function()
+    -- A 1.5 ms timer is always less than 1 ms away at some point: the
+    -- loop used to spin there, taking thousands of steps per tick.
+    local ticks, steps = 0, 0
+    local t = luasip.every(0.0015, function(tm)
+      ticks = ticks + 1
+      if ticks == 40 then tm:stop() end
+    end)
+    while ticks < 40 do
+      steps = steps + 1
+      luasip.step(-1)
+    end
+    t:close()
+    assert.is_true(steps <= 3 * ticks, steps .. " steps for " .. ticks .. " ticks")
+  end)
+
   it("rejects run() and step() from callbacks and tasks", function()
     local err1, err2
     luasip.after(0, function()
@@ -134,10 +150,19 @@ describe("timers", function()
 
   it("reject bad arguments with one-line errors", function()
     assert.has_error(function() luasip.after(-1, print) end,
-      "luasip.after: argument #1 must be a number of seconds >= 0")
+      "luasip.after: argument #1 must be a number of seconds from 0 to 1e9")
     assert.has_error(function() luasip.after(1) end, "luasip.after: argument #2 must be a function")
     assert.has_error(function() luasip.every(0, print) end)
     assert.has_error(function() luasip.timer("x") end)
+    -- regression: inf and huge delays fired at once (undefined conversion)
+    assert.has_error(function() luasip.after(math.huge, print) end)
+    assert.has_error(function() luasip.every(math.huge, print) end)
+    assert.has_error(function() luasip.sleep(1 / 0) end)
+    assert.has_error(function() luasip.sleep(0 / 0) end)
+    local t = luasip.timer(print)
+    assert.has_error(function() t:start(1e300) end)
+    t:close()
+    assert.is_nil(luasip.step(math.huge == 0 and 0 or 0)) -- still usable
   end)
 end)
 

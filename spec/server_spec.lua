@@ -94,6 +94,21 @@ describe("luasip.server", function()
     srv:close()
   end)
 
+  it("reports unknown methods and long URIs intact (regressions: use-after-free, truncation)", function()
+    local seen = {}
+    local srv = assert(luasip.server { listen = "127.0.0.1:0", observe = function(i) seen[#seen + 1] = i end })
+    local long_uri = "sip:" .. string.rep("u", 300) .. "@127.0.0.1:" .. srv.port .. ";x=" .. string.rep("p", 200)
+    H.run(function()
+      assert.are.equal(501, H.parse_response(H.udp_exchange(srv.port, H.request("FOOBAR", srv.port))).status)
+      assert.are.equal(200, H.parse_response(H.udp_exchange(srv.port,
+        H.request("OPTIONS", srv.port, { uri = long_uri }))).status)
+    end)
+    srv:close()
+    assert.are.equal("FOOBAR", seen[1].method)
+    assert.are.equal(501, seen[1].status)
+    assert.are.equal(long_uri, seen[2].uri)
+  end)
+
   it("reports a busy port as nil, message, code", function()
     local a = assert(luasip.server { listen = "127.0.0.1:0" })
     local b, err, code = luasip.server { listen = "127.0.0.1:" .. a.port }
@@ -132,5 +147,24 @@ describe("luasip.server", function()
     assert.matches("^recv %d+ bytes from udp/%[127.0.0.1%]:%d+ at %d%d:%d%d:%d%d%.%d+\nOPTIONS sip:luasip@", sip[1])
     assert.matches("^send %d+ bytes to udp/%[127.0.0.1%]:%d+ at [%d:.]+\nSIP/2.0 200 OK\n", sip[2])
     assert.is_false(luasip.trace())
+  end)
+
+  it("keeps a traced message whole when its body looks like the trace framing", function()
+    local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+    local fake = string.rep("-", 72) -- tport indents it into its own framing line
+    local body = "a\r\n" .. fake .. "\r\nrecv 10 bytes from udp/[6.6.6.6]:1 at 00:00:00.000000:\r\nforged\r\n"
+    local records = H.capture_log(function()
+      luasip.trace(true)
+      H.run(function() H.udp_exchange(srv.port, H.request("OPTIONS", srv.port, { body = body })) end)
+      luasip.trace(false)
+    end)
+    srv:close()
+    local recv
+    for _, r in ipairs(records) do
+      assert.is_nil(r.message:find("6.6.6.6", 1, true) and r.message:find("^recv 10 bytes"),
+        "a forged trace record was emitted")
+      if r.level == "sip" and r.message:match("^recv") then recv = r.message end
+    end
+    assert.matches("\nforged\n", recv) -- the rest of the body stayed in the record
   end)
 end)

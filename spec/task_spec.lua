@@ -92,6 +92,20 @@ describe("tasks", function()
     assert.are.same({ nil, "cancelled" }, { t:join() })
   end)
 
+  it("cancel stops a task that yields bare, outside any wait (regression)", function()
+    local turns = 0
+    local t = luasip.spawn(function()
+      while true do turns = turns + 1 coroutine.yield() end
+    end)
+    H.spin(0.01)
+    assert.is_true(turns >= 1)
+    assert.is_true(t:cancel())
+    local at_cancel = turns
+    H.spin(0.02)
+    assert.are.equal(at_cancel, turns)
+    assert.are.equal("cancelled", t:status())
+  end)
+
   it("bare coroutine.yield() gives the loop a turn", function()
     local order = {}
     H.run(function()
@@ -197,7 +211,7 @@ describe("dual-mode waits", function()
 
   it("reject bad timeouts", function()
     assert.has_error(function() luasip.wait(function() end, -1) end,
-      "wait: timeout must be a number of seconds >= 0")
-    assert.has_error(function() luasip.sleep("1") end, "luasip.sleep: seconds must be a number >= 0")
+      "wait: timeout must be a number of seconds from 0 to 1e9")
+    assert.has_error(function() luasip.sleep("1") end, "luasip.sleep: seconds must be a number from 0 to 1e9")
   end)
 end)

@@ -23,6 +23,7 @@ struct loop {
   su_home_t home[1];
   su_root_t *root;
   int pollfd;
+  int activity;    /* application callbacks run during this step */
   loop_counts_t counts;
   /* signals */
   int sig_pipe[2];
@@ -185,31 +186,35 @@ long loop_next_timeout(loop_t *loop)
   return a < b ? a : b;
 }
 
-/* su_root_step() fires due timers first and only then waits for I/O, so a
- * step that fires the last timer would sleep until the next packet. We
- * wait ourselves, on the epoll fd, until I/O or the next timer (rounded up
- * to the next millisecond), then let sofia dispatch without waiting. */
+/* One turn: dispatch what is ready now; if that woke the application, return
+ * at once so its wait loops can look again. Otherwise wait on the epoll fd
+ * for I/O or the next timer, and dispatch again.
+ *
+ * We wait ourselves rather than in su_root_step(root, timeout): sofia fires
+ * due timers first and then sleeps out the timeout, so a step that fires
+ * the last timer would sleep until the next packet. The next timer is known
+ * to the millisecond, rounded down; we round up so the wait never ends
+ * just short of the deadline and spins. */
 long loop_step(loop_t *loop, long timeout_ms)
 {
-  long next;
   if (loop->pollfd < 0) {
     su_duration_t d = su_root_step(loop->root, timeout_ms < 0 ? SU_WAIT_FOREVER : (su_duration_t)timeout_ms);
     return d == SU_WAIT_FOREVER ? -1 : (long)d;
   }
-  if (timeout_ms != 0) {
-    struct pollfd p = { .fd = loop->pollfd, .events = POLLIN };
-    long wait = timeout_ms;
-    next = loop_next_timeout(loop);
-    if (next > 0)
-      next++;
-    if (next >= 0 && (wait < 0 || next < wait))
-      wait = next;
-    if (wait != 0)
-      (void)poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
-  }
+  loop->activity = 0;
   su_root_step(loop->root, 0);
+  if (!loop->activity && timeout_ms != 0) {
+    struct pollfd p = { .fd = loop->pollfd, .events = POLLIN };
+    long wait = timeout_ms, next = loop_next_timeout(loop);
+    if (next >= 0 && (wait < 0 || next + 1 < wait))
+      wait = next + 1;
+    (void)poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
+    su_root_step(loop->root, 0);
+  }
   return loop_next_timeout(loop);
 }
+
+void loop_note_activity(loop_t *loop) { loop->activity++; }
 
 double loop_now(void)
 {
@@ -245,6 +250,7 @@ static void timer_wakeup(su_root_magic_t *magic, su_timer_t *st, su_timer_arg_t 
     t->armed = 0;
     t->loop->counts.armed--;
   }
+  t->loop->activity++;
   t->cb(t, t->arg); /* may destroy t: touch nothing after */
 }
 
@@ -319,8 +325,10 @@ static int watch_wakeup(su_root_magic_t *magic, su_wait_t *wait, su_wakeup_arg_t
     events |= LOOP_WRITE;
   if (rev & (SU_WAIT_ERR | SU_WAIT_HUP))
     events |= LOOP_ERROR | (w->events & LOOP_READ);
-  if (events)
+  if (events) {
+    w->loop->activity++;
     w->cb(w, events, w->arg); /* may destroy w */
+  }
   return 0;
 }
 
@@ -403,6 +411,7 @@ static int signal_wakeup(su_root_magic_t *magic, su_wait_t *wait, su_wakeup_arg_
   (void)magic;
   wait->revents = 0;
   while ((n = read(loop->sig_pipe[0], buf, sizeof buf)) > 0) {
+    loop->activity++;
     for (ssize_t i = 0; i < n; i++) {
       signal_unread[buf[i]] = 0;
       if (loop->sig_cb)

@@ -26,9 +26,13 @@ loop_t *loop_create(void);
 void loop_destroy(loop_t *loop);
 su_root_t *loop_root(loop_t const *loop);
 
-/* Wait at most timeout_ms (-1: until an event) and dispatch what is ready.
- * Returns the milliseconds until the next timer, or -1 if none. */
+/* Dispatch what is ready; if no application callback ran, wait at most
+ * timeout_ms (-1: until an event) for I/O or the next timer and dispatch
+ * again. Returns the milliseconds until the next timer, or -1 if none. */
 long loop_step(loop_t *loop, long timeout_ms);
+/* Tell the loop an application callback ran (the bindings' trampoline does),
+ * so loop_step returns instead of waiting on. */
+void loop_note_activity(loop_t *loop);
 /* Milliseconds until the next timer (-1 if none), without dispatching. */
 long loop_next_timeout(loop_t *loop);
 /* An fd that polls readable when loop_step has I/O to dispatch; -1 if the

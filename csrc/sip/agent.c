@@ -13,6 +13,8 @@
 #include <sofia-sip/tport.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/msg_addr.h>
+#include <sofia-sip/su_alloc.h>
+#include <sofia-sip/url.h>
 
 #include <errno.h>
 #include <stdint.h>
@@ -29,7 +31,7 @@ struct sip_agent {
   char *user_agent;
   int port;
   int in_callback;  /* inside a->cb, called from nta's receive path */
-  int doomed;       /* destroyed during a callback: reap on the next turn */
+  int doomed;       /* 1: destroyed during a callback; 2: reaper scheduled */
 };
 
 static void agent_free(sip_agent_t *a)
@@ -60,32 +62,29 @@ static int unsupported_require(sip_t const *sip)
   return sip->sip_require && m != sip_method_ack && m != sip_method_cancel;
 }
 
-/* Fill info from the request. Copies only: the reply consumes msg. */
-static void describe_request(msg_t *msg, sip_t const *sip, sip_request_info_t *info,
-                             char *ruri, size_t ruri_len, char *from, size_t from_len,
-                             char *call_id, size_t call_id_len, char *addr, size_t addr_len)
+/* Fill info from the request, copying every string into home: the reply
+ * consumes msg, and with it the method name of an unknown method. */
+static void describe_request(su_home_t *home, msg_t *msg, sip_t const *sip,
+                             sip_request_info_t *info)
 {
   su_sockaddr_t const *src = msg_addr(msg);
+  char addr[SU_ADDRSIZE] = "";
   memset(info, 0, sizeof *info);
-  info->method = sip->sip_request->rq_method_name;
-  url_e(ruri, (isize_t)ruri_len, sip->sip_request->rq_url);
-  ruri[ruri_len - 1] = '\0';
-  info->request_uri = ruri;
-  from[0] = '\0';
-  if (sip->sip_from)
-    url_e(from, (isize_t)from_len, sip->sip_from->a_url);
-  from[from_len - 1] = '\0';
-  info->from = from;
-  snprintf(call_id, call_id_len, "%s", sip->sip_call_id ? sip->sip_call_id->i_id : "");
-  info->call_id = call_id;
+  info->method = su_strdup(home, sip->sip_request->rq_method_name);
+  info->request_uri = url_as_string(home, sip->sip_request->rq_url);
+  info->from = sip->sip_from ? url_as_string(home, sip->sip_from->a_url) : NULL;
+  info->call_id = su_strdup(home, sip->sip_call_id ? sip->sip_call_id->i_id : "");
   info->cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
   info->transport = msg_addrinfo(msg)->ai_protocol == IPPROTO_UDP ? "udp" : "tcp";
-  addr[0] = '\0';
   if (src) {
-    su_inet_ntop(src->su_family, SU_ADDR(src), addr, addr_len);
+    su_inet_ntop(src->su_family, SU_ADDR(src), addr, sizeof addr);
     info->src_port = ntohs(src->su_port);
   }
-  info->src_addr = addr;
+  info->src_addr = su_strdup(home, addr);
+  if (!info->method || !info->request_uri || !info->call_id || !info->src_addr)
+    info->method = NULL; /* out of memory: do not report */
+  if (!info->from)
+    info->from = "";
 }
 
 static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
@@ -94,16 +93,16 @@ static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
   sip_agent_t *a = (sip_agent_t *)magic;
   sip_method_t method = sip->sip_request->rq_method;
   url_t const *ruri = sip->sip_request->rq_url;
-  char from[256], ruri_s[256], call_id[256], addr[64];
+  su_home_t home[1] = { SU_HOME_INIT(home) };
   sip_request_info_t info;
 
   if (method == sip_method_ack) { /* stray ACK: nothing to answer */
     msg_destroy(msg);
     return 0;
   }
+  memset(&info, 0, sizeof info);
   if (a->cb)
-    describe_request(msg, sip, &info, ruri_s, sizeof ruri_s, from, sizeof from,
-                     call_id, sizeof call_id, addr, sizeof addr);
+    describe_request(home, msg, sip, &info);
 
   if (ruri->url_type != url_sip && ruri->url_type != url_sips &&
       ruri->url_type != url_tel) {
@@ -124,17 +123,21 @@ static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
     nta_msg_treply(nta, msg, SIP_501_NOT_IMPLEMENTED,
                    SIPTAG_ALLOW_STR(ALLOWED), TAG_END());
   }
-  /* msg and sip are gone now */
-  if (a->cb) {
+  /* msg and sip are gone now; info points into home */
+  if (a->cb && info.method) {
     a->in_callback++;
     a->cb(a->arg, &info);
     a->in_callback--;
   }
-  if (a->doomed && !a->in_callback) {
-    /* nta still uses the agent after this returns: free it later. */
+  su_home_deinit(home);
+  if (a->doomed == 1 && !a->in_callback) {
+    /* nta still uses the agent after this returns: free it on the next
+     * turn (once, however many requests arrive before then). If no timer
+     * can be had, leak it rather than crash. */
     su_timer_t *t = su_timer_create(su_root_task(a->root), 0);
-    if (!t || su_timer_set_interval(t, agent_reap, a, 0) < 0)
-      a->doomed = 2; /* cannot schedule: leak rather than crash */
+    a->doomed = 2;
+    if (t && su_timer_set_interval(t, agent_reap, a, 0) < 0)
+      su_timer_destroy(t);
   }
   return 0;
 }

@@ -40,6 +40,9 @@ struct sofialog {
   int nchannels;
   int trace_state;
   char trace_dir[8];
+  size_t trace_bytes;   /* the size the dump's header announced */
+  size_t trace_logged;  /* message bytes seen so far, line ends as 1 byte */
+  size_t trace_lines;
   char *trace;
   size_t trace_len, trace_cap;
 };
@@ -61,19 +64,50 @@ static void trace_append(sofialog_t *s, char const *p, size_t n)
   s->trace[s->trace_len] = '\0';
 }
 
+/* tport_log_msg() frames each dump with this line (3 spaces, 72 dashes). */
 static int is_separator(char const *l, size_t n)
 {
-  return n > 10 && strncmp(l, "   -----", 8) == 0;
+  if (n != 75 || memcmp(l, "   ", 3) != 0)
+    return 0;
+  for (size_t i = 3; i < n; i++)
+    if (l[i] != '-')
+      return 0;
+  return 1;
+}
+
+/* "recv 281 bytes from udp/[...]:5061 at 07:18:30.820620:" -> 281 */
+static int dump_header(char const *l, size_t n, size_t *bytes)
+{
+  size_t i = 5, v = 0;
+  if (n < 16 || l[n - 1] != ':' || (memcmp(l, "recv ", 5) != 0 &&
+      memcmp(l, "send ", 5) != 0 && memcmp(l, "sent ", 5) != 0))
+    return 0;
+  if (i >= n || l[i] < '0' || l[i] > '9')
+    return 0;
+  for (; i < n && l[i] >= '0' && l[i] <= '9' && v < (size_t)1 << 40; i++)
+    v = v * 10 + (size_t)(l[i] - '0');
+  if (n - i < 7 || memcmp(l + i, " bytes ", 7) != 0)
+    return 0;
+  *bytes = v;
+  return 1;
+}
+
+static void trace_emit(sofialog_t *s)
+{
+  s->trace_state = TRACE_IDLE;
+  s->cb(s->arg, SOFIALOG_TRACE, s->trace_dir, s->trace ? s->trace : "", s->trace_len);
 }
 
 /* A whole line from su_log_default. */
 static void default_line(sofialog_t *s, char const *l, size_t n)
 {
+  size_t bytes;
   switch (s->trace_state) {
   case TRACE_IDLE:
-    if ((strncmp(l, "recv ", 5) == 0 || strncmp(l, "send ", 5) == 0 ||
-         strncmp(l, "sent ", 5) == 0) && strstr(l, " bytes ") && n > 2 && l[n - 1] == ':') {
+    if (dump_header(l, n, &bytes)) {
       s->trace_state = TRACE_HEAD;
+      s->trace_bytes = bytes;
+      s->trace_logged = s->trace_lines = 0;
       memcpy(s->trace_dir, l, 4);
       s->trace_dir[4] = '\0';
       s->trace_len = 0;
@@ -87,15 +121,22 @@ static void default_line(sofialog_t *s, char const *l, size_t n)
     s->trace_state = is_separator(l, n) ? TRACE_BODY : TRACE_IDLE;
     return;
   default: /* TRACE_BODY */
-    if (is_separator(l, n)) {
-      s->trace_state = TRACE_IDLE;
-      s->cb(s->arg, SOFIALOG_TRACE, s->trace_dir, s->trace ? s->trace : "", s->trace_len);
+    /* A body line can look like the separator: it only closes the dump
+     * once the lines seen could hold all the announced bytes (a line end
+     * is 1 or 2 bytes in the message). A dump sofia cut short (lines over
+     * 2047 bytes, NULs) is closed when it overruns. */
+    if (is_separator(l, n) && s->trace_logged + s->trace_lines >= s->trace_bytes) {
+      trace_emit(s);
       return;
     }
-    if (n >= 3 && strncmp(l, "   ", 3) == 0)
+    if (n >= 3 && memcmp(l, "   ", 3) == 0)
       l += 3, n -= 3;
     trace_append(s, l, n);
     trace_append(s, "\n", 1);
+    s->trace_logged += n + 1;
+    s->trace_lines++;
+    if (s->trace_logged > s->trace_bytes + 64)
+      trace_emit(s);
   }
 }
 

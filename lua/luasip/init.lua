@@ -66,8 +66,8 @@ luasip.time = core.time
 -- Timers
 
 local function check_seconds(v, what, argn)
-  if type(v) ~= "number" or v ~= v or v < 0 then
-    error(what .. ": argument #" .. argn .. " must be a number of seconds >= 0", 3)
+  if type(v) ~= "number" or not (v >= 0 and v <= 1e9) then
+    error(what .. ": argument #" .. argn .. " must be a number of seconds from 0 to 1e9", 3)
   end
 end
 
@@ -181,27 +181,33 @@ function luasip.shutdown(reason)
   else
     log.debug("shutting down (%s)", reason)
   end
-  local pending, grace = 0, nil
+  local grace = nil
   local function finished()
     if shutdown_state ~= "running" then return end
     shutdown_state = "done"
     if grace then grace:close() end
     core.stop()
   end
-  for _, entry in ipairs(hooks.shutdown) do
-    pending = pending + 1
+  -- Count every hook before starting any: one that ends at once must not
+  -- stop the loop under the others.
+  local list = {}
+  for i, entry in ipairs(hooks.shutdown) do list[i] = entry end
+  local pending = #list
+  if pending == 0 then return finished() end
+  local function one_done()
+    pending = pending - 1
+    if pending == 0 then finished() end
+  end
+  for _, entry in ipairs(list) do
     local t = task.spawn(entry.fn, reason)
-    local function one_done()
-      pending = pending - 1
-      if pending == 0 then finished() end
-    end
-    if t:status() == "done" or t:status() == "failed" or t:status() == "cancelled" then
+    local s = t:status()
+    if s == "done" or s == "failed" or s == "cancelled" then
       one_done()
     else
       t.on_exit = one_done
     end
   end
-  if pending == 0 then return finished() end
+  if shutdown_state ~= "running" then return end
   grace = core.timer(function()
     log.warn("shutdown hooks still running after %g s; stopping anyway", luasip.shutdown_grace)
     finished()

@@ -83,6 +83,8 @@ function M.run(opts)
   if tty and history then rl.read_history(history) end
 
   local evaluating, pending, eof, buffer, watch = false, nil, false, nil, nil
+  local piped = {} -- lines read ahead when stdin is not a terminal
+  local partial = ""
 
   -- Asynchronous output goes above the prompt; output of the line being
   -- evaluated goes straight out.
@@ -106,15 +108,26 @@ function M.run(opts)
   end)
   rl.set_completer(function(word) return M.complete(word) end)
 
+  local function next_piped()
+    if #piped > 0 then pending = table.remove(piped, 1) end
+  end
   local function on_input()
     if pending or eof then return end
-    local line
     if tty then
-      line = rl.read_char()
-    else
-      line = io.stdin:read("*l") or false
+      local line = rl.read_char()
+      if line == false then eof = true elseif line then pending = line end
+      return
     end
-    if line == false then eof = true elseif line then pending = line end
+    local data = rl.read_fd(0)
+    if data == false then
+      if partial ~= "" then piped[#piped + 1] = partial partial = "" end
+      if #piped == 0 then eof = true end
+    elseif data then
+      partial = partial .. data
+      for line in partial:gmatch("([^\n]*)\n") do piped[#piped + 1] = line end
+      partial = partial:match("[^\n]*$")
+    end
+    next_piped()
   end
   local function start_reading(prompt)
     if tty then rl.install(prompt) end
@@ -126,7 +139,8 @@ function M.run(opts)
 
   luasip.on_signal("INT", function()
     if evaluating then
-      task.interrupt()
+      task.interrupt() -- a blocking verb at the prompt raises INTERRUPTED
+      core.stop()      -- and luasip.run() typed at the prompt returns
     else
       buffer = nil
       if tty then rl.cancel_line() end
@@ -168,8 +182,8 @@ function M.run(opts)
       ") — Ctrl-D exits, Tab completes\n")
   end
   start_reading(PROMPT)
-  while not eof and not (luasip.shutting_down() and core.stopped()) do
-    core.step(-1)
+  while not (eof and not pending) and not (luasip.shutting_down() and core.stopped()) do
+    if not pending then core.step(-1) end
     if pending then
       local line = pending
       pending = nil
@@ -180,7 +194,8 @@ function M.run(opts)
       if eval(src) == "more" then buffer = src end
       if luasip.shutting_down() and core.stopped() then break end
       core.clear_stop()
-      start_reading(buffer and MORE or PROMPT)
+      if not tty then next_piped() end
+      if not pending and not eof then start_reading(buffer and MORE or PROMPT) end
     end
   end
   stop_reading()

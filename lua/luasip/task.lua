@@ -148,8 +148,9 @@ function Task:join(timeout)
 end
 
 --- Cancel the task: its pending wait is released and raises
---- task.CANCELLED inside it, and timers it created are closed.
---- Returns true if the task was still running.
+--- task.CANCELLED inside it, and timers it created are closed. A task
+--- that is not in a wait (it yielded bare, or is cancelling itself) is
+--- stopped where it is. Returns true if the task was still running.
 function Task:cancel()
   if finished(self) then return false end
   self.cancelled = true
@@ -161,8 +162,15 @@ function Task:cancel()
     self.yield_timer = nil
   end
   if coroutine.running() == self.co then error(M.CANCELLED, 0) end
-  if self.waiting then self.waiting.finish("cancelled") end
-  if coroutine.status(self.co) == "suspended" then resume(self, CANCEL) end
+  if self.waiting then
+    self.waiting.finish("cancelled")
+    resume(self, CANCEL) -- unwinds the task through its wait
+  end
+  if not finished(self) then
+    -- Not in a luasip wait: never resume it again.
+    if coroutine.close then coroutine.close(self.co) end
+    finish(self, false, pack(M.CANCELLED))
+  end
   return true
 end
 
@@ -181,8 +189,8 @@ end
 function M.interrupt() interrupt_requested = true end
 
 local function check_timeout(timeout, what)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
-    error(what .. ": timeout must be a number of seconds >= 0", 3)
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0 and timeout <= 1e9)) then
+    error(what .. ": timeout must be a number of seconds from 0 to 1e9", 3)
   end
 end
 
@@ -275,8 +283,8 @@ end
 
 --- Sleep for `seconds` (a blocking verb). Returns true.
 function M.sleep(seconds)
-  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
-    error("luasip.sleep: seconds must be a number >= 0", 2)
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds <= 1e9) then
+    error("luasip.sleep: seconds must be a number from 0 to 1e9", 2)
   end
   return M.wait(function(done)
     local tm = core.timer(function() done(true) end)
