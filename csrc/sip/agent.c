@@ -91,15 +91,19 @@ static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
                          msg_t *msg, sip_t *sip)
 {
   sip_agent_t *a = (sip_agent_t *)magic;
-  sip_method_t method = sip->sip_request->rq_method;
-  url_t const *ruri = sip->sip_request->rq_url;
   su_home_t home[1] = { SU_HOME_INIT(home) };
   sip_request_info_t info;
+  sip_method_t method;
+  url_t const *ruri;
 
-  if (method == sip_method_ack) { /* stray ACK: nothing to answer */
+  /* nta also hands over responses that match no client transaction (RFC
+   * 3261 §17.1.3: discard them), and stray ACKs have nothing to answer. */
+  if (!sip->sip_request || sip->sip_request->rq_method == sip_method_ack) {
     msg_destroy(msg);
     return 0;
   }
+  method = sip->sip_request->rq_method;
+  ruri = sip->sip_request->rq_url;
   memset(&info, 0, sizeof info);
   if (a->cb)
     describe_request(home, msg, sip, &info);
