@@ -8,7 +8,7 @@ local H = require "helper"
 local luasip = require "luasip"
 local socket = require "socket"
 
-local dir = H.root .. "/../shared/conformance/rfc4475"
+local dir = H.root .. "/spec/fixtures/rfc4475"
 
 local function fixtures()
   local p = io.popen("ls " .. H.shell_quote(dir) .. "/*.dat 2>/dev/null")
