@@ -10,7 +10,7 @@ lua-busted libsofia-sip-ua-dev sofia-sip-bin libedit-dev luarocks sip-tester
 lua-luv lua-socket clang libclang-rt-14-dev"
 # `deps.sh bench`: also the peers that `make bench` compares against.
 if [ "${1:-}" = bench ]; then
-  PACKAGES="$PACKAGES kamailio kamailio-lua-modules bc"
+  PACKAGES="$PACKAGES kamailio kamailio-lua-modules bc python3 iproute2"
 fi
 
 missing=""
