@@ -83,13 +83,21 @@ static int l_time(lua_State *L)
   return 1;
 }
 
+/* pollfd() -> fd, seconds until the next timer (or nil) */
 static int l_pollfd(lua_State *L)
 {
-  int fd = loop_pollfd(lsip_ctx_of(L)->loop);
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  int fd = loop_pollfd(ctx->loop);
+  long ms;
   if (fd < 0)
     return lsip_fail(L, "the sofia port in use has no pollable fd (SU_PORT=epoll has one)", "ENOTSUP");
   lua_pushinteger(L, fd);
-  return 1;
+  ms = loop_next_timeout(ctx->loop);
+  if (ms < 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, (lua_Number)ms / 1000.0);
+  return 2;
 }
 
 /* timeout() -> seconds until the next timer, or nil if none */

@@ -136,6 +136,9 @@ loop_t *loop_create(void)
   }
   nafter = list_epoll_fds(after, MAX_EPOLL_SCAN);
   loop->pollfd = find_new_fd(before, nbefore, after, nafter);
+  /* Sofia runs clones (nua's stack) in threads of their own by default:
+   * keep everything on this one loop, the Lua thread. */
+  su_root_threading(loop->root, 0);
   /* Sofia writes to TCP sockets that peers may have closed. */
   signal(SIGPIPE, SIG_IGN);
   return loop;
