@@ -25,7 +25,7 @@ LUA_CFLAGS_luajit = $(shell pkg-config --cflags luajit)
 
 MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"'
 
-.PHONY: all deps build test check run asan-test fuzz fuzz-build bench clean rock rock-install
+.PHONY: all deps build test check run asan-test fuzz fuzz-build bench soak clean rock rock-install
 
 all: build
 
@@ -99,6 +99,11 @@ fuzz: deps
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash bench/run.sh $(BENCH_ARGS)
+
+# Long-running load with flat memory/handle checks (SOAK_SECONDS, SOAK_RATE).
+soak: deps
+	@$(MAKE) --no-print-directory build
+	@bash bench/soak.sh
 
 clean:
 	rm -rf build build-asan
