@@ -114,8 +114,8 @@ LIBFLAG    ?= -shared
 LUA_INCDIR ?= /usr/include/lua5.4
 rock:
 	@mkdir -p build/rock/luasip
-	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"' -I$(LUA_INCDIR) $(SOFIA_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/core.so $(CORE_SRC) $(SOFIA_LIBS)
-	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -I$(LUA_INCDIR) $(EDIT_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/readline.so $(RL_SRC) $(EDIT_LIBS)
+	$(CC) $(MODULE_CFLAGS) -I$(LUA_INCDIR) $(SOFIA_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/core.so $(CORE_SRC) $(SOFIA_LIBS)
+	$(CC) $(MODULE_CFLAGS) -I$(LUA_INCDIR) $(EDIT_CFLAGS) -Icsrc $(LIBFLAG) -o build/rock/luasip/readline.so $(RL_SRC) $(EDIT_LIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR)/luasip $(INST_LUADIR)/luasip

@@ -265,7 +265,7 @@ static int l_counts(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
   loop_counts_t lc = loop_counts(ctx->loop);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, ctx->counts[LSIP_TIMERS]);
   lua_setfield(L, -2, "timers");
   lua_pushinteger(L, lc.armed);
@@ -274,10 +274,6 @@ static int l_counts(lua_State *L)
   lua_setfield(L, -2, "watches");
   lua_pushinteger(L, ctx->counts[LSIP_AGENTS]);
   lua_setfield(L, -2, "agents");
-  lua_pushinteger(L, lc.timers);
-  lua_setfield(L, -2, "engine_timers");
-  lua_pushinteger(L, lc.watches);
-  lua_setfield(L, -2, "engine_watches");
   lua_pushinteger(L, loop_open_fds());
   lua_setfield(L, -2, "fds");
   return 1;

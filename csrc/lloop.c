@@ -231,7 +231,6 @@ static void watch_release(lsip_obj *o)
 
 static char const *events_string(int ev)
 {
-  ev &= LOOP_READ | LOOP_WRITE;
   return ev == (LOOP_READ | LOOP_WRITE) ? "rw" : ev == LOOP_READ ? "r" : ev == LOOP_WRITE ? "w" : "";
 }
 

@@ -43,6 +43,18 @@ function H.run(fn, guard)
   if not ok then error(err, 0) end
 end
 
+--- Poll fn() every 20 ms (a blocking verb: the loop runs meanwhile) until
+--- it returns a truthy value, which is returned; nil after `timeout` s.
+function H.poll_until(fn, timeout)
+  local deadline = core.now() + (timeout or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    luasip.sleep(0.02)
+  until core.now() > deadline
+  return nil
+end
+
 --- Run the loop for `seconds` (at top level).
 function H.spin(seconds)
   local deadline = core.now() + seconds
@@ -136,23 +148,19 @@ function H.process(argv, opts)
   function proc:signal(name) os.execute("kill -" .. name .. " " .. self.pid .. " 2>/dev/null") end
   --- Wait (a blocking verb: the loop runs meanwhile) for the exit code.
   function proc:wait(timeout)
-    local until_ = core.now() + (timeout or 10)
-    while core.now() < until_ do
-      local rc = tonumber(read_file(dir .. "/rc") or "")
-      if rc then self.rc = rc return rc end
-      luasip.sleep(0.02)
-    end
-    return nil, "timeout"
+    self.rc = H.poll_until(function() return tonumber(read_file(dir .. "/rc") or "") end, timeout)
+    if not self.rc then return nil, "timeout" end
+    return self.rc
   end
   --- Wait until `pattern` appears in the output (or errors).
   function proc:expect(pattern, timeout, where)
-    local until_ = core.now() + (timeout or 10)
-    while core.now() < until_ do
-      local text = where == "err" and self:errors() or self:output()
-      if text:find(pattern) then return text end
-      if read_file(dir .. "/rc") then break end
-      luasip.sleep(0.02)
-    end
+    -- { text } when it appears, { false } once the child has exited
+    local found = H.poll_until(function()
+      local t = where == "err" and self:errors() or self:output()
+      if t:find(pattern) then return { t } end
+      if read_file(dir .. "/rc") then return { false } end
+    end, timeout)
+    if found and found[1] then return found[1] end
     error(string.format("expected %q in the child's %s; got:\n%s\nstderr:\n%s", pattern,
       where == "err" and "stderr" or "stdout", self:output(), self:errors()), 2)
   end

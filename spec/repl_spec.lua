@@ -21,13 +21,17 @@ local function repl()
     return (p:output():gsub("\r\27%[2K", "<erase>"):gsub("\27%[[%d;?]*%a", ""):gsub("[\r\a]", ""))
   end
   function r.expect(pattern, timeout)
-    local deadline = luasip.now() + (timeout or 10)
-    repeat
-      local screen = r.screen()
-      if screen:find(pattern) then return screen end
-      luasip.sleep(0.02)
-    until luasip.now() > deadline
+    local screen = H.poll_until(function()
+      local s = r.screen()
+      return s:find(pattern) and s
+    end, timeout)
+    if screen then return screen end
     error(string.format("expected %q on the REPL's screen; got:\n%s", pattern, r.screen()), 2)
+  end
+  --- Ctrl-D, then the exit code.
+  function r.quit()
+    r.type("\4")
+    return r.close()
   end
   function r.close()
     keys:close()
@@ -64,8 +68,7 @@ describe("the REPL", function()
       r.expect("oops\n")
       r.type("local x = nil; x.y = 1\n")
       r.expect("<erase>stdin:1: attempt to index")
-      r.type("\4") -- Ctrl-D
-      assert.are.equal(0, r.close())
+      assert.are.equal(0, r.quit()) -- Ctrl-D
     end, 30)
   end)
 
@@ -81,8 +84,7 @@ describe("the REPL", function()
       r.type("3\n")
       r.expect("<erase>123\n")
       assert.is_true(prompts(r.screen()) > before)
-      r.type("\4")
-      assert.are.equal(0, r.close())
+      assert.are.equal(0, r.quit())
     end, 30)
   end)
 
@@ -102,8 +104,7 @@ describe("the REPL", function()
       r.type("half a line\3") -- Ctrl-C at the prompt drops the line
       r.type("'fresh'\n")
       r.expect('<erase>"fresh"\n')
-      r.type("\4")
-      assert.are.equal(0, r.close())
+      assert.are.equal(0, r.quit())
     end, 30)
   end)
 
@@ -115,8 +116,7 @@ describe("the REPL", function()
       r.type("\3")
       r.type("'back'\n")
       r.expect('<erase>"back"\n')
-      r.type("\4")
-      assert.are.equal(0, r.close())
+      assert.are.equal(0, r.quit())
     end, 30)
   end)
 
@@ -127,8 +127,7 @@ describe("the REPL", function()
       r.expect("luasip%.sleep")
       r.type("(0)\n")
       r.expect("<erase>true\n")
-      r.type("\4")
-      assert.are.equal(0, r.close())
+      assert.are.equal(0, r.quit())
     end, 30)
   end)
 end)

@@ -326,8 +326,10 @@ static int watch_wakeup(su_root_magic_t *magic, su_wait_t *wait, su_wakeup_arg_t
     events |= LOOP_READ;
   if (rev & SU_WAIT_OUT)
     events |= LOOP_WRITE;
+  /* On error or hang-up, wake it for what it waits for: its own read or
+   * write then reports the error. */
   if (rev & (SU_WAIT_ERR | SU_WAIT_HUP))
-    events |= LOOP_ERROR | (w->events & LOOP_READ);
+    events |= w->events;
   if (events) {
     w->loop->activity++;
     w->cb(w, events, w->arg); /* may destroy w */

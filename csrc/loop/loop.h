@@ -13,7 +13,7 @@ typedef void loop_timer_f(loop_timer_t *t, void *arg);
 typedef void loop_watch_f(loop_watch_t *w, int revents, void *arg);
 typedef void loop_signal_f(int signo, void *arg);
 
-enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_ERROR = 4 };
+enum { LOOP_READ = 1, LOOP_WRITE = 2 };
 
 /* Live object counts, so tests can assert nothing leaks. */
 typedef struct {

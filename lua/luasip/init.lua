@@ -199,13 +199,7 @@ function luasip.shutdown(reason)
     if pending == 0 then finished() end
   end
   for _, entry in ipairs(list) do
-    local t = task.spawn(entry.fn, reason)
-    local s = t:status()
-    if s == "done" or s == "failed" or s == "cancelled" then
-      one_done()
-    else
-      t.on_exit = one_done
-    end
+    task.spawn(entry.fn, reason):when_done(one_done)
   end
   if shutdown_state ~= "running" then return end
   grace = core.timer(function()

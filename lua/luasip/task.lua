@@ -75,7 +75,7 @@ local function finish(t, ok, res)
   if joiners then
     for i = 1, #joiners do joiners[i]() end
   end
-  if t.on_exit then t.on_exit(t) end
+  if t.done_fn then t.done_fn(t) end
 end
 
 -- What a resume returned: the task ended, waits, or yielded bare.
@@ -123,6 +123,12 @@ function Task:status() return self.state end
 
 local function finished(t)
   return t.state == "done" or t.state == "failed" or t.state == "cancelled"
+end
+
+--- Call fn(task) once the task has ended (at once if it already has).
+function Task:when_done(fn)
+  if finished(self) then return fn(self) end
+  self.done_fn = fn
 end
 
 --- Wait for the task to end. Returns true, results... when it returned,
