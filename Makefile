@@ -8,16 +8,16 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 ARGS      ?=
 
-CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c \
-             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c
+CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c \
+             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
 LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua)
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto)
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)

@@ -99,7 +99,7 @@ void lsip_obj_init(lsip_ctx *ctx, lsip_obj *o, enum lsip_count kind,
   ctx->refs++;
 }
 
-static void ctx_unref(lsip_ctx *ctx)
+void lsip_ctx_unref(lsip_ctx *ctx)
 {
   if (--ctx->refs == 0)
     free(ctx);
@@ -153,7 +153,7 @@ void lsip_obj_close(lsip_obj *o)
   o->fn_ref = LUA_NOREF;
   ctx->counts[o->kind]--;
   lsip_obj_unanchor(o);
-  ctx_unref(ctx);
+  lsip_ctx_unref(ctx);
 }
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -229,10 +229,11 @@ static int ctx_gc(lua_State *L)
   ctx->closing = 1;
   while (ctx->objects.next != &ctx->objects)
     lsip_obj_close(ctx->objects.next);
+  lsip_reap_uas(ctx, 3.0);
   loop_destroy(ctx->loop);
   ctx->loop = NULL;
   lsip_close_sofialog(ctx);
-  ctx_unref(ctx);
+  lsip_ctx_unref(ctx);
   return 0;
 }
 
@@ -274,6 +275,20 @@ static int l_counts(lua_State *L)
   lua_setfield(L, -2, "watches");
   lua_pushinteger(L, ctx->counts[LSIP_AGENTS]);
   lua_setfield(L, -2, "agents");
+  lua_pushinteger(L, ctx->counts[LSIP_UAS]);
+  lua_setfield(L, -2, "uas");
+  {
+    int handles = 0, orphans = 0, closing = 0;
+    lsip_ua_counts(ctx, &handles, &orphans, &closing);
+    lua_pushinteger(L, handles);
+    lua_setfield(L, -2, "sip_handles");
+    lua_pushinteger(L, orphans);
+    lua_setfield(L, -2, "sip_orphans");
+    lua_pushinteger(L, ctx->counts[LSIP_HANDLES]);
+    lua_setfield(L, -2, "handles");
+    lua_pushinteger(L, closing);
+    lua_setfield(L, -2, "closing_uas");
+  }
   lua_pushinteger(L, loop_open_fds());
   lua_setfield(L, -2, "fds");
   return 1;
@@ -325,6 +340,8 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_loop(L, ctx);
   lsip_open_sofialog(L, ctx);
   lsip_open_agent(L, ctx);
+  lsip_open_msg(L, ctx);
+  lsip_open_ua(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");

@@ -10,7 +10,7 @@
 typedef struct lsip_ctx lsip_ctx;
 typedef struct lsip_obj lsip_obj;
 
-enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_NCOUNTS };
+enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_UAS, LSIP_HANDLES, LSIP_NCOUNTS };
 
 /* Every binding object that owns engine resources starts with this header.
  * release() frees the engine side; the header's close path (close(), __gc,
@@ -40,10 +40,13 @@ struct lsip_ctx {
   int trace;       /* SIP message tracing on */
   struct sofialog *sofialog; /* capture of sofia's log output */
   lsip_obj objects; /* list head */
+  void *closing_uas; /* UAs whose shutdown is in progress (lua_ua.c) */
   int counts[LSIP_NCOUNTS];
 };
 
 lsip_ctx *lsip_ctx_of(lua_State *L); /* from upvalue 1 of the running C function */
+/* Keep the context allocated past the state (work finishing in the background). */
+void lsip_ctx_unref(lsip_ctx *ctx);
 
 /* Call the function below nargs arguments on ctx->L through the trampoline:
  * errors are logged with a traceback and never propagate. Returns LUA_OK
@@ -80,5 +83,9 @@ void lsip_open_loop(lua_State *L, lsip_ctx *ctx);
 void lsip_open_agent(lua_State *L, lsip_ctx *ctx);
 void lsip_open_sofialog(lua_State *L, lsip_ctx *ctx);
 void lsip_close_sofialog(lsip_ctx *ctx);
+void lsip_open_msg(lua_State *L, lsip_ctx *ctx);
+void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
+void lsip_reap_uas(lsip_ctx *ctx, double seconds);
+void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing);
 
 #endif

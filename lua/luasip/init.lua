@@ -264,6 +264,11 @@ function luasip.stats()
   return c
 end
 
+--- A SIP user agent; see luasip.ua.
+function luasip.ua(opts)
+  return require("luasip.ua").new(opts)
+end
+
 --- A SIP server; see luasip.server.
 function luasip.server(opts)
   return require("luasip.server").new(opts)

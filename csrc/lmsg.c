@@ -1,0 +1,448 @@
+/* lmsg.c — luasip.message: a read-only view of one parsed SIP message
+ * (request or response) that holds a reference on sofia's msg_t.
+ *
+ * Fields are decoded on access from sofia's parsed headers, so nothing the
+ * parser rejected ever reaches Lua: a header sofia could not parse is
+ * absent from its slot and shows up only in raw text. */
+#include "lcore.h"
+
+#include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/msg_header.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_protos.h>
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/url.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_CLASS "luasip.message"
+#define MAX_FIELD 65536
+
+typedef struct {
+  msg_t *msg;
+} lmsg;
+
+void lsip_push_msg(lua_State *L, msg_t *msg)
+{
+  lmsg *m = compat_newuserdata(L, sizeof *m);
+  m->msg = msg_ref_create(msg);
+  luaL_setmetatable(L, MSG_CLASS);
+}
+
+msg_t *lsip_check_msg(lua_State *L, int idx)
+{
+  return ((lmsg *)luaL_checkudata(L, idx, MSG_CLASS))->msg;
+}
+
+static sip_t const *sip_of(lua_State *L, lmsg **pm)
+{
+  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  if (pm)
+    *pm = m;
+  return sip_object(m->msg);
+}
+
+/* Encode a header's value (without its name) and push it. */
+static void push_field(lua_State *L, msg_header_t const *h)
+{
+  char stackbuf[512];
+  char *buf = stackbuf;
+  issize_t n = msg_header_field_e(buf, sizeof stackbuf, h, 0);
+  if (n >= (issize_t)sizeof stackbuf && n < MAX_FIELD) {
+    buf = malloc((size_t)n + 1);
+    if (!buf) {
+      lua_pushnil(L);
+      return;
+    }
+    n = msg_header_field_e(buf, (isize_t)n + 1, h, 0);
+  }
+  if (n < 0)
+    lua_pushnil(L);
+  else
+    lua_pushlstring(L, buf, (size_t)(n < MAX_FIELD ? n : 0));
+  if (buf != stackbuf)
+    free(buf);
+}
+
+/* Push a parsed URI as a table: scheme, user, password, host, port,
+ * params (table), headers (string), and str (the whole URI). */
+void lsip_push_url(lua_State *L, url_t const *u)
+{
+  su_home_t home[1] = { SU_HOME_INIT(home) };
+  char *s;
+  lua_createtable(L, 0, 8);
+  if (u->url_scheme) { lua_pushstring(L, u->url_scheme); lua_setfield(L, -2, "scheme"); }
+  if (u->url_user) { lua_pushstring(L, u->url_user); lua_setfield(L, -2, "user"); }
+  if (u->url_password) { lua_pushstring(L, u->url_password); lua_setfield(L, -2, "password"); }
+  if (u->url_host) { lua_pushstring(L, u->url_host); lua_setfield(L, -2, "host"); }
+  if (u->url_port) {
+    lua_pushinteger(L, atoi(u->url_port));
+    lua_setfield(L, -2, "port");
+  }
+  lua_newtable(L);
+  if (u->url_params) {
+    /* ";"-separated name[=value] pairs */
+    char const *p = u->url_params;
+    while (*p) {
+      size_t len = strcspn(p, ";");
+      size_t eq = strcspn(p, "=");
+      if (len > 0) {
+        if (eq < len) {
+          lua_pushlstring(L, p, eq);
+          lua_pushlstring(L, p + eq + 1, len - eq - 1);
+        } else {
+          lua_pushlstring(L, p, len);
+          lua_pushboolean(L, 1);
+        }
+        lua_settable(L, -3);
+      }
+      p += len;
+      if (*p == ';')
+        p++;
+    }
+  }
+  lua_setfield(L, -2, "params");
+  if (u->url_headers) { lua_pushstring(L, u->url_headers); lua_setfield(L, -2, "headers"); }
+  s = url_as_string(home, u);
+  if (s) { lua_pushstring(L, s); lua_setfield(L, -2, "str"); }
+  su_home_deinit(home);
+}
+
+/* Name-address headers (From, To, Contact...) as {display, uri, tag, params}. */
+static void push_addr(lua_State *L, char const *display, url_t const *url,
+                      msg_param_t const *params, char const *tag)
+{
+  lua_createtable(L, 0, 4);
+  if (display) {
+    lua_pushstring(L, display);
+    lua_setfield(L, -2, "display");
+  }
+  lsip_push_url(L, url);
+  lua_setfield(L, -2, "uri");
+  if (tag) {
+    lua_pushstring(L, tag);
+    lua_setfield(L, -2, "tag");
+  }
+  lua_newtable(L);
+  for (int i = 0; params && params[i]; i++) {
+    char const *p = params[i];
+    size_t eq = strcspn(p, "=");
+    lua_pushlstring(L, p, eq);
+    if (p[eq])
+      lua_pushstring(L, p + eq + 1);
+    else
+      lua_pushboolean(L, 1);
+    lua_settable(L, -3);
+  }
+  lua_setfield(L, -2, "params");
+}
+
+static int is_body_or_line(sip_t const *sip, msg_header_t const *h)
+{
+  return h == (msg_header_t const *)sip->sip_request ||
+         h == (msg_header_t const *)sip->sip_status ||
+         h == (msg_header_t const *)sip->sip_separator ||
+         h == (msg_header_t const *)sip->sip_payload ||
+         h->sh_class->hc_name == NULL;
+}
+
+static char const *header_name(msg_header_t const *h)
+{
+  if (h->sh_class == sip_unknown_class)
+    return h->sh_unknown->un_name;
+  return h->sh_class->hc_name;
+}
+
+static int name_matches(msg_header_t const *h, char const *name)
+{
+  char const *n = header_name(h);
+  if (n && su_casematch(n, name))
+    return 1;
+  return h->sh_class->hc_short[0] && name[1] == '\0' &&
+         su_casenmatch(h->sh_class->hc_short, name, 1);
+}
+
+/* m:header(name) -> the first value, or nil */
+static int msg_header(lua_State *L)
+{
+  lmsg *m;
+  sip_t const *sip = sip_of(L, &m);
+  char const *name = luaL_checkstring(L, 2);
+  msg_header_t **head = msg_chain_head(m->msg);
+  for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
+    if (is_body_or_line(sip, h) || !name_matches(h, name))
+      continue;
+    push_field(L, h);
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* m:headers([name]) -> list of values for name, or of {name, value} for all */
+static int msg_headers(lua_State *L)
+{
+  lmsg *m;
+  sip_t const *sip = sip_of(L, &m);
+  char const *name = luaL_optstring(L, 2, NULL);
+  msg_header_t **head = msg_chain_head(m->msg);
+  int n = 0;
+  lua_newtable(L);
+  for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
+    if (is_body_or_line(sip, h) || (name && !name_matches(h, name)))
+      continue;
+    if (name) {
+      push_field(L, h);
+    } else {
+      lua_createtable(L, 2, 0);
+      lua_pushstring(L, header_name(h));
+      lua_rawseti(L, -2, 1);
+      push_field(L, h);
+      lua_rawseti(L, -2, 2);
+    }
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* m:raw() -> the whole message as text */
+static int msg_raw(lua_State *L)
+{
+  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  su_home_t home[1] = { SU_HOME_INIT(home) };
+  size_t len = 0;
+  char *s = msg_as_string(home, m->msg, NULL, 0, &len);
+  if (s)
+    lua_pushlstring(L, s, len);
+  else
+    lua_pushnil(L);
+  su_home_deinit(home);
+  return 1;
+}
+
+/* m:challenges() -> list of {scheme, proxy, params={realm=, nonce=, ...}}
+ * from WWW-Authenticate and Proxy-Authenticate, unquoted. */
+static void push_challenges(lua_State *L, msg_auth_t const *au, int proxy, int *n)
+{
+  for (; au; au = au->au_next) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, au->au_scheme ? au->au_scheme : "");
+    lua_setfield(L, -2, "scheme");
+    lua_pushboolean(L, proxy);
+    lua_setfield(L, -2, "proxy");
+    lua_newtable(L);
+    for (int i = 0; au->au_params && au->au_params[i]; i++) {
+      char const *p = au->au_params[i];
+      size_t eq = strcspn(p, "=");
+      char const *v = p[eq] ? p + eq + 1 : "";
+      size_t vlen = strlen(v);
+      {
+        luaL_Buffer b; /* the name, lower-cased */
+        luaL_buffinit(L, &b);
+        for (size_t k = 0; k < eq; k++)
+          luaL_addchar(&b, (char)((p[k] >= 'A' && p[k] <= 'Z') ? p[k] + 32 : p[k]));
+        luaL_pushresult(&b);
+      }
+      if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+        /* unquote, dropping backslash escapes */
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t k = 1; k + 1 < vlen; k++) {
+          if (v[k] == '\\' && k + 2 < vlen)
+            k++;
+          luaL_addchar(&b, v[k]);
+        }
+        luaL_pushresult(&b);
+      } else {
+        lua_pushstring(L, v);
+      }
+      lua_settable(L, -3);
+    }
+    lua_setfield(L, -2, "params");
+    lua_rawseti(L, -2, ++*n);
+  }
+}
+
+static int msg_challenges(lua_State *L)
+{
+  sip_t const *sip = sip_of(L, NULL);
+  int n = 0;
+  lua_newtable(L);
+  if (sip) {
+    push_challenges(L, (msg_auth_t const *)sip->sip_www_authenticate, 0, &n);
+    push_challenges(L, (msg_auth_t const *)sip->sip_proxy_authenticate, 1, &n);
+  }
+  return 1;
+}
+
+static void push_source(lua_State *L, msg_t *msg)
+{
+  su_addrinfo_t *ai = msg_addrinfo(msg);
+  char addr[64] = "";
+  int port = 0;
+  if (ai && ai->ai_addr) {
+    su_sockaddr_t const *su = (su_sockaddr_t const *)ai->ai_addr;
+    if (su->su_family == AF_INET6) {
+      inet_ntop(AF_INET6, &su->su_sin6.sin6_addr, addr, sizeof addr);
+      port = ntohs(su->su_sin6.sin6_port);
+    } else if (su->su_family == AF_INET) {
+      inet_ntop(AF_INET, &su->su_sin.sin_addr, addr, sizeof addr);
+      port = ntohs(su->su_sin.sin_port);
+    }
+  }
+  if (addr[0]) {
+    lua_pushstring(L, addr);
+    lua_pushinteger(L, port);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+}
+
+static int msg_index(lua_State *L)
+{
+  lmsg *m;
+  sip_t const *sip = sip_of(L, &m);
+  char const *k = luaL_checkstring(L, 2);
+
+  /* methods first */
+  luaL_getmetatable(L, MSG_CLASS);
+  lua_getfield(L, -1, "methods");
+  lua_getfield(L, -1, k);
+  if (!lua_isnil(L, -1))
+    return 1;
+  lua_pop(L, 3);
+  if (!sip) {
+    lua_pushnil(L);
+    return 1;
+  }
+
+  if (strcmp(k, "method") == 0) {
+    if (sip->sip_request)
+      lua_pushstring(L, sip->sip_request->rq_method_name);
+    else if (sip->sip_cseq)
+      lua_pushstring(L, sip->sip_cseq->cs_method_name);
+    else
+      lua_pushnil(L);
+  } else if (strcmp(k, "status") == 0) {
+    if (sip->sip_status) lua_pushinteger(L, sip->sip_status->st_status);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "reason") == 0) {
+    if (sip->sip_status) lua_pushstring(L, sip->sip_status->st_phrase);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "is_request") == 0) {
+    lua_pushboolean(L, sip->sip_request != NULL);
+  } else if (strcmp(k, "uri") == 0) {
+    if (sip->sip_request) lsip_push_url(L, sip->sip_request->rq_url);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "from") == 0 || strcmp(k, "to") == 0) {
+    sip_addr_t const *a = k[0] == 'f' ? sip->sip_from : sip->sip_to;
+    if (a) push_addr(L, a->a_display, a->a_url, a->a_params, a->a_tag);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "contact") == 0) {
+    sip_contact_t const *c = sip->sip_contact;
+    if (c) push_addr(L, c->m_display, c->m_url, c->m_params, NULL);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "contacts") == 0) {
+    int n = 0;
+    lua_newtable(L);
+    for (sip_contact_t const *c = sip->sip_contact; c; c = c->m_next) {
+      push_addr(L, c->m_display, c->m_url, c->m_params, NULL);
+      lua_rawseti(L, -2, ++n);
+    }
+  } else if (strcmp(k, "call_id") == 0) {
+    if (sip->sip_call_id) lua_pushstring(L, sip->sip_call_id->i_id);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "cseq") == 0) {
+    if (sip->sip_cseq) lua_pushinteger(L, sip->sip_cseq->cs_seq);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "body") == 0) {
+    if (sip->sip_payload)
+      lua_pushlstring(L, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    else
+      lua_pushnil(L);
+  } else if (strcmp(k, "content_type") == 0) {
+    if (sip->sip_content_type && sip->sip_content_type->c_type)
+      lua_pushstring(L, sip->sip_content_type->c_type);
+    else
+      lua_pushnil(L);
+  } else if (strcmp(k, "source") == 0 || strcmp(k, "source_port") == 0) {
+    push_source(L, m->msg);
+    if (k[6] == '\0')
+      lua_pop(L, 1);
+    else
+      lua_remove(L, -2);
+  } else if (strcmp(k, "transport") == 0) {
+    su_addrinfo_t *ai = msg_addrinfo(m->msg);
+    char const *t = NULL;
+    if (sip->sip_request && sip->sip_via && sip->sip_via->v_protocol) {
+      char const *p = strrchr(sip->sip_via->v_protocol, '/');
+      t = p ? p + 1 : NULL;
+    }
+    if (t) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (; *t; t++)
+        luaL_addchar(&b, (char)((*t >= 'A' && *t <= 'Z') ? *t + 32 : *t));
+      luaL_pushresult(&b);
+    } else if (ai) {
+      lua_pushstring(L, ai->ai_protocol == IPPROTO_TCP ? "tcp" : "udp");
+    } else {
+      lua_pushnil(L);
+    }
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+static int msg_gc(lua_State *L)
+{
+  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  if (m->msg) {
+    msg_destroy(m->msg);
+    m->msg = NULL;
+  }
+  return 0;
+}
+
+static int msg_tostring(lua_State *L)
+{
+  sip_t const *sip = sip_of(L, NULL);
+  if (sip && sip->sip_request)
+    lua_pushfstring(L, "luasip.message (%s %s)", sip->sip_request->rq_method_name,
+                    sip->sip_call_id ? sip->sip_call_id->i_id : "-");
+  else if (sip && sip->sip_status)
+    lua_pushfstring(L, "luasip.message (%d %s)", sip->sip_status->st_status,
+                    sip->sip_status->st_phrase);
+  else
+    lua_pushstring(L, "luasip.message");
+  return 1;
+}
+
+void lsip_open_msg(lua_State *L, lsip_ctx *ctx)
+{
+  static luaL_Reg const methods[] = {
+    { "header", msg_header }, { "headers", msg_headers }, { "raw", msg_raw },
+    { "challenges", msg_challenges }, { NULL, NULL },
+  };
+  (void)ctx;
+  luaL_newmetatable(L, MSG_CLASS);
+  lua_pushcfunction(L, msg_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, msg_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, msg_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, MSG_CLASS);
+  lua_setfield(L, -2, "__name");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "methods");
+  lua_pop(L, 1);
+}

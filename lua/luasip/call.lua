@@ -1,0 +1,491 @@
+--- A call (one INVITE dialog) of a luasip.ua. See README.md, "Calls".
+--
+-- State follows sofia's call states: "calling", "proceeding" (1xx
+-- received), "received" (incoming, not answered), "early" (1xx sent),
+-- "completing"/"completed" (2xx sent or received, ACK pending), "ready"
+-- (confirmed), "terminating", "terminated".
+--
+-- Events (call:on(name, fn)): "progress" (status, reason, msg), "state"
+-- (state), "answered", "hangup" (status, reason), "reinvite" (msg),
+-- "update" (msg), "info" (msg), "refer" (target, msg), "transfer"
+-- (status, reason) for NOTIFYs about a REFER this call sent, "prack" (msg).
+local core = require "luasip.core"
+local task = require "luasip.task"
+local log = require "luasip.log"
+local sdp = require "luasip.sdp"
+
+local Call = { __name = "luasip.call" }
+Call.__index = Call
+
+function Call:__tostring()
+  return string.format("luasip.call (%s %s, %s)", self.direction, self.remote_uri or "?", self.state)
+end
+
+local function new(ua, h, direction)
+  return setmetatable({
+    ua = ua, h = h, direction = direction, state = "init",
+    listeners = {}, waiters = {},
+  }, Call)
+end
+
+function Call.outgoing(ua, h, uri, opts)
+  local c = new(ua, h, "out")
+  c.remote_uri = uri
+  c.opts = opts
+  return c
+end
+
+function Call.incoming(ua, h, msg, info)
+  local c = new(ua, h, "in")
+  c.request = msg
+  c.call_id = msg.call_id
+  c.remote_tag = msg.from and msg.from.tag
+  c.from = msg.from
+  c.to = msg.to
+  c.remote_uri = msg.from and msg.from.uri.str
+  c.remote_sdp = info.remote_sdp or (msg.content_type == "application/sdp" and msg.body) or nil
+  c.state = "received"
+  c.rel100_requested = (msg:header("Require") or ""):find("100rel", 1, true) ~= nil
+  return c
+end
+
+---------------------------------------------------------------------------
+-- Events and waiting
+
+--- Subscribe fn(call, ...) to an event; returns a handle with :remove().
+function Call:on(event, fn)
+  if type(fn) ~= "function" then error("call:on: expected a function", 2) end
+  local list = self.listeners[event]
+  if not list then list = {} self.listeners[event] = list end
+  local entry = { fn = fn }
+  list[#list + 1] = entry
+  return { remove = function()
+    for i = #list, 1, -1 do if list[i] == entry then table.remove(list, i) end end
+  end }
+end
+
+function Call:_emit(event, ...)
+  local list = self.listeners[event]
+  if list then
+    for _, entry in ipairs(list) do
+      local ok, err = pcall(entry.fn, self, ...)
+      if not ok then log.error("call %s handler failed: %s", event, tostring(err)) end
+    end
+  end
+  self:_poke()
+end
+
+-- Re-check every waiter's condition.
+function Call:_poke()
+  for i = #self.waiters, 1, -1 do
+    local w = self.waiters[i]
+    if w and w.check() then table.remove(self.waiters, i) end
+  end
+end
+
+-- Wait until check() returns a truthy value (returned), or timeout.
+function Call:_wait_until(check, timeout, what)
+  local v = check()
+  if v then return v end
+  return task.wait(function(done)
+    local w = { check = function()
+      local r = check()
+      if r then done(r) return true end
+    end }
+    table.insert(self.waiters, w)
+    return function()
+      for i = #self.waiters, 1, -1 do if self.waiters[i] == w then table.remove(self.waiters, i) end end
+    end
+  end, timeout, what)
+end
+
+--- Wait for the call to end (timeout in s, default forever). Returns
+--- true, or nil, "timeout".
+function Call:wait_hangup(timeout)
+  local v, why = self:_wait_until(function() return self.state == "terminated" end,
+                                  timeout, "call:wait_hangup")
+  if v then return true end
+  return nil, why
+end
+
+local function note_dialog(self, msg)
+  if not msg then return end
+  self.call_id = self.call_id or msg.call_id
+  if self.direction == "out" then
+    if msg.from and msg.from.tag then self.local_tag = msg.from.tag end
+    if msg.to and msg.to.tag and not msg.is_request then self.remote_tag = msg.to.tag end
+  elseif msg.is_request and msg.to and msg.to.tag then
+    -- requests from the peer carry our tag in To
+    if msg.from and msg.from.tag == self.remote_tag then self.local_tag = msg.to.tag end
+  end
+end
+
+function Call:_event(name, status, phrase, msg, info)
+  note_dialog(self, msg)
+  if info.local_sdp then self.local_sdp = info.local_sdp end
+  if info.remote_sdp then self.remote_sdp = info.remote_sdp end
+  if name == "i_state" then
+    local old = self.state
+    self.state = info.callstate or self.state
+    if self.state == "terminated" then
+      self.status = self.status or status
+      self.reason = self.reason or phrase
+      self.ua.calls[self] = nil
+      self.ua.held[self] = nil
+      -- the dialog is over: release the handle now rather than at collection
+      if self.h:alive() then self.h:on_collect("destroy") self.h:close() end
+    end
+    if self.state ~= old then
+      if self.state == "ready" and not self.answered then
+        self.answered = true
+        self:_emit("answered")
+      end
+      self:_emit("state", self.state)
+      if self.state == "terminated" then self:_emit("hangup", status, phrase) end
+    end
+    if info.offer_recv and old == "ready" then
+      self:_emit("reinvite", msg)
+    end
+    self:_poke()
+  elseif name == "r_invite" then
+    self.last_status, self.last_reason, self.last_response = status, phrase, msg
+    if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, self.auth_attempt or 1) then
+      self.auth_attempt = (self.auth_attempt or 1) + 1
+      return
+    end
+    if status < 200 then
+      self:_emit("progress", status, phrase, msg)
+    else
+      self.final_status, self.final_reason = status, phrase
+      if self.reinvite_pending then self.reinvite_pending = nil end
+      self:_poke()
+    end
+  elseif name == "i_invite" then
+    -- a re-INVITE from the peer
+    self:_emit("reinvite", msg)
+  elseif name == "i_update" then
+    self:_emit("update", msg)
+  elseif name == "i_info" then
+    self:_emit("info", msg)
+  elseif name == "i_prack" then
+    self:_emit("prack", msg)
+  elseif name == "i_refer" then
+    self:_incoming_refer(msg, info)
+  elseif name == "i_notify" then
+    if msg and msg.content_type == "message/sipfrag" and msg.body then
+      local st, re = msg.body:match("^SIP/2%.0 (%d%d%d) ?([^\r\n]*)")
+      if st then
+        self.transfer_status = tonumber(st)
+        self:_emit("transfer", tonumber(st), re)
+      end
+    end
+  elseif name == "i_bye" then
+    self.status, self.reason = 200, "BYE"
+    self.hangup_by = "remote"
+  elseif name == "i_cancel" then
+    self.status, self.reason = 487, "CANCEL"
+    self.hangup_by = "remote"
+  elseif name:match("^r_") then
+    local r = self.pending and self.pending[name]
+    if r and status >= 200 then
+      if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, r.attempt) then
+        r.attempt = r.attempt + 1
+        return
+      end
+      self.pending[name] = nil
+      r.done(status, phrase, msg)
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- UAC
+
+function Call:_start(opts)
+  local offer = opts.sdp or self.ua:default_sdp()
+  local send = {
+    sdp = offer,
+    headers = opts.headers,
+    session_timer = opts.session_timer,
+    early_media = true,
+    uri = self.remote_uri,
+  }
+  if opts.rel100 == "required" then send.require = "100rel" end
+  if opts.on_progress then
+    self:on("progress", opts.on_progress)
+  end
+  self.state = "calling"
+  self.h:send("invite", send)
+  local v, why = self:_wait_until(function()
+    if self.state == "ready" or self.state == "completing" then return "answered" end
+    if self.state == "terminated" then return "failed" end
+    if self.final_status and self.final_status >= 300 and self.state ~= "authenticating" then
+      return "failed"
+    end
+  end, opts.timeout or 60, "ua:call")
+  if v == "answered" then return self end
+  if not v then
+    -- timeout (or interrupted): CANCEL and let the dialog end
+    self:hangup()
+    return nil, why or "timeout", "timeout", self
+  end
+  return nil, self.final_reason or self.reason or "failed", self.final_status or self.status, self
+end
+
+--- CANCEL a call that was not answered yet.
+function Call:cancel()
+  if self.direction ~= "out" or self.state == "terminated" then return false end
+  if self.h:alive() then self.h:send("cancel") end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- UAS
+
+local function check_incoming(self, what)
+  if self.direction ~= "in" then error("call:" .. what .. ": not an incoming call", 3) end
+end
+
+--- Send 180 Ringing; with {early_media=true} send 183 with SDP (reliably
+--- when the caller asked for 100rel, or rel100="required" in the UA).
+function Call:ring(opts)
+  check_incoming(self, "ring")
+  opts = opts or {}
+  if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
+  local send = { headers = opts.headers }
+  local status = 180
+  if opts.early_media then
+    status = 183
+    send.sdp = opts.sdp or self.ua:default_sdp()
+  end
+  if opts.rel100 or self.ua.rel100 == "required" or
+     (self.rel100_requested and self.ua.rel100) then
+    send.require = "100rel"
+  end
+  self.h:respond(status, nil, send)
+  return true
+end
+
+--- Answer with 200 OK and wait for the ACK (opts.timeout, default 32 s).
+--- Returns true, or nil, reason.
+function Call:answer(opts)
+  check_incoming(self, "answer")
+  opts = opts or {}
+  if self.state == "ready" then return true end
+  if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
+  self.h:respond(200, nil, { sdp = opts.sdp or self.ua:default_sdp(), headers = opts.headers })
+  local v, why = self:_wait_until(function()
+    if self.state == "ready" then return "ready" end
+    if self.state == "terminated" then return "terminated" end
+  end, opts.timeout or 32, "call:answer")
+  if v == "ready" then return true end
+  return nil, v or why
+end
+
+--- Reject with status (default 486) and reason.
+function Call:reject(status, reason, opts)
+  check_incoming(self, "reject")
+  status = status or 486
+  if type(status) ~= "number" or status < 300 or status > 699 then
+    error("call:reject: status must be 300..699", 2)
+  end
+  if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
+  self.h:respond(status, reason, opts and { headers = opts.headers })
+  self.status, self.reason = status, reason
+  return true
+end
+
+--- Redirect with 302 to the given contact URI(s).
+function Call:redirect(contacts, status)
+  check_incoming(self, "redirect")
+  if type(contacts) == "string" then contacts = { contacts } end
+  if type(contacts) ~= "table" or #contacts == 0 then
+    error("call:redirect: expected a URI or a list of URIs", 2)
+  end
+  local list = {}
+  for i, c in ipairs(contacts) do list[i] = c:match("^<") and c or ("<" .. c .. ">") end
+  self.h:respond(status or 302, nil, { contact = table.concat(list, ", ") })
+  return true
+end
+
+---------------------------------------------------------------------------
+-- Either side
+
+--- End the call: BYE when answered, CANCEL before the answer for an
+--- outgoing call, 603 Decline for an unanswered incoming one. Waits (up to
+--- `timeout`, default 5 s) for the end when it can block.
+function Call:hangup(timeout)
+  if self.state == "terminated" or not self.h:alive() then return true end
+  if self.direction == "in" and (self.state == "received" or self.state == "early") then
+    self.h:respond(603, "Decline")
+  elseif self.direction == "out" and not self.answered and self.state ~= "completing" then
+    self.h:send("cancel")
+  else
+    self.h:send("bye")
+  end
+  self.hangup_by = self.hangup_by or "local"
+  if task.current() or core.depth() == 0 then
+    self:wait_hangup(timeout or 5)
+  end
+  return true
+end
+
+-- Send an in-dialog request and wait for its final answer.
+function Call:_transaction(method, opts, timeout, what)
+  if self.state ~= "ready" and self.state ~= "early" and self.state ~= "completing" then
+    return nil, "call is " .. self.state
+  end
+  self.pending = self.pending or {}
+  local key = "r_" .. method
+  local status, phrase, msg = task.wait(function(done)
+    self.pending[key] = { done = done, attempt = 1 }
+    self.h:send(method, opts)
+    return function() if self.pending then self.pending[key] = nil end end
+  end, timeout or 32, what)
+  if not status then return nil, phrase, "timeout" end
+  if status >= 200 and status < 300 then return msg or true, status end
+  return nil, phrase, status
+end
+
+-- re-INVITE: r_invite carries the answer; reuse the UAC wait on final_status.
+function Call:_reinvite(send, timeout, what)
+  if self.state ~= "ready" then return nil, "call is " .. self.state end
+  self.final_status = nil
+  self.h:send("invite", send)
+  local v, why = self:_wait_until(function()
+    if self.final_status then return self.final_status end
+    if self.state == "terminated" then return -1 end
+  end, timeout or 32, what)
+  if not v then return nil, why, "timeout" end
+  if v >= 200 and v < 300 then return true end
+  return nil, self.final_reason or "failed", v
+end
+
+--- Put the call on hold (re-INVITE offering a=sendonly, or a=inactive when
+--- the peer has us on hold; RFC 3264 §8.4, RFC 6337 §5.3).
+function Call:hold(timeout)
+  return self:_reinvite({ hold = "*" }, timeout, "call:hold")
+end
+
+--- Take the call off hold (re-INVITE offering a=sendrecv).
+function Call:unhold(timeout)
+  return self:_reinvite({ hold = "" }, timeout, "call:unhold")
+end
+
+--- Send a re-INVITE (opts: sdp, headers, session_timer).
+function Call:reinvite(opts)
+  opts = opts or {}
+  return self:_reinvite({ sdp = opts.sdp, headers = opts.headers }, opts.timeout, "call:reinvite")
+end
+
+--- Send an UPDATE (RFC 3311; opts: sdp, headers).
+function Call:update(opts)
+  opts = opts or {}
+  return self:_transaction("update", { sdp = opts.sdp, headers = opts.headers }, opts.timeout, "call:update")
+end
+
+--- Send INFO with a body (e.g. "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").
+function Call:info(content_type, body, opts)
+  if type(content_type) ~= "string" or type(body) ~= "string" then
+    error("call:info: expected content type and body strings", 2)
+  end
+  opts = opts or {}
+  return self:_transaction("info", { content_type = content_type, body = body, headers = opts.headers },
+                           opts.timeout, "call:info")
+end
+
+--- The direction of our audio as negotiated: "sendrecv", "sendonly",
+--- "recvonly" or "inactive".
+function Call:direction_local() return sdp.direction(self.local_sdp) end
+function Call:direction_remote() return sdp.direction(self.remote_sdp) end
+
+---------------------------------------------------------------------------
+-- Transfer (RFC 3515, RFC 3891)
+
+local function uri_escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+--- Blind transfer: REFER the peer to target. Waits for the REFER to be
+--- accepted (202), then, with opts.wait (default true), for the final
+--- NOTIFY of the transfer. Returns the final status of the new call
+--- (e.g. 200), or nil, reason, status.
+function Call:refer(target, opts)
+  if type(target) ~= "string" then error("call:refer: target must be a string", 2) end
+  opts = opts or {}
+  local refer_to = target:match("^<") and target or ("<" .. target .. ">")
+  self.transfer_status = nil
+  local ok, why, code = self:_transaction("refer", { refer_to = refer_to, headers = opts.headers },
+                                          opts.timeout, "call:refer")
+  if not ok then return nil, why, code end
+  if opts.wait == false then return 202 end
+  local st, why2 = self:_wait_until(function()
+    if self.transfer_status and self.transfer_status >= 200 then return self.transfer_status end
+    if self.state == "terminated" and self.hangup_by == "remote" then
+      return self.transfer_status or 200
+    end
+  end, opts.timeout or 32, "call:refer")
+  if not st then return nil, why2, "timeout" end
+  return st
+end
+
+--- Attended transfer: REFER the peer of this call to the peer of `other`,
+--- with Replaces naming the other dialog (RFC 3891).
+function Call:transfer_to(other, opts)
+  if getmetatable(other) ~= Call then error("call:transfer_to: expected a call", 2) end
+  if not (other.call_id and other.local_tag and other.remote_tag) then
+    return nil, "the other call has no confirmed dialog"
+  end
+  local replaces = string.format("%s;to-tag=%s;from-tag=%s", other.call_id, other.remote_tag, other.local_tag)
+  local target = other.remote_contact or other.remote_uri
+  target = target:gsub("^<(.*)>$", "%1")
+  return self:refer(target .. "?Replaces=" .. uri_escape(replaces), opts)
+end
+
+-- An incoming REFER: nua answered 202. Place the new call, reporting its
+-- progress to the referrer in NOTIFYs (sofia sends them for the call
+-- made with notify_refer), and hang up this call once it is answered.
+function Call:_incoming_refer(msg, info)
+  local target = msg:header("Refer-To")
+  if not target then return end
+  target = target:match("^%s*<(.-)>") or target
+  self:_emit("refer", target, msg)
+  if not self.ua.accept_refer or self.refer_handled then return end
+  local ua, h = self.ua, self.h
+  task.spawn(function()
+    local headers_part = target:match("%?(.*)$")
+    local uri = target:gsub("%?.*$", "")
+    local extra = {}
+    if headers_part then
+      for k, v in headers_part:gmatch("([^&=]+)=([^&]*)") do
+        v = v:gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
+        extra[#extra + 1] = k .. ": " .. v
+      end
+    end
+    local hh = assert(ua.core:handle { to = uri, from = ua.from })
+    hh:on_collect("bye")
+    local call = Call.outgoing(ua, hh, uri, {})
+    ua.objs[hh] = call
+    ua.calls[call] = true
+    call.referred_by = self
+    local send = {
+      sdp = ua:default_sdp(), uri = uri, headers = #extra > 0 and extra or nil,
+      notify_refer = h, refer_event = info.refer_event,
+    }
+    call.state = "calling"
+    hh:send("invite", send)
+    local v = call:_wait_until(function()
+      if call.state == "ready" then return "answered" end
+      if call.state == "terminated" then return "failed" end
+    end, 60, "refer")
+    if v == "answered" then
+      ua.held[call] = true -- the UA keeps it: nobody else holds it
+      self:_emit("transferred", call)
+      self:hangup()
+    else
+      call:hangup()
+    end
+  end)
+end
+
+return Call

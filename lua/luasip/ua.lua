@@ -1,0 +1,526 @@
+--- luasip.ua{...}: a SIP user agent (registration, calls, MESSAGE, OPTIONS).
+--
+--   local ua = assert(luasip.ua{ listen = "127.0.0.1:0", aor = "sip:alice@example.com",
+--                                credentials = { user = "alice", password = "secret" } })
+--   assert(ua:register{ registrar = "sip:127.0.0.1:5060" })
+--   local call = assert(ua:call("sip:bob@127.0.0.1:5062", { timeout = 30 }))
+--   call:hangup()
+--
+-- Options of luasip.ua{}:
+--   listen        "host:port" ([v6]:port, port 0 = any free port), or a list
+--                 of "udp/host:port", "tcp/host:port", "tls/host:port"
+--                 (the first plain entry is the main contact; default
+--                 "127.0.0.1:0" on UDP and TCP)
+--   aor           address of record, e.g. "sip:alice@example.com"
+--   display       display name for From
+--   contact_user  user part of Contact (default: the AOR's user)
+--   user_agent    User-Agent header
+--   credentials   {user=, password=} for any realm, or {[realm] = {user=, password=}}
+--   proxy         outbound proxy URI (every request is sent through it)
+--   tls           {cert_dir = dir holding agent.pem and cafile.pem,
+--                  verify = false | true}
+--   keepalive     seconds between NAT keepalives (OPTIONS; CRLF on TCP/TLS)
+--   session_timer seconds (RFC 4028; 0 = off), min_se, refresher
+--   rel100        "supported" (default), "required" or false (RFC 3262)
+--   sdp           the description calls offer (default: PCMU/PCMA audio)
+--   accept_refer  place the call an incoming REFER asks for (default true)
+--   timeout       seconds to wait for the stack to bind (default 5)
+local core = require "luasip.core"
+local task = require "luasip.task"
+local log = require "luasip.log"
+local sdp = require "luasip.sdp"
+local Call = require "luasip.call"
+
+local M = {}
+
+local UA = { __name = "luasip.ua" }
+UA.__index = UA
+
+function UA:__tostring()
+  return string.format("luasip.ua (%s)", self.closed and "closed" or (self.contact or "?"))
+end
+
+local function fail_arg(what, msg) error("luasip.ua: " .. what .. ": " .. msg, 4) end
+
+local function parse_listen(entry)
+  local proto, rest = entry:match("^(%a+)/(.+)$")
+  if not proto then proto, rest = nil, entry end
+  local host, port = require("luasip.server").parse_listen(rest, 0)
+  if not host then return nil, port end
+  if proto and proto ~= "udp" and proto ~= "tcp" and proto ~= "tls" then
+    return nil, "transport must be udp, tcp or tls: " .. entry
+  end
+  return { proto = proto, host = host, port = port }
+end
+
+local function hostport(host, port)
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end
+  return host .. ":" .. port
+end
+
+local function event_loop_ua(self)
+  return function(name, status, phrase, h, msg, info)
+    self:_dispatch(name, status, phrase, h, msg, info)
+  end
+end
+
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("luasip.ua: expected a table of options", 3) end
+  local listen = opts.listen or "127.0.0.1:0"
+  if type(listen) == "string" then listen = { listen } end
+  if type(listen) ~= "table" or #listen == 0 then fail_arg("listen", "a string or a list") end
+  local url, sips_url, main
+  for _, entry in ipairs(listen) do
+    local l, err = parse_listen(entry)
+    if not l then fail_arg("listen", err) end
+    if l.proto == "tls" then
+      sips_url = "sips:" .. hostport(l.host, l.port)
+    elseif not url then
+      url = "sip:" .. hostport(l.host, l.port) .. (l.proto and (";transport=" .. l.proto) or "")
+      main = l
+    end
+  end
+  if not url and sips_url then
+    -- TLS only: nua still needs a plain listening point; keep it on TCP
+    local h = sips_url:match("^sips:(.*):%d+$")
+    url = "sip:" .. h .. ":0;transport=tcp"
+    main = { host = h:gsub("^%[(.*)%]$", "%1") }
+  end
+  if opts.aor ~= nil and (type(opts.aor) ~= "string" or not opts.aor:match("^sips?:")) then
+    fail_arg("aor", "must be a sip: or sips: URI")
+  end
+  local creds = opts.credentials
+  if creds ~= nil and type(creds) ~= "table" then fail_arg("credentials", "must be a table") end
+  local rel100 = opts.rel100
+  if rel100 == nil then rel100 = "supported" end
+  if rel100 ~= false and rel100 ~= "supported" and rel100 ~= "required" then
+    fail_arg("rel100", 'must be "supported", "required" or false')
+  end
+  local aor = opts.aor or ("sip:luasip@" .. hostport(main.host, main.port ~= 0 and main.port or 5060))
+  local from = opts.display and string.format('"%s" <%s>', opts.display:gsub('"', ""), aor) or ("<" .. aor .. ">")
+  local self = setmetatable({
+    aor = aor,
+    from = from,
+    host = main.host,
+    credentials = creds,
+    rel100 = rel100,
+    offer = opts.sdp,
+    accept_refer = opts.accept_refer ~= false,
+    objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
+    calls = setmetatable({}, { __mode = "k" }),  -- live calls (for Replaces)
+    held = {},  -- calls the UA keeps until they end: incoming and transferred ones
+    handlers = {},
+    registrations = {},
+  }, UA)
+  local tls = opts.tls or {}
+  local supported = "timer, replaces, norefersub"
+  if rel100 then supported = "100rel, " .. supported end
+  local core_opts = {
+    url = url,
+    sips_url = sips_url,
+    from = from,
+    user_agent = opts.user_agent or ("luasip/" .. core.version),
+    proxy = opts.proxy,
+    certificate_dir = tls.cert_dir,
+    tls_verify_policy = tls.cert_dir and (tls.verify and 3 or 0) or nil,
+    keepalive = opts.keepalive and math.floor(opts.keepalive * 1000) or nil,
+    session_timer = opts.session_timer,
+    min_se = opts.min_se,
+    refresher = opts.refresher,
+    supported = supported,
+    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY",
+    contact_user = opts.contact_user or aor:match("^sips?:([^@;:]+)@"),
+    early_media = true,
+    client_rport = opts.rport ~= false,
+    on_event = event_loop_ua(self),
+  }
+  local cua, err, code = core.ua(core_opts)
+  if not cua then return nil, err, code end
+  self.core = cua
+  -- Learn the bound contact (the port, for port 0).
+  local ok, why = task.wait(function(done)
+    self._on_params = done
+    cua:get_params()
+    return function() self._on_params = nil end
+  end, opts.timeout or 5, "luasip.ua")
+  if not ok then
+    cua:close()
+    return nil, "the SIP stack did not start: " .. tostring(why), "timeout"
+  end
+  self.shutdown_hook = require("luasip").on("shutdown", function() self:close() end)
+  return self
+end
+
+---------------------------------------------------------------------------
+-- Events from the stack
+
+local function params_of(self, info)
+  if info.contact then
+    self.contact = info.contact
+    self.port = tonumber(info.contact:match(":(%d+)[;>]?") or info.contact:match(":(%d+)$"))
+  end
+end
+
+function UA:_dispatch(name, status, phrase, h, msg, info)
+  if name == "r_get_params" then
+    params_of(self, info)
+    if self._on_params then self._on_params(true) end
+    return
+  end
+  if not h then return end
+  local obj = self.objs[h]
+  if obj then return obj:_event(name, status, phrase, msg, info) end
+  -- A new incoming request.
+  if name == "i_invite" then
+    return self:_incoming_call(h, msg, info)
+  elseif name == "i_message" then
+    return self:_incoming_message(h, msg)
+  elseif name == "i_options" or name == "i_info" then
+    -- nua answered it; give the application a look
+    local fn = self.handlers[name:sub(3)]
+    if fn then task.spawn(fn, msg) end
+  end
+end
+
+function UA:_incoming_call(h, msg, info)
+  h:adopt()
+  h:on_collect("bye")
+  local call = Call.incoming(self, h, msg, info)
+  self.objs[h] = call
+  self.calls[call] = true
+  self.held[call] = true
+  -- INVITE with Replaces (RFC 3891): take over a confirmed dialog.
+  local replaces = msg:header("Replaces")
+  if replaces then
+    local old = self:_find_replaced(replaces)
+    if not old then return call:reject(481, "Call/Transaction Does Not Exist") end
+    call.replaces = old
+    task.spawn(function()
+      if call:answer() then old:hangup() end
+      local fn = self.handlers.call
+      if fn then fn(call) end
+    end)
+    return
+  end
+  local fn = self.handlers.call
+  if not fn then return call:reject(480, "No handler") end
+  task.spawn(function()
+    local ok, err = pcall(fn, call)
+    if not ok then
+      if err ~= task.CANCELLED then log.error("call handler failed: %s", tostring(err)) end
+      if call.state == "received" or call.state == "early" then
+        call:reject(500, "Server Internal Error")
+      end
+    end
+  end)
+end
+
+function UA:_find_replaced(value)
+  local call_id = value:match("^%s*([^;%s]+)")
+  local to_tag = value:match(";%s*to%-tag=([^;%s]+)")
+  local from_tag = value:match(";%s*from%-tag=([^;%s]+)")
+  for c in pairs(self.calls) do
+    if c.call_id == call_id and c.local_tag == to_tag and c.remote_tag == from_tag
+       and c.state ~= "terminated" then
+      return c
+    end
+  end
+end
+
+function UA:_incoming_message(h, msg)
+  local fn = self.handlers.message
+  if not fn then return end -- not adopted: answered 500 by the binding
+  h:adopt()
+  task.spawn(function()
+    local ok, status, reason = pcall(fn, msg)
+    if not ok then
+      log.error("message handler failed: %s", tostring(status))
+      status, reason = 500, "Server Internal Error"
+    end
+    if type(status) ~= "number" then status = 200 end
+    if h:alive() then
+      h:respond(status, reason)
+      h:close()
+    end
+  end)
+end
+
+--- Subscribe to UA events: "call" fn(call) (each in its own task),
+--- "message" fn(msg) -> status, reason (the answer; default 200),
+--- "options" fn(msg), "info" fn(msg) (out of dialog; already answered).
+function UA:on(event, fn)
+  if event ~= "call" and event ~= "message" and event ~= "options" and event ~= "info" then
+    error("ua:on: unknown event " .. tostring(event) .. " (call, message, options, info)", 2)
+  end
+  if fn ~= nil and type(fn) ~= "function" then error("ua:on: expected a function", 2) end
+  self.handlers[event] = fn
+end
+
+---------------------------------------------------------------------------
+-- Authentication: answer 401/407 once per challenge set
+
+-- Try to authorize after a 401/407 on handle h. Returns true when a new
+-- attempt was sent.
+function UA:_authorize(h, msg, attempt)
+  if attempt > 2 or not msg then return false end
+  local creds = self.credentials
+  if not creds then return false end
+  for _, ch in ipairs(msg:challenges()) do
+    if ch.scheme:lower() == "digest" then
+      local realm = ch.params.realm or ""
+      local c = creds[realm] or (creds.user and creds) or creds["*"]
+      if c then
+        local alg = (ch.params.algorithm or "MD5"):upper()
+        if alg == "MD5" or alg == "MD5-SESS" then
+          h:authenticate(string.format('Digest:"%s":%s:%s', realm:gsub('"', ""), c.user, c.password))
+          return true
+        end
+        return false, "unsupported digest algorithm " .. alg
+      end
+    end
+  end
+  return false
+end
+
+---------------------------------------------------------------------------
+-- Out-of-dialog requests
+
+local Request = {}
+Request.__index = Request
+
+function Request:_event(name, status, phrase, msg)
+  if not name:match("^r_") or status < 200 then return end
+  if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, self.attempt) then
+    self.attempt = self.attempt + 1
+    return
+  end
+  self.done(status, phrase, msg)
+end
+
+-- Send method on a new handle and wait for the final answer.
+function UA:_request(method, uri, opts, what)
+  self:_check()
+  opts = opts or {}
+  local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
+  local req = setmetatable({ ua = self, h = h, attempt = 1 }, Request)
+  self.objs[h] = req
+  local send = {}
+  for k, v in pairs(opts) do if k ~= "timeout" and k ~= "from" then send[k] = v end end
+  send.uri = uri
+  local status, phrase, msg = task.wait(function(done)
+    req.done = done
+    h:send(method, send)
+    return function() h:close() end
+  end, opts.timeout or 32, what)
+  if status == nil then return nil, phrase, "timeout" end
+  if status >= 200 and status < 300 then return msg or true end
+  return nil, phrase, status, msg
+end
+
+--- OPTIONS to uri. Returns the response message, or nil, reason, status.
+function UA:options(uri, opts)
+  return self:_request("options", uri, opts, "ua:options")
+end
+
+--- MESSAGE (RFC 3428) to uri. Returns the response, or nil, reason, status.
+function UA:message(uri, body, content_type, opts)
+  if type(body) ~= "string" then error("ua:message: body must be a string", 2) end
+  opts = opts or {}
+  opts.body = body
+  opts.content_type = content_type or "text/plain"
+  return self:_request("message", uri, opts, "ua:message")
+end
+
+---------------------------------------------------------------------------
+-- Registration
+
+local Registration = { __name = "luasip.registration" }
+Registration.__index = Registration
+
+function Registration:__tostring()
+  return string.format("luasip.registration (%s): %s", self.state, self.registrar or self.ua.aor)
+end
+
+function Registration:_set(state, status, phrase)
+  self.state = state
+  self.status = status
+  self.reason = phrase
+  log.debug("registration %s: %s %s %s", self.ua.aor, state, tostring(status), tostring(phrase))
+  if self.on_state then
+    local fn = self.on_state
+    task.spawn(fn, self, state, status, phrase)
+  end
+  local w = self.waiter
+  if w and state ~= "registering" then self.waiter = nil w(state, status, phrase) end
+end
+
+function Registration:_send()
+  self.attempt = 1
+  self:_set("registering")
+  self.h:send("register", {
+    registrar = self.registrar,
+    expires = tostring(self.expires),
+    headers = self.headers,
+  })
+end
+
+function Registration:_retry()
+  if self.closed then return end
+  local delay = math.min(self.backoff * 2 ^ (self.failures - 1), self.max_backoff)
+  self.failures = self.failures + 1
+  self:_cancel_retry()
+  self.retry_timer = core.timer(function()
+    self.retry_timer:close()
+    self.retry_timer = nil
+    if not self.closed then self:_send() end
+  end)
+  self.retry_timer:start(delay)
+  self.next_retry = delay
+end
+
+function Registration:_cancel_retry()
+  if self.retry_timer then self.retry_timer:close() self.retry_timer = nil end
+end
+
+function Registration:_event(name, status, phrase, msg)
+  if name == "r_register" then
+    if status < 200 then return end
+    if (status == 401 or status == 407) then
+      local ok = self.ua:_authorize(self.h, msg, self.attempt)
+      if ok then self.attempt = self.attempt + 1 return end
+    end
+    if status < 300 then
+      self.failures = 1
+      self.contacts = msg and msg.contacts
+      local exp = msg and msg:header("Expires")
+      self.granted = tonumber(exp) or self.expires
+      self:_set("registered", status, phrase)
+    else
+      self:_set("failed", status, phrase)
+      self:_retry()
+    end
+  elseif name == "r_unregister" and status >= 200 then
+    self:_set("unregistered", status, phrase)
+  end
+end
+
+--- Register the AOR (RFC 3261 §10) and keep it registered: nua refreshes
+--- it before expiry, failures are retried with exponential backoff.
+--- Options: registrar (URI; default the AOR's domain), expires (s, default
+--- 3600), headers, timeout (s to wait for the first answer, default 32),
+--- on_state fn(reg, state, status, reason), backoff (first retry delay, s,
+--- default 1), max_backoff (default 300).
+--- Returns the registration once registered, or nil, reason, status.
+function UA:register(opts)
+  self:_check()
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ua:register: expected a table of options", 2) end
+  local h = assert(self.core:handle { to = self.aor, from = self.from })
+  h:on_collect("unregister")
+  local reg = setmetatable({
+    ua = self, h = h, state = "init",
+    registrar = opts.registrar,
+    expires = opts.expires or 3600,
+    headers = opts.headers,
+    on_state = opts.on_state,
+    backoff = opts.backoff or 1,
+    max_backoff = opts.max_backoff or 300,
+    failures = 1,
+  }, Registration)
+  self.objs[h] = reg
+  self.registrations[reg] = true
+  local state, status, phrase = task.wait(function(done)
+    reg.waiter = done
+    reg:_send()
+    return function() reg.waiter = nil end
+  end, opts.timeout or 32, "ua:register")
+  if state == "registered" then return reg end
+  if state == nil then return nil, "timeout", "timeout", reg end
+  return nil, phrase, status, reg
+end
+
+--- Remove the registration (un-REGISTER) and wait for the answer (bounded).
+function Registration:unregister(timeout)
+  if self.closed then return true end
+  self.closed = true
+  self:_cancel_retry()
+  self.ua.registrations[self] = nil
+  if not self.h:alive() then return true end
+  if self.state ~= "registered" then self.h:close() return true end
+  local state, status, phrase = task.wait(function(done)
+    self.waiter = done
+    self.h:send("unregister", { registrar = self.registrar })
+    return function() self.waiter = nil end
+  end, timeout or 5, "registration:unregister")
+  self.h:close()
+  if state == "unregistered" and status < 300 then return true end
+  return nil, phrase or status, status
+end
+Registration.close = Registration.unregister
+
+--- Un-REGISTER every registration of this UA.
+function UA:unregister(timeout)
+  for reg in pairs(self.registrations) do reg:unregister(timeout) end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- Calls
+
+--- Place a call to uri. Waits until it is answered, fails or times out.
+--- Options: headers, timeout (s, default 60; CANCEL on expiry), sdp,
+--- on_progress fn(call, status, reason, msg) for 1xx (183 has early SDP
+--- in call.remote_sdp), session_timer, rel100 ("required" asks for PRACK),
+--- from.
+--- Returns the call, or nil, reason, status (and the call).
+function UA:call(uri, opts)
+  self:_check()
+  if type(uri) ~= "string" then error("ua:call: uri must be a string", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ua:call: expected a table of options", 2) end
+  local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
+  h:on_collect("bye")
+  local call = Call.outgoing(self, h, uri, opts)
+  self.objs[h] = call
+  self.calls[call] = true
+  return call:_start(opts)
+end
+
+function UA:default_sdp()
+  if self.offer then return self.offer end
+  return sdp.default_offer(self.host)
+end
+
+---------------------------------------------------------------------------
+
+function UA:_check()
+  if self.closed then error("luasip.ua: used after close()", 3) end
+end
+
+--- Close the UA: calls are hung up and registrations removed by the stack
+--- as it shuts down; waits (up to `timeout`, default 5 s) for that to
+--- finish when called from a task or at top level.
+function UA:close(timeout)
+  if self.closed then return true end
+  self.closed = true
+  if self.shutdown_hook then self.shutdown_hook.remove() end
+  for reg in pairs(self.registrations) do reg:_cancel_retry() reg.closed = true end
+  self.core:close()
+  if task.current() or core.depth() == 0 then
+    local ok = pcall(task.wait, function(done)
+      local tm
+      tm = core.timer(function()
+        if core.counts().closing_uas == 0 then done(true) end
+      end)
+      tm:start(0.01, 0.02)
+      return function() tm:close() end
+    end, timeout or 5, "ua:close")
+    return ok
+  end
+  return true
+end
+UA.__close = UA.close
+
+M.UA = UA
+return M
