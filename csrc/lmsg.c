@@ -52,7 +52,12 @@ static void push_field(lua_State *L, msg_header_t const *h)
 {
   char stackbuf[512];
   char *buf = stackbuf;
-  issize_t n = msg_header_field_e(buf, sizeof stackbuf, h, 0);
+  issize_t n;
+  if (h->sh_class == sip_unknown_class) {
+    lua_pushstring(L, h->sh_unknown->un_value ? h->sh_unknown->un_value : "");
+    return;
+  }
+  n = msg_header_field_e(buf, sizeof stackbuf, h, 0);
   if (n >= (issize_t)sizeof stackbuf && n < MAX_FIELD) {
     buf = malloc((size_t)n + 1);
     if (!buf) {

@@ -22,8 +22,11 @@
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define UA_CLASS "luasip.ua_core"
 #define HANDLE_CLASS "luasip.handle"
@@ -137,6 +140,7 @@ static optmap const ua_opts[] = {
   { "enable_message", nutag_enablemessage, K_BOOL },
   { "autoalert", nutag_autoalert, K_BOOL },
   { "auto_100", nutag_auto100, K_BOOL },
+  { "auto_302", nutag_auto302, K_BOOL },
   { NULL, NULL, K_STR },
 };
 
@@ -900,6 +904,37 @@ static int l_hash(lua_State *L)
   return 1;
 }
 
+/* core.free_port(host) -> a TCP port free on host right now (for TLS on
+ * port 0: nua reports only its primary contact, so the port is chosen
+ * before binding; a rare race with another process is retried by the caller). */
+static int l_free_port(lua_State *L)
+{
+  char const *host = luaL_checkstring(L, 1);
+  su_sockaddr_t su[1];
+  socklen_t len;
+  int fd, port = 0;
+  memset(su, 0, sizeof su);
+  if (inet_pton(AF_INET6, host, &su->su_sin6.sin6_addr) == 1) {
+    su->su_family = AF_INET6;
+    len = sizeof su->su_sin6;
+  } else if (inet_pton(AF_INET, host, &su->su_sin.sin_addr) == 1) {
+    su->su_family = AF_INET;
+    len = sizeof su->su_sin;
+  } else {
+    return lsip_fail(L, "free_port: not an IP address", "EINVAL");
+  }
+  fd = socket(su->su_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return lsip_fail_errno(L, "free_port");
+  if (bind(fd, &su->su_sa, len) == 0 && getsockname(fd, &su->su_sa, &len) == 0)
+    port = ntohs(su->su_port);
+  close(fd);
+  if (!port)
+    return lsip_fail(L, "free_port: cannot bind", "EADDRINUSE");
+  lua_pushinteger(L, port);
+  return 1;
+}
+
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 {
   *handles = *orphans = *closing = 0;
@@ -921,7 +956,7 @@ void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const funcs[] = {
-    { "ua", l_ua }, { "hash", l_hash }, { NULL, NULL },
+    { "ua", l_ua }, { "hash", l_hash }, { "free_port", l_free_port }, { NULL, NULL },
   };
   static luaL_Reg const ua_methods[] = {
     { "handle", ua_handle }, { "get_params", ua_get_params },

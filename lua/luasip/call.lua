@@ -76,11 +76,12 @@ function Call:_emit(event, ...)
 end
 
 -- Re-check every waiter's condition.
+-- A waiter that is satisfied ends its wait, whose release removes it from
+-- the list; the woken task may add new waiters meanwhile, hence the copy.
 function Call:_poke()
-  for i = #self.waiters, 1, -1 do
-    local w = self.waiters[i]
-    if w and w.check() then table.remove(self.waiters, i) end
-  end
+  local list = {}
+  for i, w in ipairs(self.waiters) do list[i] = w end
+  for _, w in ipairs(list) do w.check() end
 end
 
 -- Wait until check() returns a truthy value (returned), or timeout.
@@ -88,9 +89,11 @@ function Call:_wait_until(check, timeout, what)
   local v = check()
   if v then return v end
   return task.wait(function(done)
-    local w = { check = function()
+    local w
+    w = { check = function()
+      if w.fired then return end
       local r = check()
-      if r then done(r) return true end
+      if r then w.fired = true done(r) end
     end }
     table.insert(self.waiters, w)
     return function()
@@ -125,6 +128,7 @@ function Call:_event(name, status, phrase, msg, info)
   if info.local_sdp then self.local_sdp = info.local_sdp end
   if info.remote_sdp then self.remote_sdp = info.remote_sdp end
   if name == "i_state" then
+    if self.reinvite_pending and self.final_status then self.reinvite_pending = nil end
     local old = self.state
     self.state = info.callstate or self.state
     if self.state == "terminated" then
@@ -154,10 +158,12 @@ function Call:_event(name, status, phrase, msg, info)
       return
     end
     if status < 200 then
+      if msg and msg.content_type == "application/sdp" and msg.body then self.remote_sdp = msg.body end
       self:_emit("progress", status, phrase, msg)
     else
       self.final_status, self.final_reason = status, phrase
-      if self.reinvite_pending then self.reinvite_pending = nil end
+      -- a failed re-INVITE ends here; a successful one at the next state
+      if status >= 300 then self.reinvite_pending = nil end
       self:_poke()
     end
   elseif name == "i_invite" then
@@ -168,6 +174,7 @@ function Call:_event(name, status, phrase, msg, info)
   elseif name == "i_info" then
     self:_emit("info", msg)
   elseif name == "i_prack" then
+    self.prack_seen = true
     self:_emit("prack", msg)
   elseif name == "i_refer" then
     self:_incoming_refer(msg, info)
@@ -349,11 +356,17 @@ end
 
 -- re-INVITE: r_invite carries the answer; reuse the UAC wait on final_status.
 function Call:_reinvite(send, timeout, what)
+  if self.state == "completed" or self.state == "completing" then
+    -- a transaction of the peer's is finishing (ACK pending): let it
+    self:_wait_until(function() return self.state ~= "completed" and self.state ~= "completing" end,
+                     timeout or 32, what)
+  end
   if self.state ~= "ready" then return nil, "call is " .. self.state end
   self.final_status = nil
+  self.reinvite_pending = true
   self.h:send("invite", send)
   local v, why = self:_wait_until(function()
-    if self.final_status then return self.final_status end
+    if self.final_status and not self.reinvite_pending then return self.final_status end
     if self.state == "terminated" then return -1 end
   end, timeout or 32, what)
   if not v then return nil, why, "timeout" end
@@ -364,7 +377,9 @@ end
 --- Put the call on hold (re-INVITE offering a=sendonly, or a=inactive when
 --- the peer has us on hold; RFC 3264 §8.4, RFC 6337 §5.3).
 function Call:hold(timeout)
-  return self:_reinvite({ hold = "*" }, timeout, "call:hold")
+  local peer = sdp.direction(self.remote_sdp)
+  local hold = (peer == "sendonly" or peer == "inactive") and "#" or "*"
+  return self:_reinvite({ hold = hold }, timeout, "call:hold")
 end
 
 --- Take the call off hold (re-INVITE offering a=sendrecv).

@@ -70,12 +70,18 @@ function M.new(opts)
   local listen = opts.listen or "127.0.0.1:0"
   if type(listen) == "string" then listen = { listen } end
   if type(listen) ~= "table" or #listen == 0 then fail_arg("listen", "a string or a list") end
-  local url, sips_url, main
+  local url, sips_url, main, tls_port
   for _, entry in ipairs(listen) do
     local l, err = parse_listen(entry)
     if not l then fail_arg("listen", err) end
     if l.proto == "tls" then
-      sips_url = "sips:" .. hostport(l.host, l.port)
+      local port = l.port
+      if port == 0 then
+        port = core.free_port(l.host)
+        if not port then fail_arg("listen", "no free TCP port on " .. l.host) end
+      end
+      sips_url = "sips:" .. hostport(l.host, port)
+      tls_port = port
     elseif not url then
       url = "sip:" .. hostport(l.host, l.port) .. (l.proto and (";transport=" .. l.proto) or "")
       main = l
@@ -132,12 +138,14 @@ function M.new(opts)
     allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY",
     contact_user = opts.contact_user or aor:match("^sips?:([^@;:]+)@"),
     early_media = true,
+    auto_302 = false, -- redirects are the script's decision
     client_rport = opts.rport ~= false,
     on_event = event_loop_ua(self),
   }
   local cua, err, code = core.ua(core_opts)
   if not cua then return nil, err, code end
   self.core = cua
+  self.tls_port = tls_port
   -- Learn the bound contact (the port, for port 0).
   local ok, why = task.wait(function(done)
     self._on_params = done
@@ -158,7 +166,9 @@ end
 local function params_of(self, info)
   if info.contact then
     self.contact = info.contact
-    self.port = tonumber(info.contact:match(":(%d+)[;>]?") or info.contact:match(":(%d+)$"))
+    local hp = info.contact:match("@(.*)$") or info.contact:match("^sips?:(.*)$")
+    hp = hp:gsub("[;>].*$", "")
+    self.port = tonumber(hp:match("%]:(%d+)$") or hp:match("^[^:]*:(%d+)$"))
   end
 end
 
