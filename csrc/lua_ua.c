@@ -156,104 +156,80 @@ static int valid_token(char const *s, size_t len)
   return 1;
 }
 
-static void add_header(lua_State *L, luaL_Buffer *b, char const *name, size_t nlen,
-                       char const *value, size_t vlen, char const *what)
+/* Check one header and push its "Name: value\r\n" line. */
+static void push_header_line(lua_State *L, char const *name, size_t nlen,
+                             char const *value, size_t vlen, char const *what)
 {
   if (!valid_token(name, nlen))
     luaL_error(L, "%s: bad header name '%s'", what, name);
   for (size_t i = 0; i < vlen; i++)
     if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
       luaL_error(L, "%s: header '%s' has a line break in its value", what, name);
-  luaL_addlstring(b, name, nlen);
-  luaL_addstring(b, ": ");
-  luaL_addlstring(b, value, vlen);
-  luaL_addstring(b, "\r\n");
+  lua_pushlstring(L, name, nlen);
+  lua_pushliteral(L, ": ");
+  lua_pushlstring(L, value, vlen);
+  lua_pushliteral(L, "\r\n");
+  lua_concat(L, 4);
 }
 
 /* headers = { Name = "value" | {"v1", "v2"}, ... } or { "Name: value", ... }.
- * Pushes the "Name: value\r\n..." string. */
+ * Pushes the "Name: value\r\n..." string. Nothing is allocated outside
+ * Lua, so an error on a bad header leaks nothing. */
 static void push_headers(lua_State *L, int t, char const *what)
 {
   luaL_Buffer b;
+  int list, n = 0;
   t = lua_absindex(L, t);
   if (!lua_istable(L, t))
     luaL_error(L, "%s: headers must be a table", what);
-  /* the buffer sits on the stack: iterate with indices below it */
-  lua_newtable(L); /* scratch: list of {name, value} */
-  {
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      if (lua_type(L, -2) == LUA_TNUMBER) {
-        char const *line = lua_tostring(L, -1);
-        char const *colon = line ? strchr(line, ':') : NULL;
-        if (!colon)
-          luaL_error(L, "%s: header list entries must look like \"Name: value\"", what);
-        lua_createtable(L, 2, 0);
-        lua_pushlstring(L, line, (size_t)(colon - line));
-        lua_rawseti(L, -2, 1);
-        colon++;
-        while (*colon == ' ' || *colon == '\t')
-          colon++;
-        lua_pushstring(L, colon);
-        lua_rawseti(L, -2, 2);
-        lua_rawseti(L, -4, ++n);
-      } else if (lua_type(L, -2) == LUA_TSTRING) {
-        if (lua_istable(L, -1)) {
-          for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
-            lua_createtable(L, 2, 0);
-            lua_pushvalue(L, -4);
-            lua_rawseti(L, -2, 1);
-            lua_rawgeti(L, -2, i);
-            if (!lua_isstring(L, -1))
-              luaL_error(L, "%s: header values must be strings", what);
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, -4, ++n);
-          }
-        } else if (lua_isstring(L, -1)) {
-          lua_createtable(L, 2, 0);
-          lua_pushvalue(L, -3);
-          lua_rawseti(L, -2, 1);
-          lua_pushvalue(L, -2);
-          lua_rawseti(L, -2, 2);
-          lua_rawseti(L, -4, ++n);
-        } else {
-          luaL_error(L, "%s: header values must be strings", what);
+  lua_newtable(L); /* the lines */
+  list = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    size_t nlen, vlen;
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+      char const *line = lua_tostring(L, -1);
+      char const *colon = line ? strchr(line, ':') : NULL;
+      char const *v;
+      if (!colon)
+        luaL_error(L, "%s: header list entries must look like \"Name: value\"", what);
+      v = colon + 1;
+      while (*v == ' ' || *v == '\t')
+        v++;
+      push_header_line(L, line, (size_t)(colon - line), v, strlen(v), what);
+      lua_rawseti(L, list, ++n);
+    } else if (lua_type(L, -2) == LUA_TSTRING) {
+      char const *name = lua_tolstring(L, -2, &nlen);
+      if (lua_istable(L, -1)) {
+        for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
+          char const *v;
+          lua_rawgeti(L, -1, i);
+          v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : NULL;
+          if (!v)
+            luaL_error(L, "%s: header values must be strings", what);
+          push_header_line(L, name, nlen, v, vlen, what);
+          lua_rawseti(L, list, ++n);
+          lua_pop(L, 1);
         }
+      } else if (lua_type(L, -1) == LUA_TSTRING) {
+        char const *v = lua_tolstring(L, -1, &vlen);
+        push_header_line(L, name, nlen, v, vlen, what);
+        lua_rawseti(L, list, ++n);
+      } else {
+        luaL_error(L, "%s: header values must be strings", what);
       }
-      lua_pop(L, 1);
+    } else {
+      luaL_error(L, "%s: header names must be strings", what);
     }
+    lua_pop(L, 1);
   }
-  {
-    int list = lua_gettop(L);
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= (int)lua_rawlen(L, list); i++) {
-      size_t nlen, vlen;
-      char const *name, *value;
-      lua_rawgeti(L, list, i);
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      name = lua_tolstring(L, -2, &nlen);
-      value = lua_tolstring(L, -1, &vlen);
-      /* copy out before the buffer grows over them */
-      {
-        char *nc = malloc(nlen + 1), *vc = malloc(vlen + 1);
-        if (!nc || !vc) {
-          free(nc);
-          free(vc);
-          luaL_error(L, "%s: out of memory", what);
-        }
-        memcpy(nc, name, nlen + 1);
-        memcpy(vc, value, vlen + 1);
-        lua_pop(L, 3);
-        add_header(L, &b, nc, nlen, vc, vlen, what);
-        free(nc);
-        free(vc);
-      }
-    }
-    luaL_pushresult(&b);
-    lua_remove(L, list);
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    luaL_addvalue(&b);
   }
+  luaL_pushresult(&b);
+  lua_remove(L, list);
 }
 
 static lhandle *to_handle(lua_State *L, int idx);

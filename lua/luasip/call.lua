@@ -128,6 +128,12 @@ function Call:_event(name, status, phrase, msg, info)
   if info.local_sdp then self.local_sdp = info.local_sdp end
   if info.remote_sdp then self.remote_sdp = info.remote_sdp end
   if name == "i_state" then
+    if self.deferred_invite and info.callstate == "terminated" then
+      local send = self.deferred_invite
+      self.deferred_invite = nil
+      self.h:send("invite", send)
+      return
+    end
     if self.reinvite_pending and self.final_status then self.reinvite_pending = nil end
     local old = self.state
     self.state = info.callstate or self.state
@@ -153,8 +159,30 @@ function Call:_event(name, status, phrase, msg, info)
     self:_poke()
   elseif name == "r_invite" then
     self.last_status, self.last_reason, self.last_response = status, phrase, msg
-    if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, self.auth_attempt or 1) then
+    if (status == 401 or status == 407) and self.invite_send and
+       self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE", self.remote_uri, function(k, v)
+         local send = {}
+         for key, val in pairs(self.invite_send) do send[key] = val end
+         send[k] = v
+         -- sofia ends the INVITE it could not authorize itself: send the
+         -- new one (same handle, so same Call-ID and a higher CSeq) once
+         -- that first attempt has terminated
+         self.deferred_invite = send
+       end) then
       self.auth_attempt = (self.auth_attempt or 1) + 1
+      return
+    end
+    if (status == 401 or status == 407) and self.state ~= "ready" then
+      -- not authorized and nothing more to try: end the attempt, or sofia
+      -- keeps it waiting for credentials
+      self.final_status, self.final_reason = status, phrase
+      self.state = "terminated"
+      self.status, self.reason = status, phrase
+      self.ua.calls[self] = nil
+      self.ua.held[self] = nil
+      self.h:on_collect("destroy")
+      self.h:close()
+      self:_poke()
       return
     end
     if status < 200 then
@@ -195,7 +223,14 @@ function Call:_event(name, status, phrase, msg, info)
   elseif name:match("^r_") then
     local r = self.pending and self.pending[name]
     if r and status >= 200 then
-      if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, r.attempt) then
+      if (status == 401 or status == 407) and
+         self.ua:_authorize(self.h, msg, r.attempt, name:sub(3):upper(), self.remote_target or self.remote_uri,
+                            function(k, v)
+                              local send = {}
+                              for key, val in pairs(r.send) do send[key] = val end
+                              send[k] = v
+                              self.h:send(name:sub(3), send)
+                            end) then
         r.attempt = r.attempt + 1
         return
       end
@@ -222,6 +257,7 @@ function Call:_start(opts)
     self:on("progress", opts.on_progress)
   end
   self.state = "calling"
+  self.invite_send = send
   self.h:send("invite", send)
   local v, why = self:_wait_until(function()
     if self.state == "ready" or self.state == "completing" then return "answered" end
@@ -345,7 +381,7 @@ function Call:_transaction(method, opts, timeout, what)
   self.pending = self.pending or {}
   local key = "r_" .. method
   local status, phrase, msg = task.wait(function(done)
-    self.pending[key] = { done = done, attempt = 1 }
+    self.pending[key] = { done = done, attempt = 1, send = opts or {} }
     self.h:send(method, opts)
     return function() if self.pending then self.pending[key] = nil end end
   end, timeout or 32, what)

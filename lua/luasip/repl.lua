@@ -132,6 +132,17 @@ function M.run(opts)
   local function start_reading(prompt)
     if tty then rl.install(prompt) end
     watch = core.watch(0, "r", on_input)
+    if not watch and not tty then
+      -- a regular file or /dev/null: epoll refuses it, but reading it never
+      -- blocks, so read on each loop turn instead
+      local tm
+      tm = core.timer(function()
+        on_input()
+        if watch == tm and not pending and not eof then tm:start(0) end
+      end)
+      watch = tm
+      tm:start(0)
+    end
   end
   local function stop_reading()
     if watch then watch:close() watch = nil end

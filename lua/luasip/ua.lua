@@ -30,6 +30,7 @@ local task = require "luasip.task"
 local log = require "luasip.log"
 local sdp = require "luasip.sdp"
 local Call = require "luasip.call"
+local digest = require "luasip.digest"
 
 local M = {}
 
@@ -156,6 +157,12 @@ function M.new(opts)
     cua:close()
     return nil, "the SIP stack did not start: " .. tostring(why), "timeout"
   end
+  if not opts.aor and self.port then
+    -- the default AOR names the port actually bound
+    self.aor = "sip:luasip@" .. hostport(main.host, self.port)
+    self.from = opts.display and string.format('"%s" <%s>', opts.display:gsub('"', ""), self.aor)
+                or ("<" .. self.aor .. ">")
+  end
   self.shutdown_hook = require("luasip").on("shutdown", function() self:close() end)
   return self
 end
@@ -270,27 +277,42 @@ end
 ---------------------------------------------------------------------------
 -- Authentication: answer 401/407 once per challenge set
 
--- Try to authorize after a 401/407 on handle h. Returns true when a new
--- attempt was sent.
-function UA:_authorize(h, msg, attempt)
-  if attempt > 2 or not msg then return false end
+-- Answer a 401/407 on handle h. MD5 challenges go to sofia's digest
+-- client (it keeps the nonce count and re-authorizes refreshes by
+-- itself); other algorithms (SHA-256, SHA-512-256) are computed here and
+-- the request is sent again with resend(option_name, header_value).
+-- method and uri are those of the challenged request. Returns true when a
+-- new attempt was sent, or false, reason.
+function UA:_authorize(h, msg, attempt, method, uri, resend)
   local creds = self.credentials
-  if not creds then return false end
+  if not creds or not msg or attempt > 3 then return false, "no credentials" end
+  local list = {}
   for _, ch in ipairs(msg:challenges()) do
-    if ch.scheme:lower() == "digest" then
-      local realm = ch.params.realm or ""
-      local c = creds[realm] or (creds.user and creds) or creds["*"]
-      if c then
-        local alg = (ch.params.algorithm or "MD5"):upper()
-        if alg == "MD5" or alg == "MD5-SESS" then
-          h:authenticate(string.format('Digest:"%s":%s:%s', realm:gsub('"', ""), c.user, c.password))
-          return true
-        end
-        return false, "unsupported digest algorithm " .. alg
+    -- challenged again after answering: the credentials were refused,
+    -- unless the server only found the nonce stale (RFC 7616 §3.3)
+    local stale = (ch.params.stale or ""):lower() == "true"
+    if ch.scheme:lower() == "digest" and (attempt == 1 or stale) then list[#list + 1] = ch end
+  end
+  table.sort(list, function(x, y) return digest.rank(x) < digest.rank(y) end)
+  for _, ch in ipairs(list) do
+    local realm = ch.params.realm or ""
+    local c = creds[realm] or (creds.user and creds) or creds["*"]
+    local alg = digest.algorithm(ch)
+    if c and alg then
+      if alg == "MD5" then
+        h:authenticate(string.format('Digest:"%s":%s:%s', (realm:gsub('"', "")), c.user, c.password))
+        return true
+      elseif resend then
+        local value, err = digest.authorization(ch, {
+          user = c.user, password = c.password, method = method, uri = uri, nc = 1,
+        })
+        if not value then return false, err end
+        resend(ch.proxy and "proxy_authorization" or "authorization", value)
+        return true
       end
     end
   end
-  return false
+  return false, "no usable challenge"
 end
 
 ---------------------------------------------------------------------------
@@ -301,7 +323,13 @@ Request.__index = Request
 
 function Request:_event(name, status, phrase, msg)
   if not name:match("^r_") or status < 200 then return end
-  if (status == 401 or status == 407) and self.ua:_authorize(self.h, msg, self.attempt) then
+  if (status == 401 or status == 407) and
+     self.ua:_authorize(self.h, msg, self.attempt, self.method:upper(), self.uri, function(k, v)
+       local send = {}
+       for key, val in pairs(self.send) do send[key] = val end
+       send[k] = v
+       self.h:send(self.method, send)
+     end) then
     self.attempt = self.attempt + 1
     return
   end
@@ -313,11 +341,12 @@ function UA:_request(method, uri, opts, what)
   self:_check()
   opts = opts or {}
   local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
-  local req = setmetatable({ ua = self, h = h, attempt = 1 }, Request)
+  local req = setmetatable({ ua = self, h = h, attempt = 1, method = method, uri = uri }, Request)
   self.objs[h] = req
   local send = {}
   for k, v in pairs(opts) do if k ~= "timeout" and k ~= "from" then send[k] = v end end
   send.uri = uri
+  req.send = send
   local status, phrase, msg = task.wait(function(done)
     req.done = done
     h:send(method, send)
@@ -365,14 +394,39 @@ function Registration:_set(state, status, phrase)
   if w and state ~= "registering" then self.waiter = nil w(state, status, phrase) end
 end
 
-function Registration:_send()
-  self.attempt = 1
-  self:_set("registering")
+function Registration:_send(auth_key, auth_value)
+  if not auth_key then
+    self.attempt = 1
+    self:_set("registering")
+  end
   self.h:send("register", {
     registrar = self.registrar,
     expires = tostring(self.expires),
     headers = self.headers,
+    [auth_key or "_"] = auth_value,
   })
+end
+
+-- The expiry the registrar granted our binding (RFC 3261 §10.2.4): the
+-- expires parameter of our Contact in the 200, else its Expires header.
+function Registration:_granted(msg)
+  if not msg then return self.expires end
+  local mine = self.ua.contact and self.ua.contact:gsub("^<(.*)>$", "%1"):gsub(";.*$", "")
+  for _, c in ipairs(msg.contacts or {}) do
+    local uri = c.uri.str and c.uri.str:gsub(";.*$", "")
+    if uri == mine and tonumber(c.params.expires) then return tonumber(c.params.expires) end
+  end
+  if #(msg.contacts or {}) == 1 and tonumber(msg.contacts[1].params.expires) then
+    return tonumber(msg.contacts[1].params.expires)
+  end
+  return tonumber(msg:header("Expires")) or self.expires
+end
+
+-- The Request-URI of our REGISTERs: the registrar, or the AOR's domain.
+function Registration:_request_uri()
+  if self.registrar then return (self.registrar:gsub("^<(.*)>$", "%1")) end
+  local scheme, host = self.ua.aor:match("^(sips?):[^@]*@?([^;>?]+)")
+  return scheme .. ":" .. host
 end
 
 function Registration:_retry()
@@ -397,18 +451,27 @@ function Registration:_event(name, status, phrase, msg)
   if name == "r_register" then
     if status < 200 then return end
     if (status == 401 or status == 407) then
-      local ok = self.ua:_authorize(self.h, msg, self.attempt)
+      local ok = self.ua:_authorize(self.h, msg, self.attempt, "REGISTER", self:_request_uri(),
+                                    function(k, v) self:_send(k, v) end)
       if ok then self.attempt = self.attempt + 1 return end
+    end
+    if status == 401 or status == 407 or (status == 403 and self.attempt > 1) then
+      -- refused credentials: retrying would only be refused again, and
+      -- sofia would keep the request waiting for credentials
+      self.closed_by_auth = true
+      self.closed = true
+      self.ua.registrations[self] = nil
+      self.h:on_collect("destroy")
+      self.h:close()
     end
     if status < 300 then
       self.failures = 1
       self.contacts = msg and msg.contacts
-      local exp = msg and msg:header("Expires")
-      self.granted = tonumber(exp) or self.expires
+      self.granted = self:_granted(msg)
       self:_set("registered", status, phrase)
     else
       self:_set("failed", status, phrase)
-      self:_retry()
+      if not self.closed_by_auth then self:_retry() end
     end
   elseif name == "r_unregister" and status >= 200 then
     self:_set("unregistered", status, phrase)
@@ -452,7 +515,10 @@ end
 
 --- Remove the registration (un-REGISTER) and wait for the answer (bounded).
 function Registration:unregister(timeout)
-  if self.closed then return true end
+  if self.closed then
+    if self.h:alive() then self.h:close() end
+    return true
+  end
   self.closed = true
   self:_cancel_retry()
   self.ua.registrations[self] = nil
@@ -518,7 +584,7 @@ function UA:close(timeout)
   for reg in pairs(self.registrations) do reg:_cancel_retry() reg.closed = true end
   self.core:close()
   if task.current() or core.depth() == 0 then
-    local ok = pcall(task.wait, function(done)
+    local ok, done, why = pcall(task.wait, function(done)
       local tm
       tm = core.timer(function()
         if core.counts().closing_uas == 0 then done(true) end
@@ -526,7 +592,8 @@ function UA:close(timeout)
       tm:start(0.01, 0.02)
       return function() tm:close() end
     end, timeout or 5, "ua:close")
-    return ok
+    if ok and done then return true end
+    return nil, ok and why or "interrupted"
   end
   return true
 end

@@ -1,0 +1,165 @@
+-- Digest authentication of the UA against a scripted peer on a real UDP
+-- socket: SHA-256 (RFC 8760), algorithm preference, 401 and 407, and the
+-- Authorization checked with sha256sum/md5sum, independently of luasip's
+-- own hashing. (MD5 against SIPp's verifyauth is in ua_sipp_spec.lua.)
+local H = require "spec.helper"
+local luasip = require "luasip"
+local socket = require "socket"
+
+local function hash(alg, s)
+  local tool = alg == "SHA-256" and "sha256sum" or "md5sum"
+  local p = assert(io.popen("printf %s " .. H.shell_quote(s) .. " | " .. tool))
+  local out = p:read("*a")
+  p:close()
+  return out:match("^(%x+)")
+end
+
+local function params(value)
+  local t = {}
+  for k, v in value:gmatch('([%w%-]+)="?([^",]*)"?') do t[k:lower()] = v end
+  return t
+end
+
+-- A UDP peer answering requests with reply(req) -> response text or nil.
+local function peer(reply)
+  local udp = assert(socket.udp())
+  assert(udp:setsockname("127.0.0.1", 0))
+  udp:settimeout(0)
+  local self = { port = select(2, udp:getsockname()), requests = {} }
+  self.watch = luasip.watch(udp:getfd(), "r", function()
+    local data, ip, port = udp:receivefrom()
+    if not data then return end
+    local req = { raw = data, method = data:match("^(%u+) "), uri = data:match("^%u+ (%S+)") }
+    function req.header(name)
+      return data:match("\r\n" .. name .. ":%s*([^\r\n]*)")
+    end
+    table.insert(self.requests, req)
+    local text = reply(req)
+    if text then udp:sendto(text, ip, port) end
+  end)
+  function self.close() self.watch:close() udp:close() end
+  return self
+end
+
+-- The start of a response to req, with its Vias, From, To, Call-ID, CSeq.
+local function response(req, status, extra, body)
+  local lines = { "SIP/2.0 " .. status }
+  for via in req.raw:gmatch("\r\nVia:%s*([^\r\n]*)") do lines[#lines + 1] = "Via: " .. via end
+  local to = req.header("To")
+  if not to:find("tag=", 1, true) then to = to .. ";tag=peer1" end
+  lines[#lines + 1] = "From: " .. req.header("From")
+  lines[#lines + 1] = "To: " .. to
+  lines[#lines + 1] = "Call-ID: " .. req.header("Call%-ID")
+  lines[#lines + 1] = "CSeq: " .. req.header("CSeq")
+  for _, h in ipairs(extra or {}) do lines[#lines + 1] = h end
+  lines[#lines + 1] = "Content-Length: " .. #(body or "")
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+-- Check a Digest Authorization value like a server would.
+local function verify(value, alg, user, password, method)
+  if not value then return false end
+  local p = params(value)
+  local ha1 = hash(alg, user .. ":" .. p.realm .. ":" .. password)
+  local ha2 = hash(alg, method .. ":" .. p.uri)
+  local want = hash(alg, table.concat({ ha1, p.nonce, p.nc, p.cnonce, p.qop, ha2 }, ":"))
+  return p.response == want and p.algorithm == alg and p.username == user, p
+end
+
+describe("UA digest authentication", function()
+  H.leakcheck()
+
+  it("registers against a SHA-256 challenge (qop=auth), preferring it to MD5", function()
+    H.run(function()
+      local checked
+      local reg_peer = peer(function(req)
+        local auth = req.header("Authorization")
+        if not auth then
+          return response(req, "401 Unauthorized", {
+            'WWW-Authenticate: Digest realm="luasip.test", nonce="n0nce1", qop="auth", algorithm=MD5',
+            'WWW-Authenticate: Digest realm="luasip.test", nonce="n0nce2", qop="auth", algorithm=SHA-256',
+          })
+        end
+        local ok, p = verify(auth, "SHA-256", "alice", "secret", "REGISTER")
+        checked = { ok = ok, uri = p.uri, nonce = p.nonce }
+        if not ok then return response(req, "403 Forbidden") end
+        return response(req, "200 OK", { "Contact: " .. req.header("Contact") .. ";expires=60" })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { user = "alice", password = "secret" } })
+      local registrar = "sip:127.0.0.1:" .. reg_peer.port
+      local reg, reason, status = ua:register { registrar = registrar, expires = 60, timeout = 5 }
+      assert.truthy(reg, tostring(reason) .. " " .. tostring(status))
+      assert.equal("registered", reg.state)
+      assert.same({ ok = true, uri = registrar, nonce = "n0nce2" }, checked)
+      ua:close()
+      reg_peer.close()
+    end, 20)
+  end)
+
+  it("fails cleanly with wrong credentials, without retrying forever", function()
+    H.run(function()
+      local reg_peer = peer(function(req)
+        local auth = req.header("Authorization")
+        if not auth then
+          return response(req, "401 Unauthorized", {
+            'WWW-Authenticate: Digest realm="luasip.test", nonce="abc", qop="auth", algorithm=SHA-256',
+          })
+        end
+        if verify(auth, "SHA-256", "alice", "secret", "REGISTER") then
+          return response(req, "200 OK", { "Contact: " .. req.header("Contact") })
+        end
+        return response(req, "403 Forbidden")
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { user = "alice", password = "wrong" } })
+      local reg, reason, status = ua:register { registrar = "sip:127.0.0.1:" .. reg_peer.port, timeout = 5 }
+      assert.is_nil(reg)
+      assert.equal(403, status, reason)
+      luasip.sleep(1.5) -- longer than the first backoff: no retry may come
+      assert.equal(2, #reg_peer.requests)
+      ua:close()
+      reg_peer.close()
+    end, 20)
+  end)
+
+  it("answers a 407 to INVITE with SHA-256 Proxy-Authorization and completes the call", function()
+    H.run(function()
+      local ok_auth
+      local sdp_answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+      local p
+      p = peer(function(req)
+        if req.method == "INVITE" then
+          local auth = req.header("Proxy%-Authorization")
+          if not auth then
+            return response(req, "407 Proxy Authentication Required", {
+              'Proxy-Authenticate: Digest realm="proxy.test", nonce="pn1", qop="auth", algorithm=SHA-256, opaque="op1"',
+            })
+          end
+          local ok, prm = verify(auth, "SHA-256", "alice", "secret", "INVITE")
+          ok_auth = ok and prm.opaque == "op1"
+          return response(req, "200 OK", {
+            "Contact: <sip:peer@127.0.0.1:" .. p.port .. ">", "Content-Type: application/sdp",
+          }, sdp_answer)
+        elseif req.method == "BYE" then
+          return response(req, "200 OK")
+        end
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { ["proxy.test"] = { user = "alice", password = "secret" } } })
+      local call, reason, status = ua:call("sip:bob@127.0.0.1:" .. p.port, { timeout = 5 })
+      assert.truthy(call, tostring(reason) .. " " .. tostring(status))
+      assert.is_true(ok_auth)
+      assert.truthy(call.remote_sdp:find("m=audio 4000", 1, true))
+      call:hangup()
+      assert.truthy(H.poll_until(function()
+        for _, r in ipairs(p.requests) do if r.method == "BYE" then return true end end
+      end, 5))
+      local invites = 0
+      for _, r in ipairs(p.requests) do if r.method == "INVITE" then invites = invites + 1 end end
+      assert.equal(2, invites)
+      ua:close()
+      p.close()
+    end, 20)
+  end)
+end)

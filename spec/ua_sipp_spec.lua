@@ -1,0 +1,517 @@
+-- The user agent (luasip.ua) against SIPp (Debian sip-tester) over real
+-- UDP sockets on 127.0.0.1: SIPp's built-in uas and uac scenarios, and
+-- our own scenarios in spec/sipp/ for digest authentication: a registrar
+-- answering 401, where SIPp's <verifyauth> checks the MD5/qop=auth
+-- response luasip (sofia) computed, and a UAS answering 407, where SIPp
+-- checks the form of the credentials and this spec recomputes the
+-- response (SIPp 3.6 cannot verify Proxy-Authorization, see
+-- spec/sipp/invite_digest.xml); and servers that challenge the
+-- credentials again (spec/sipp/*_always.xml). Every SIPp run is a child
+-- process with its traces in a temp dir; a failing assertion prints them.
+local H = require "helper"
+local luasip = require "luasip"
+local socket = require "socket"
+
+local SCENARIOS = H.root .. "/spec/sipp"
+
+local function have_sipp()
+  local ok = os.execute("command -v sipp >/dev/null 2>&1")
+  return ok == true or ok == 0
+end
+
+---------------------------------------------------------------------------
+-- Running sipp
+
+-- A UDP port on 127.0.0.1 that was free a moment ago (sipp() retries on
+-- the rare race with another process).
+local function free_port()
+  local s = assert(socket.udp())
+  assert(s:setsockname("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+-- Is something bound to udp 127.0.0.1:port?
+local function udp_bound(port)
+  local t = H.read_file("/proc/net/udp") or ""
+  return t:find(string.format(" 0100007F:%04X ", port), 1, true) ~= nil
+end
+
+--- Start sipp as a child (a blocking verb): `args` are the scenario
+--- arguments (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}).
+--- SIPp binds 127.0.0.1 only, on a free port (`.port`), handles one call
+--- (-m 1) and gives up after `limit` seconds (exit code non-zero).
+--- Returns once SIPp listens. Its traces (messages, errors, <log>
+--- actions) go into a temp dir. The object has :finish(timeout) -> exit
+--- code, :messages() (parsed trace), :logs(), :diag() (everything, for
+--- failure messages) and :cleanup().
+local function sipp(args, limit)
+  limit = limit or 20
+  for _ = 1, 5 do
+    local port = free_port()
+    local dir = H.tmpdir()
+    local argv = { "sipp" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    for _, a in ipairs {
+      "-i", "127.0.0.1", "-bind_local", "-p", tostring(port), "-m", "1", "-nostdin",
+      "-timeout", limit .. "s", "-timeout_error",
+      "-trace_msg", "-message_file", dir .. "/messages.log",
+      "-trace_err", "-error_file", dir .. "/errors.log",
+      "-trace_logs", "-log_file", dir .. "/logs.log",
+    } do argv[#argv + 1] = a end
+    local p = H.process(argv)
+    p.port = port
+    local cleanup = p.cleanup
+    function p:cleanup()
+      cleanup(self)
+      os.execute("rm -rf " .. H.shell_quote(dir))
+    end
+    local up = H.poll_until(function()
+      if udp_bound(port) then return "up" end
+      if H.read_file(p.dir .. "/rc") then return "exited" end
+    end, 5)
+    if up == "up" then
+      function p:raw_messages() return H.read_file(dir .. "/messages.log") or "" end
+      function p:logs() return H.read_file(dir .. "/logs.log") or "" end
+      function p:diag()
+        return string.format(
+          "sipp %s\nexit: %s\n--- stderr:\n%s\n--- errors.log:\n%s\n--- logs.log:\n%s\n--- messages.log:\n%s",
+          table.concat(argv, " "), tostring(self.rc), self:errors(),
+          H.read_file(dir .. "/errors.log") or "", self:logs(), self:raw_messages())
+      end
+      function p:finish(timeout)
+        if self.rc then return self.rc end
+        return (self:wait(timeout or (limit + 5)))
+      end
+      --- The trace as a list of { dir = "recv" | "sent", text = message }.
+      function p:messages()
+        local list = {}
+        local raw = self:raw_messages()
+        for head, body in raw:gmatch("UDP message (%a+)[^\n]*\n\n(.-)\n%-%-%-%-%-%-%-%-%-%-") do
+          list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
+        end
+        local head, body = raw:match(".*UDP message (%a+)[^\n]*\n\n(.*)$")
+        if head and not body:find("\n%-%-%-%-%-%-%-%-%-%-") then
+          list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
+        end
+        return list
+      end
+      return p
+    end
+    local failed_bind = up == "exited" and p:errors():find("Unable to bind", 1, true)
+    if not failed_bind then
+      local why = string.format("sipp did not start (%s):\n%s\n%s", tostring(up), p:errors(), p:output())
+      p:cleanup()
+      error(why, 2)
+    end
+    p:cleanup() -- the port was taken meanwhile: try another
+  end
+  error("could not start sipp on a free port", 2)
+end
+
+-- Run fn(sipp) with a started sipp, always cleaning up; a failure carries
+-- SIPp's traces.
+local function with_sipp(args, limit, fn)
+  local p = sipp(args, limit)
+  local ok, err = xpcall(fn, debug.traceback, p)
+  if not ok then
+    local diag = p:diag()
+    p:cleanup()
+    error(tostring(err) .. "\n" .. diag, 0)
+  end
+  p:cleanup()
+end
+
+-- The messages of a parsed trace that SIPp received, whose first line
+-- matches `pattern`.
+local function received(msgs, pattern)
+  local out = {}
+  for _, m in ipairs(msgs) do
+    if m.dir == "recv" and m.text:match("^[^\r\n]*"):find(pattern) then out[#out + 1] = m.text end
+  end
+  return out
+end
+
+local function header(text, name)
+  return text:match("\n" .. name:gsub("%-", "%%-") .. ":%s*([^\r\n]*)")
+end
+
+---------------------------------------------------------------------------
+-- HTTP Digest (RFC 2617), to check what sofia sent independently of SIPp
+
+local function md5hex(s)
+  local p = assert(io.popen("printf '%s' " .. H.shell_quote(s) .. " | md5sum"))
+  local out = p:read("*l")
+  p:close()
+  return assert(out and out:match("^(%x+)"), "md5sum failed")
+end
+
+local function digest_params(value)
+  local t = {}
+  for k, v in value:gmatch('([%w%-]+)%s*=%s*"([^"]*)"') do t[k:lower()] = v end
+  for k, v in value:gmatch('([%w%-]+)%s*=%s*([^",%s]+)') do
+    if t[k:lower()] == nil then t[k:lower()] = v end
+  end
+  return t
+end
+
+-- The response for qop=auth (RFC 2617 3.2.2.1).
+local function digest_response(p, password, method)
+  local ha1 = md5hex(p.username .. ":" .. p.realm .. ":" .. password)
+  local ha2 = md5hex(method .. ":" .. p.uri)
+  return md5hex(table.concat({ ha1, p.nonce, p.nc, p.cnonce, p.qop, ha2 }, ":"))
+end
+
+---------------------------------------------------------------------------
+
+-- make test installs sip-tester: a missing sipp is a failure, not a skip
+assert(have_sipp(), "sipp (Debian sip-tester) is not installed: run make deps")
+
+describe("luasip.ua against SIPp", function()
+  H.leakcheck()
+
+  it("calls SIPp's built-in uas, which answers; luasip hangs up", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1" })
+    finally(function() ua:close() end)
+    H.run(function()
+      with_sipp({ "-sn", "uas" }, 20, function(s)
+        local call, err, status = ua:call("sip:service@127.0.0.1:" .. s.port,
+          { timeout = 10, headers = { ["X-Foo"] = "bar" } })
+        assert(call, string.format("ua:call failed: %s %s", tostring(err), tostring(status)))
+        assert.are.equal("ready", call.state)
+        assert.are.equal("out", call.direction)
+        assert.matches("m=audio %d+ RTP/AVP 0", call.remote_sdp)
+        assert.is_true(call:hangup(3))
+        assert.are.equal("terminated", call.state)
+        assert.are.equal("local", call.hangup_by)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        local msgs = s:messages()
+        local invites = received(msgs, "^INVITE sip:service@127%.0%.0%.1:" .. s.port .. " SIP/2%.0")
+        assert.are.equal(1, #invites)
+        assert.are.equal("bar", header(invites[1], "X-Foo"))
+        assert.matches("application/sdp", header(invites[1], "Content-Type"))
+        assert.are.equal(1, #received(msgs, "^ACK "))
+        assert.are.equal(1, #received(msgs, "^BYE "))
+      end)
+    end, 40)
+  end)
+
+  it("answers a call from SIPp's built-in uac, which hangs up", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1" })
+    finally(function() ua:close() end)
+    local calls, rang, answered = {}, nil, nil
+    ua:on("call", function(call)
+      calls[#calls + 1] = call
+      rang = call:ring()
+      answered = call:answer { timeout = 10 }
+    end)
+    H.run(function()
+      with_sipp({ "-sn", "uac", "-s", "bob", "-d", "500", "127.0.0.1:" .. ua.port }, 20, function(s)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.are.equal(1, #calls)
+        local call = calls[1]
+        assert.is_truthy(H.poll_until(function() return call.state == "terminated" end, 5),
+          "the call did not end: " .. tostring(call.state))
+        assert.is_true(rang)
+        assert.is_true(answered)
+        assert.are.equal("in", call.direction)
+        assert.are.equal("remote", call.hangup_by)
+        assert.matches("^sip:sipp@127%.0%.0%.1", call.remote_uri)
+        assert.matches("m=audio %d+ RTP/AVP 0", call.remote_sdp)
+        local msgs = s:messages()
+        assert.are.equal(1, #received(msgs, "^SIP/2%.0 180 "))
+        local ok = received(msgs, "^SIP/2%.0 200 OK")
+        assert.are.equal(2, #ok) -- to the INVITE (with SDP), to the BYE
+        assert.matches("INVITE", header(ok[1], "CSeq"))
+        assert.matches("m=audio %d+ RTP/AVP 0", ok[1])
+        assert.matches("BYE", header(ok[2], "CSeq"))
+      end)
+    end, 40)
+  end)
+
+  it("registers through a 401 MD5/qop=auth challenge that SIPp verifies, then unregisters", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "secret" } })
+    finally(function() ua:close() end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_digest.xml" }, 20, function(s)
+        local reg, err, status = ua:register { registrar = "sip:127.0.0.1:" .. s.port, expires = 60, timeout = 10 }
+        assert(reg, string.format("ua:register failed: %s %s", tostring(err), tostring(status)))
+        assert.are.equal("registered", reg.state)
+        assert.are.equal(200, reg.status)
+        assert.is_true(reg:unregister(5))
+        assert.are.equal("unregistered", reg.state)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        local logs = s:logs()
+        assert.matches("challenge: 401 to REGISTER", logs)
+        assert.matches("verified: 200 to REGISTER", logs)
+        assert.matches("verified: 200 to un%-REGISTER", logs)
+        -- And checked here too, not only by SIPp's verifyauth.
+        local regs = received(s:messages(), "^REGISTER ")
+        assert.are.equal(3, #regs)
+        assert.is_nil(header(regs[1], "Authorization"))
+        for i = 2, 3 do
+          local p = digest_params(header(regs[i], "Authorization"))
+          assert.are.equal("alice", p.username)
+          assert.are.equal("luasip.test", p.realm)
+          assert.matches("^luasip%-401%-", p.nonce)
+          assert.are.equal("auth", p.qop)
+          assert.are.equal(string.format("%08d", i - 1), p.nc)
+          assert.are.equal("sip:127.0.0.1:" .. s.port, p.uri)
+          assert.are.equal(digest_response(p, "secret", "REGISTER"), p.response)
+          assert.are_not.equal(digest_response(p, "wrong", "REGISTER"), p.response)
+        end
+        assert.are.equal("0", header(regs[3], "Expires"))
+      end)
+    end, 40)
+  end)
+
+  it("fails to register with a wrong password: SIPp answers 403", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "wrong" } })
+    finally(function() ua:close() end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_digest.xml" }, 20, function(s)
+        local reg, err, status, r = ua:register { registrar = "sip:127.0.0.1:" .. s.port, expires = 60, timeout = 10 }
+        assert.is_nil(reg)
+        assert.are.equal(403, status)
+        assert.are.equal("Forbidden", err)
+        assert.are.equal("failed", r.state)
+        assert.is_true(r:unregister()) -- stops the retries
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        local logs = s:logs()
+        assert.matches("challenge: 401 to REGISTER", logs)
+        assert.matches("rejected: 403 to REGISTER", logs)
+        assert.is_nil(logs:find("verified", 1, true))
+        local regs = received(s:messages(), "^REGISTER ")
+        assert.are.equal(2, #regs) -- one answer to the challenge, no blind retry
+        local p = digest_params(header(regs[2], "Authorization"))
+        assert.are.equal(digest_response(p, "wrong", "REGISTER"), p.response)
+      end)
+    end, 40)
+  end)
+
+  it("places a call through a 407 Proxy-Authenticate challenge, then hangs up", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "secret" } })
+    finally(function() ua:close() end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/invite_digest.xml" }, 20, function(s)
+        local uri = "sip:bob@127.0.0.1:" .. s.port
+        local call, err, status = ua:call(uri, { timeout = 10 })
+        assert(call, string.format("ua:call failed: %s %s", tostring(err), tostring(status)))
+        assert.are.equal("ready", call.state)
+        assert.matches("m=audio %d+ RTP/AVP 0", call.remote_sdp)
+        assert.is_true(call:hangup(3))
+        assert.are.equal("terminated", call.state)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        local logs = s:logs()
+        assert.matches("challenge: 407 to INVITE", logs)
+        assert.matches("credentials: answering INVITE", logs)
+        assert.matches("hung up: 200 to BYE", logs)
+        local msgs = s:messages()
+        local invites = received(msgs, "^INVITE ")
+        assert.are.equal(2, #invites)
+        assert.is_nil(header(invites[1], "Proxy-Authorization"))
+        assert.are.equal(header(invites[1], "Call-ID"), header(invites[2], "Call-ID"))
+        local p = digest_params(header(invites[2], "Proxy-Authorization"))
+        assert.are.equal("alice", p.username)
+        assert.are.equal("luasip.test", p.realm)
+        assert.are.equal("luasip-407-1", p.nonce)
+        assert.are.equal("auth", p.qop)
+        assert.are.equal("00000001", p.nc)
+        assert.are.equal(uri, p.uri)
+        assert.are.equal(digest_response(p, "secret", "INVITE"), p.response)
+        assert.are_not.equal(digest_response(p, "wrong", "INVITE"), p.response)
+        assert.are.equal(2, #received(msgs, "^ACK ")) -- for the 407, for the 200
+        assert.are.equal(1, #received(msgs, "^BYE "))
+      end)
+    end, 40)
+  end)
+
+  -- Wrong credentials met with a new challenge instead of 403: the client
+  -- must give up after one authenticated retry, with the server's status.
+  -- Regression: the second challenge used to be answered again through sofia,
+  -- which reported its internal 904 instead of the server's status.
+
+  it("gives up with 401 when the registrar challenges the credentials again", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "secret" } })
+    finally(function() ua:close() end)
+    local status
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_401_always.xml", "-set", "rounds", "2" }, 20, function(s)
+        local reg, err, st, r = ua:register { registrar = "sip:127.0.0.1:" .. s.port, expires = 60, timeout = 10 }
+        status = st
+        assert.is_nil(reg, "registered: " .. tostring(reg))
+        assert.is_string(err)
+        assert.are.equal("failed", r.state)
+        assert.is_true(r:unregister()) -- stops the retries
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.matches("challenge 2[.0-9]*: 401 to REGISTER", s:logs())
+        local regs = received(s:messages(), "^REGISTER ")
+        assert.are.equal(2, #regs) -- the first, one authenticated retry: no loop
+        assert.is_truthy(header(regs[2], "Authorization"))
+      end)
+    end, 40)
+    assert.are.equal(401, status)
+  end)
+
+  it("gives up with 407 when the proxy challenges the credentials again", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "secret" } })
+    finally(function() ua:close() end)
+    local status
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/invite_407_always.xml", "-set", "rounds", "2" }, 20, function(s)
+        local call, err, st, c = ua:call("sip:bob@127.0.0.1:" .. s.port, { timeout = 10 })
+        status = st
+        assert.is_nil(call, "answered: " .. tostring(call))
+        assert.is_string(err)
+        assert.is_truthy(H.poll_until(function() return c.state == "terminated" end, 5))
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.matches("challenge 2[.0-9]*: 407 to INVITE", s:logs())
+        local msgs = s:messages()
+        local invites = received(msgs, "^INVITE ")
+        assert.are.equal(2, #invites) -- the first, one authenticated retry: no loop
+        assert.is_truthy(header(invites[2], "Proxy-Authorization"))
+        assert.are.equal(2, #received(msgs, "^ACK "))
+      end)
+    end, 40)
+    assert.are.equal(407, status)
+  end)
+
+  it("reports the expiry the registrar granted in the Contact's expires parameter", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                                  credentials = { user = "alice", password = "secret" } })
+    finally(function() ua:close() end)
+    local granted
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_digest.xml" }, 20, function(s)
+        local reg = assert(ua:register { registrar = "sip:127.0.0.1:" .. s.port, expires = 60, timeout = 10 })
+        granted = reg.granted
+        local contacts = reg.contacts
+        assert.is_true(reg:unregister(5))
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        -- SIPp's 200: "Contact: <sip:alice@127.0.0.1:PORT>;expires=30", no Expires header
+        local ok = {}
+        for _, m in ipairs(s:messages()) do
+          if m.dir == "sent" and m.text:find("^SIP/2%.0 200") then ok[#ok + 1] = m.text end
+        end
+        assert.matches(";expires=30", header(ok[1], "Contact"))
+        assert.is_nil(header(ok[1], "Expires"))
+        assert.are.equal(1, #contacts)
+      end)
+    end, 40)
+    assert.are.equal(30, granted)
+  end)
+
+  -- In a child luasip process: what the bug leaves behind (a stack that
+  -- never finishes closing) must not outlive the test.
+  local UNANSWERED = [==[
+local port, what = tonumber(arg[1]), arg[2]
+local core = require "luasip.core"
+local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1" })
+local status, state
+if what == "invite" then
+  local call, _, st, c = ua:call("sip:bob@127.0.0.1:" .. port, { timeout = 10 })
+  status = st
+  local deadline = luasip.now() + 2
+  while c.state ~= "terminated" and luasip.now() < deadline do luasip.sleep(0.05) end
+  state = c.state
+else
+  local reg, _, st, r = ua:register { registrar = "sip:127.0.0.1:" .. port, timeout = 10 }
+  status, state = st, r.state
+  r:unregister()
+end
+local t0 = luasip.now()
+ua:close(3)
+print(string.format("status=%s state=%s close=%.2f closing=%d", tostring(status), tostring(state),
+  luasip.now() - t0, core.counts().closing_uas))
+io.stdout:flush()
+os.exit(0)
+]==]
+  -- Regression: an unanswered 401/407 left sofia's request waiting for
+  -- credentials, and ua:close() then never completed.
+
+  for _, case in ipairs {
+    { what = "invite", scenario = "invite_407_always.xml", status = 407, state = "terminated",
+      name = "ends a call refused with 407 when it has no credentials, and closes cleanly" },
+    { what = "register", scenario = "register_401_always.xml", status = 401, state = "failed",
+      name = "fails a registration refused with 401 when it has no credentials, and closes cleanly" },
+  } do
+    it(case.name, function()
+      local result
+      H.run(function()
+        with_sipp({ "-sf", SCENARIOS .. "/" .. case.scenario, "-set", "rounds", "1" }, 20, function(s)
+          local dir = H.tmpdir()
+          local f = assert(io.open(dir .. "/unanswered.lua", "w"))
+          f:write(UNANSWERED)
+          f:close()
+          local p = H.process(H.luasip_argv(dir .. "/unanswered.lua", tostring(s.port), case.what))
+          local rc = p:wait(20)
+          local out, err = p:output(), p:errors()
+          p:cleanup()
+          os.execute("rm -rf " .. H.shell_quote(dir))
+          assert.are.equal(0, rc, "luasip child: " .. out .. err)
+          result = {}
+          for k, v in out:gmatch("(%w+)=(%S+)") do result[k] = tonumber(v) or v end
+          assert.are.equal(case.status, result.status, out .. err)
+          assert.are.equal(0, s:finish(), "sipp did not exit 0")
+          assert.are.equal(1, #received(s:messages(), "^" .. case.what:upper() .. " "))
+        end)
+      end, 40)
+      assert.are.equal(case.state, result.state)
+      assert.are.equal(0, result.closing)
+      assert.is_true(result.close < 1)
+    end)
+  end
+
+  -- Regressions: Call:_poke used to remove a satisfied waiter by index
+  -- after its task had run, and so dropped the wait that task started at
+  -- once on the same call, which then only ended at its timeout.
+  it("wakes call:wait_hangup() in the handler when SIPp's uac hangs up after call:answer()", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1" })
+    finally(function() ua:close() end)
+    local call, answered, hung, why, hung_at
+    ua:on("call", function(c)
+      call = c
+      c:ring()
+      answered = c:answer { timeout = 10 }
+      hung, why = c:wait_hangup(4)
+      hung_at = luasip.now()
+    end)
+    local ended_at
+    H.run(function()
+      with_sipp({ "-sn", "uac", "-s", "bob", "-d", "200", "127.0.0.1:" .. ua.port }, 20, function(s)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.is_truthy(H.poll_until(function() return call and call.state == "terminated" end, 5))
+        ended_at = luasip.now()
+        -- the handler returns either way (at the latest at its 4 s timeout)
+        assert.is_truthy(H.poll_until(function() return hung_at end, 6))
+        assert.is_true(answered)
+      end)
+    end, 40)
+    assert.is_true(hung, tostring(why))
+    assert.is_true(hung_at - ended_at < 1, string.format("woke %.1f s after the BYE", hung_at - ended_at))
+  end)
+
+  it("hangs up in a task right after ua:call() within the BYE round trip", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1" })
+    finally(function() ua:close() end)
+    local elapsed
+    H.run(function()
+      with_sipp({ "-sn", "uas" }, 20, function(s)
+        local call = assert(ua:call("sip:service@127.0.0.1:" .. s.port, { timeout = 10 }))
+        local t0 = luasip.now()
+        assert.is_true(call:hangup(3))
+        elapsed = luasip.now() - t0
+        assert.are.equal("terminated", call.state)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.are.equal(1, #received(s:messages(), "^BYE "))
+      end)
+    end, 40)
+    assert.is_true(elapsed < 1, string.format("hangup took %.1f s", elapsed))
+  end)
+end)
