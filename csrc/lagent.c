@@ -181,6 +181,7 @@ static int l_trace(lua_State *L)
   for (lsip_obj *o = ctx->objects.next; o != &ctx->objects; o = o->next)
     if (o->kind == LSIP_AGENTS)
       sip_agent_set_trace(((lagent *)o)->agent, ctx->trace);
+  lsip_ua_trace(ctx, ctx->trace);
   lua_pushboolean(L, ctx->trace);
   return 1;
 }

@@ -566,6 +566,7 @@ static int l_ua(lua_State *L)
                          NUTAG_ENABLEMESSAGE(1),
                          NTATAG_UA(1),
                          NTATAG_MAXSIZE(65536),
+                         TPTAG_LOG(ctx->trace),
                          TAG_NEXT(tags));
   su_home_deinit(home);
   if (!lu->ua)
@@ -909,6 +910,14 @@ static int l_free_port(lua_State *L)
     return lsip_fail(L, "free_port: cannot bind", "EADDRINUSE");
   lua_pushinteger(L, port);
   return 1;
+}
+
+/* SIP message tracing (luasip.trace) for every open UA. */
+void lsip_ua_trace(lsip_ctx *ctx, int on)
+{
+  for (lsip_obj *o = ctx->objects.next; o != &ctx->objects; o = o->next)
+    if (o->kind == LSIP_UAS && ((lua_ua *)o)->ua)
+      nua_set_params(sip_ua_nua(((lua_ua *)o)->ua), TPTAG_LOG(on), TAG_END());
 }
 
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)

@@ -267,6 +267,37 @@ describe("luasip.ua against SIPp", function()
     end, 40)
   end)
 
+  it("un-REGISTERs on SIGTERM through the shutdown hooks, and exits 0", function()
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_digest.xml" }, 20, function(s)
+        local dir = H.tmpdir()
+        local f = assert(io.open(dir .. "/reg.lua", "w"))
+        f:write(string.format([[
+local luasip = require "luasip"
+local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                              credentials = { user = "alice", password = "secret" } })
+assert(ua:register { registrar = "sip:127.0.0.1:%d", expires = 60, timeout = 10 })
+print("registered")
+io.stdout:flush()
+]], s.port))
+        f:close()
+        local p = H.process(H.luasip_argv(dir .. "/reg.lua"))
+        p:expect("registered\n", 10) -- then the UA keeps the process running
+        luasip.sleep(0.2)
+        assert.is_nil(p.rc)
+        p:signal("TERM")
+        assert.are.equal(0, p:wait(10), p:errors())
+        p:cleanup()
+        os.execute("rm -rf " .. H.shell_quote(dir))
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.matches("verified: 200 to un%-REGISTER", s:logs())
+        local regs = received(s:messages(), "^REGISTER ")
+        assert.are.equal(3, #regs)
+        assert.are.equal("0", header(regs[3], "Expires"))
+      end)
+    end, 40)
+  end)
+
   it("fails to register with a wrong password: SIPp answers 403", function()
     local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
                                   credentials = { user = "alice", password = "wrong" } })

@@ -324,14 +324,45 @@ describe("luasip.ua", function()
     end, 30)
   end)
 
-  it("ends a call whose session timer expires without refresh (RFC 4028)", function()
+  it("refreshes session timers, and ends a call whose refresher died (RFC 4028)", function()
     H.run(function()
-      local a, b = pair("127.0.0.1:0")
-      local call = assert(a:call(uri_of(b, "bob", "127.0.0.1"), { timeout = 5, session_timer = 90 }))
-      assert.truthy(b.incoming[1].request:header("Session-Expires"))
-      call:hangup()
-      close_all(a, b)
-    end, 20)
+      local b = new_ua { listen = "127.0.0.1:0", aor = "sip:bob@example.test", min_se = 2 }
+      local calls = {}
+      b:on("call", function(call)
+        calls[#calls + 1] = call
+        call.refreshes = 0
+        call:on("reinvite", function() call.refreshes = call.refreshes + 1 end)
+        call:answer()
+      end)
+      -- alice in another process, refreshing every SE/2 = 2 s as the UAC
+      local dir = H.tmpdir()
+      local f = assert(io.open(dir .. "/alice.lua", "w"))
+      f:write(string.format([[
+local luasip = require "luasip"
+local ua = assert(luasip.ua { listen = "127.0.0.1:0", min_se = 2, session_timer = 4, refresher = "local" })
+local call = assert(ua:call("sip:bob@127.0.0.1:%d", { timeout = 5 }))
+print("up") io.stdout:flush()
+call:wait_hangup(60)
+]], b.port))
+      f:close()
+      local p = H.process(H.luasip_argv(dir .. "/alice.lua"))
+      p:expect("up\n", 10)
+      local call = calls[1]
+      assert.equal("4;refresher=uac", call.request:header("Session-Expires"))
+      -- two refreshes keep the call up past the first expiry
+      assert.truthy(H.poll_until(function() return call.refreshes >= 2 end, 8))
+      assert.equal("ready", call.state)
+      p:signal("KILL")
+      local t0 = luasip.now()
+      assert.is_true(call:wait_hangup(10))
+      local took = luasip.now() - t0
+      assert.is_true(took <= 5, "ended after " .. took .. " s")
+      assert.is_true(call.session_expired)
+      assert.same({ "local", 408 }, { call.hangup_by, call.status })
+      p:wait(5)
+      p:cleanup()
+      os.execute("rm -rf " .. H.shell_quote(dir))
+    end, 40)
   end)
 
   it("hangs up a call whose object is collected, and frees its handle", function()

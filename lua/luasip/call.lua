@@ -153,8 +153,10 @@ function Call:_event(name, status, phrase, msg, info)
       self:_emit("state", self.state)
       if self.state == "terminated" then self:_emit("hangup", status, phrase) end
     end
-    if info.offer_recv and old == "ready" then
-      self:_emit("reinvite", msg)
+    if info.offer_recv and old == "ready" and self.reinvite_msg then
+      local m = self.reinvite_msg
+      self.reinvite_msg = nil
+      self:_emit("reinvite", m) -- now that remote_sdp holds its offer
     end
     self:_poke()
   elseif name == "r_invite" then
@@ -195,8 +197,13 @@ function Call:_event(name, status, phrase, msg, info)
       self:_poke()
     end
   elseif name == "i_invite" then
-    -- a re-INVITE from the peer
-    self:_emit("reinvite", msg)
+    -- a re-INVITE from the peer: reported with its offer at the next state
+    -- change, or now when it carries none
+    if msg and msg.body and msg.content_type == "application/sdp" then
+      self.reinvite_msg = msg
+    else
+      self:_emit("reinvite", msg)
+    end
   elseif name == "i_update" then
     self:_emit("update", msg)
   elseif name == "i_info" then
@@ -214,6 +221,11 @@ function Call:_event(name, status, phrase, msg, info)
         self:_emit("transfer", tonumber(st), re)
       end
     end
+  elseif name == "r_bye" and not self.hangup_by then
+    -- a BYE nobody asked for: sofia's session timer expired (RFC 4028 §10)
+    self.hangup_by = "local"
+    self.session_expired = true
+    self.status, self.reason = 408, "Session timeout"
   elseif name == "i_bye" then
     self.status, self.reason = 200, "BYE"
     self.hangup_by = "remote"
