@@ -58,4 +58,24 @@ for RATE in $RATES; do
   printf "rate %5d/s  answered: luasip %s/%s  kamailio %s/%s  server CPU/request: luasip %s us  kamailio %s us  luasip/kamailio %.2f\n" \
     "$RATE" "$lok" "$((RATE * DUR))" "$kok" "$((RATE * DUR))" "$lu" "$ku" "$(echo "$lu / $ku" | bc -l)"
 done
+
+echo "== UA calls answered: luasip.ua vs SIPp's built-in uas (SIPp uac, ${DUR}s at CALL_RATES)"
+for RATE in ${CALL_RATES:-200 500}; do
+  export RATE
+  sipp -sn uas -i 127.0.0.1 -p 5074 -nostdin -bg > /dev/null 2>&1
+  sleep 0.5
+  UPID=$(pgrep -f "sipp -sn uas -i 127.0.0.1 -p 5074" | head -1)
+  sline=$(TARGET=127.0.0.1:5074 run_load sipp_uas -sn uac -d 100 -p 5097 -cp 5098 -mp 5099)
+  kill $UPID 2>/dev/null; UPID=""
+  env $(lua_env lua5.4) lua5.4 "$root/bin/luasip" "$root/bench/ua_answer.lua" 5072 > "$W/ua.out" 2>&1 &
+  UPID=$!
+  for i in $(seq 50); do grep -q ready "$W/ua.out" && break; sleep 0.1; done
+  lline=$(TARGET=127.0.0.1:5072 run_load luasip_ua -sn uac -d 100 -p 5100 -cp 5101 -mp 5102)
+  kill -TERM $UPID; wait $UPID 2>/dev/null; UPID=""
+  sok=$(echo "$sline" | cut -f6); scpu=$(echo "$sline" | grep -o 'uasCPU%=[0-9]*' | cut -d= -f2)
+  lok=$(echo "$lline" | cut -f6); lcpu=$(echo "$lline" | grep -o 'uasCPU%=[0-9]*' | cut -d= -f2)
+  su=$(cpu_us "$scpu" "$RATE"); lu=$(cpu_us "$lcpu" "$RATE")
+  printf "rate %4d calls/s  completed: luasip %s/%s  sipp %s/%s  answering CPU/call: luasip %s us  sipp uas %s us  luasip/sipp %.2f\n" \
+    "$RATE" "$lok" "$((RATE * DUR))" "$sok" "$((RATE * DUR))" "$lu" "$su" "$(echo "$lu / $su" | bc -l)"
+done
 echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"

@@ -461,7 +461,6 @@ ua:close(3)
 print(string.format("status=%s state=%s close=%.2f closing=%d", tostring(status), tostring(state),
   luasip.now() - t0, core.counts().closing_uas))
 io.stdout:flush()
-os.exit(0)
 ]==]
   -- Regression: an unanswered 401/407 left sofia's request waiting for
   -- credentials, and ua:close() then never completed.

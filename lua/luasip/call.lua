@@ -174,19 +174,18 @@ function Call:_event(name, status, phrase, msg, info)
       self.auth_attempt = (self.auth_attempt or 1) + 1
       return
     end
-    if (status == 401 or status == 407) and self.state ~= "ready" then
-      -- not authorized and nothing more to try: end the attempt, or sofia
-      -- keeps it waiting for credentials
+    if (status == 401 or status == 407) and not self.answered then
+      -- nothing more to try: report the challenge as the failure, and have
+      -- sofia end the request it keeps waiting for credentials (it answers
+      -- credentials it cannot use with an internal 9xx, ignored below)
       self.final_status, self.final_reason = status, phrase
-      self.state = "terminated"
       self.status, self.reason = status, phrase
-      self.ua.calls[self] = nil
-      self.ua.held[self] = nil
-      self.h:on_collect("destroy")
-      self.h:close()
+      self.auth_failed = true
+      if self.h:alive() then self.h:authenticate("") end
       self:_poke()
       return
     end
+    if status >= 900 and self.auth_failed then return end
     if status < 200 then
       if msg and msg.content_type == "application/sdp" and msg.body then self.remote_sdp = msg.body end
       self:_emit("progress", status, phrase, msg)

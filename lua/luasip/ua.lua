@@ -450,6 +450,7 @@ end
 function Registration:_event(name, status, phrase, msg)
   if name == "r_register" then
     if status < 200 then return end
+
     if (status == 401 or status == 407) then
       local ok = self.ua:_authorize(self.h, msg, self.attempt, "REGISTER", self:_request_uri(),
                                     function(k, v) self:_send(k, v) end)
