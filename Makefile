@@ -9,7 +9,7 @@ WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-functio
 ARGS      ?=
 
 CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c \
-             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c
+             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
 LUA_FILES := $(wildcard lua/luasip/*.lua)

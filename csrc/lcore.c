@@ -3,6 +3,7 @@
 #include "lcore.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,14 @@ static int l_set_handlers(lua_State *L)
   return 0;
 }
 
+/* core.heap_bytes() -> bytes of C heap in use (malloc), for leak checks */
+static int l_heap_bytes(lua_State *L)
+{
+  struct mallinfo2 mi = mallinfo2();
+  lua_pushinteger(L, (lua_Integer)mi.uordblks);
+  return 1;
+}
+
 static int l_depth(lua_State *L)
 {
   lua_pushinteger(L, lsip_ctx_of(L)->depth);
@@ -304,6 +313,7 @@ int luaopen_luasip_core(lua_State *L)
   static luaL_Reg const funcs[] = {
     { "set_handlers", l_set_handlers },
     { "depth", l_depth },
+    { "heap_bytes", l_heap_bytes },
     { "counts", l_counts },
     { NULL, NULL },
   };

@@ -11,6 +11,7 @@
  *     collected just stops receiving them. */
 #include "lcore.h"
 #include "sip/ua.h"
+#include "sip/stun.h"
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/nta_tag.h>
@@ -132,6 +133,7 @@ static optmap const ua_opts[] = {
   { "contact_user", nutag_m_username, K_STR },
   { "contact_display", nutag_m_display, K_STR },
   { "tls_verify_policy", tptag_tls_verify_policy, K_UINT },
+  { "tport_keepalive", tptag_keepalive, K_UINT },
   { "max_size", ntatag_maxsize, K_UINT },
   { "client_rport", ntatag_client_rport, K_BOOL },
   { "server_rport", ntatag_server_rport, K_UINT },
@@ -920,6 +922,74 @@ void lsip_ua_trace(lsip_ctx *ctx, int on)
       nua_set_params(sip_ua_nua(((lua_ua *)o)->ua), TPTAG_LOG(on), TAG_END());
 }
 
+/* ---- STUN ---------------------------------------------------------------- */
+
+#define STUN_CLASS "luasip.stun"
+
+typedef struct {
+  lsip_obj obj;
+  sip_stun_t *q;
+} lstun;
+
+static void stun_release(lsip_obj *o)
+{
+  lstun *s = (lstun *)o;
+  if (s->q)
+    sip_stun_destroy(s->q);
+  s->q = NULL;
+}
+
+static void on_stun(void *arg, char const *addr, int port, char const *err)
+{
+  lstun *s = arg;
+  lua_State *L = s->obj.ctx->L;
+  int n = lsip_obj_push_call(&s->obj);
+  if (n < 0)
+    return;
+  if (n == 2)
+    lua_pop(L, 1); /* the callback gets the result, not the object */
+  if (addr) {
+    lua_pushstring(L, addr);
+    lua_pushinteger(L, port);
+    lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushstring(L, err && err[0] ? err : "STUN failed");
+  }
+  lsip_pcall(s->obj.ctx, 3, 0);
+}
+
+/* core.stun(server, local_host, fn(addr, port, err)) -> query (close() cancels) */
+static int l_stun(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  char const *server = luaL_checkstring(L, 1);
+  char const *local = luaL_checkstring(L, 2);
+  char err[160] = "";
+  lstun *s;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  s = compat_newuserdata(L, sizeof *s);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, STUN_CLASS);
+  lsip_obj_init(ctx, &s->obj, LSIP_HANDLES, stun_release);
+  s->q = sip_stun_query(loop_root(ctx->loop), server, local, on_stun, s, err, sizeof err);
+  if (!s->q) {
+    lsip_obj_close(&s->obj);
+    return lsip_fail(L, err, "EINVAL");
+  }
+  lsip_obj_set_fn(L, &s->obj, 3);
+  lsip_obj_anchor(L, &s->obj, -1); /* until closed: the answer may come late */
+  return 1;
+}
+
+static int stun_close(lua_State *L)
+{
+  lstun *s = luaL_checkudata(L, 1, STUN_CLASS);
+  lsip_obj_close(&s->obj);
+  return 0;
+}
+
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 {
   *handles = *orphans = *closing = 0;
@@ -941,7 +1011,8 @@ void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const funcs[] = {
-    { "ua", l_ua }, { "hash", l_hash }, { "free_port", l_free_port }, { NULL, NULL },
+    { "ua", l_ua }, { "hash", l_hash }, { "free_port", l_free_port }, { "stun", l_stun },
+    { NULL, NULL },
   };
   static luaL_Reg const ua_methods[] = {
     { "handle", ua_handle }, { "get_params", ua_get_params },
@@ -961,6 +1032,9 @@ void lsip_open_ua(lua_State *L, lsip_ctx *ctx)
     { "__gc", handle_close }, { "__close", handle_close },
     { "__tostring", handle_tostring }, { NULL, NULL },
   };
+  static luaL_Reg const stun_methods[] = { { "close", stun_close }, { NULL, NULL } };
+  static luaL_Reg const stun_meta[] = { { "__gc", stun_close }, { NULL, NULL } };
+  lsip_class(L, STUN_CLASS, stun_methods, stun_meta);
   lsip_class(L, UA_CLASS, ua_methods, ua_meta);
   lsip_class(L, HANDLE_CLASS, h_methods, h_meta);
   lsip_setfuncs(L, ctx, funcs);

@@ -298,6 +298,30 @@ io.stdout:flush()
     end, 40)
   end)
 
+  it("un-REGISTERs a UA still registered when the Lua state closes", function()
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/register_digest.xml" }, 20, function(s)
+        local dir = H.tmpdir()
+        local f = assert(io.open(dir .. "/reg.lua", "w"))
+        f:write(string.format([[
+local luasip = require "luasip"
+local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
+                              credentials = { user = "alice", password = "secret" } })
+assert(ua:register { registrar = "sip:127.0.0.1:%d", expires = 60, timeout = 10 })
+ua = nil
+os.exit(0, true) -- lua_close: the open UA is collected there
+]], s.port))
+        f:close()
+        local p = H.process(H.luasip_argv(dir .. "/reg.lua"))
+        assert.are.equal(0, p:wait(10), p:errors())
+        p:cleanup()
+        os.execute("rm -rf " .. H.shell_quote(dir))
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.matches("verified: 200 to un%-REGISTER", s:logs())
+      end)
+    end, 40)
+  end)
+
   it("fails to register with a wrong password: SIPp answers 403", function()
     local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
                                   credentials = { user = "alice", password = "wrong" } })

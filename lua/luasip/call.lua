@@ -262,6 +262,7 @@ function Call:_start(opts)
     session_timer = opts.session_timer,
     early_media = true,
     uri = self.remote_uri,
+    contact = self.ua:_contact(),
   }
   if opts.rel100 == "required" then send.require = "100rel" end
   if opts.on_progress then
@@ -306,7 +307,7 @@ function Call:ring(opts)
   check_incoming(self, "ring")
   opts = opts or {}
   if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
-  local send = { headers = opts.headers }
+  local send = { headers = opts.headers, contact = self.ua:_contact() }
   local status = 180
   if opts.early_media then
     status = 183
@@ -327,7 +328,8 @@ function Call:answer(opts)
   opts = opts or {}
   if self.state == "ready" then return true end
   if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
-  self.h:respond(200, nil, { sdp = opts.sdp or self.ua:default_sdp(), headers = opts.headers })
+  self.h:respond(200, nil, { sdp = opts.sdp or self.ua:default_sdp(), headers = opts.headers,
+                            contact = self.ua:_contact() })
   local v, why = self:_wait_until(function()
     if self.state == "ready" then return "ready" end
     if self.state == "terminated" then return "terminated" end

@@ -112,6 +112,8 @@ function M.new(opts)
     host = main.host,
     credentials = creds,
     rel100 = rel100,
+    keepalive = opts.keepalive,
+    keepalive_mode = opts.keepalive_mode or "options",
     offer = opts.sdp,
     accept_refer = opts.accept_refer ~= false,
     objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
@@ -131,7 +133,10 @@ function M.new(opts)
     proxy = opts.proxy,
     certificate_dir = tls.cert_dir,
     tls_verify_policy = tls.cert_dir and (tls.verify and 3 or 0) or nil,
-    keepalive = opts.keepalive and math.floor(opts.keepalive * 1000) or nil,
+    -- CRLF keepalives on TCP/TLS connections (RFC 5626 §3.5.1); OPTIONS
+    -- keepalives to the registrar are sent by Registration (below)
+    tport_keepalive = opts.keepalive and opts.keepalive_mode == "crlf"
+                      and math.floor(opts.keepalive * 1000) or nil,
     session_timer = opts.session_timer,
     min_se = opts.min_se,
     refresher = opts.refresher,
@@ -141,6 +146,9 @@ function M.new(opts)
     early_media = true,
     auto_302 = false, -- redirects are the script's decision
     client_rport = opts.rport ~= false,
+    -- RFC 3261 T1 (default 0.5 s); transactions linger 64*T1 after completing
+    sip_t1 = opts.t1 and math.floor(opts.t1 * 1000) or nil,
+    sip_t1x64 = opts.t1 and math.floor(opts.t1 * 64000) or nil,
     on_event = event_loop_ua(self),
   }
   local cua, err, code = core.ua(core_opts)
@@ -156,6 +164,19 @@ function M.new(opts)
   if not ok then
     cua:close()
     return nil, "the SIP stack did not start: " .. tostring(why), "timeout"
+  end
+  if opts.stun then
+    -- learn the public address (RFC 5389) for Contact and SDP
+    local addr, err = task.wait(function(done)
+      local q, qerr = core.stun(opts.stun, main.host, function(a, _, e) done(a, e) end)
+      if not q then done(nil, qerr) return end
+      return function() q:close() end
+    end, opts.stun_timeout or 5, "luasip.ua (STUN)")
+    if not addr then
+      cua:close()
+      return nil, "STUN: " .. tostring(err), "stun"
+    end
+    self.public_host = addr
   end
   if not opts.aor and self.port then
     -- the default AOR names the port actually bound
@@ -403,6 +424,7 @@ function Registration:_send(auth_key, auth_value)
     registrar = self.registrar,
     expires = tostring(self.expires),
     headers = self.headers,
+    contact = self.ua:_contact(),
     [auth_key or "_"] = auth_value,
   })
 end
@@ -445,6 +467,31 @@ end
 
 function Registration:_cancel_retry()
   if self.retry_timer then self.retry_timer:close() self.retry_timer = nil end
+  if self.keepalive_timer then self.keepalive_timer:close() self.keepalive_timer = nil end
+end
+
+-- OPTIONS keepalive: an OPTIONS to the registrar every `keepalive`
+-- seconds keeps the NAT binding of our contact open (what sofia's outbound
+-- module would do; it is not used here because it also insists on
+-- validating the contact through the registrar).
+function Registration:_keepalive()
+  local ua = self.ua
+  if not ua.keepalive or ua.keepalive_mode ~= "options" or self.keepalive_timer then return end
+  self.keepalive_timer = core.timer(function()
+    if self.closed or ua.closed or self.state ~= "registered" then return end
+    self.keepalives = (self.keepalives or 0) + 1
+    local h = ua.core:handle { to = ua.aor, from = ua.from }
+    if not h then return end
+    local req = setmetatable({ ua = ua, h = h, attempt = 1, method = "options",
+                               uri = self:_request_uri(), send = {} }, Request)
+    req.done = function(status)
+      self.keepalive_status = status
+      h:close()
+    end
+    ua.objs[h] = req
+    h:send("options", { uri = req.uri })
+  end)
+  self.keepalive_timer:start(ua.keepalive, ua.keepalive)
 end
 
 function Registration:_event(name, status, phrase, msg)
@@ -466,6 +513,7 @@ function Registration:_event(name, status, phrase, msg)
       self.h:close()
     end
     if status < 300 then
+      self:_keepalive()
       self.failures = 1
       self.contacts = msg and msg.contacts
       self.granted = self:_granted(msg)
@@ -566,7 +614,17 @@ end
 
 function UA:default_sdp()
   if self.offer then return self.offer end
-  return sdp.default_offer(self.host)
+  return sdp.default_offer(self.public_host or self.host)
+end
+
+-- The Contact to send when the public address differs from the bound one
+-- (STUN): the public IP with our SIP port, which assumes a port-preserving
+-- NAT. nil lets sofia build it.
+function UA:_contact()
+  if not self.public_host or not self.port then return nil end
+  local user = self.contact and self.contact:match("^sips?:([^@]+)@")
+  local params = self.contact and self.contact:match(":%d+(;.*)$") or ""
+  return string.format("<sip:%s%s:%d%s>", user and (user .. "@") or "", self.public_host, self.port, params)
 end
 
 ---------------------------------------------------------------------------
