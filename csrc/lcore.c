@@ -265,6 +265,16 @@ static int l_heap_bytes(lua_State *L)
   return 1;
 }
 
+/* core.busy() -> true while anything can still happen: a server or UA, a
+ * watch, an armed timer (cheap: the CLI asks on every loop turn) */
+static int l_busy(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  lua_pushboolean(L, ctx->counts[LSIP_AGENTS] > 0 || ctx->counts[LSIP_UAS] > 0 ||
+                     ctx->counts[LSIP_WATCHES] > 0 || loop_counts(ctx->loop).armed > 0);
+  return 1;
+}
+
 static int l_depth(lua_State *L)
 {
   lua_pushinteger(L, lsip_ctx_of(L)->depth);
@@ -313,6 +323,7 @@ int luaopen_luasip_core(lua_State *L)
   static luaL_Reg const funcs[] = {
     { "set_handlers", l_set_handlers },
     { "depth", l_depth },
+    { "busy", l_busy },
     { "heap_bytes", l_heap_bytes },
     { "counts", l_counts },
     { NULL, NULL },

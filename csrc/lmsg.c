@@ -349,6 +349,10 @@ static int msg_index(lua_State *L)
     sip_addr_t const *a = k[0] == 'f' ? sip->sip_from : sip->sip_to;
     if (a) push_addr(L, a->a_display, a->a_url, a->a_params, a->a_tag);
     else lua_pushnil(L);
+  } else if (strcmp(k, "from_tag") == 0 || strcmp(k, "to_tag") == 0) {
+    sip_addr_t const *a = k[0] == 'f' ? sip->sip_from : sip->sip_to;
+    if (a && a->a_tag) lua_pushstring(L, a->a_tag);
+    else lua_pushnil(L);
   } else if (strcmp(k, "contact") == 0) {
     sip_contact_t const *c = sip->sip_contact;
     if (c) push_addr(L, c->m_display, c->m_url, c->m_params, NULL);

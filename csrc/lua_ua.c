@@ -134,6 +134,7 @@ static optmap const ua_opts[] = {
   { "contact_display", nutag_m_display, K_STR },
   { "tls_verify_policy", tptag_tls_verify_policy, K_UINT },
   { "tport_keepalive", tptag_keepalive, K_UINT },
+  { "media_address", soatag_address, K_STR },
   { "max_size", ntatag_maxsize, K_UINT },
   { "client_rport", ntatag_client_rport, K_BOOL },
   { "server_rport", ntatag_server_rport, K_UINT },

@@ -111,15 +111,21 @@ function Call:wait_hangup(timeout)
   return nil, why
 end
 
+-- Learn the dialog's identifiers from a message (cheap fields only: this
+-- runs for every event).
 local function note_dialog(self, msg)
   if not msg then return end
-  self.call_id = self.call_id or msg.call_id
+  if not self.call_id then self.call_id = msg.call_id end
   if self.direction == "out" then
-    if msg.from and msg.from.tag then self.local_tag = msg.from.tag end
-    if msg.to and msg.to.tag and not msg.is_request then self.remote_tag = msg.to.tag end
-  elseif msg.is_request and msg.to and msg.to.tag then
+    if not self.local_tag then self.local_tag = msg.from_tag end
+    if not msg.is_request then
+      local tag = msg.to_tag
+      if tag then self.remote_tag = tag end
+    end
+  elseif not self.local_tag and msg.is_request then
     -- requests from the peer carry our tag in To
-    if msg.from and msg.from.tag == self.remote_tag then self.local_tag = msg.to.tag end
+    local tag = msg.to_tag
+    if tag and msg.from_tag == self.remote_tag then self.local_tag = tag end
   end
 end
 

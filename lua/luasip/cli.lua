@@ -95,8 +95,7 @@ local function keep_running(luasip)
   local core = require "luasip.core"
   local task = require "luasip.task"
   local function alive()
-    local c = core.counts()
-    return c.agents > 0 or c.uas > 0 or c.watches > 0 or c.armed_timers > 0 or task.count() > 0
+    return core.busy() or task.count() > 0
   end
   while not luasip.shutting_down() and alive() and not core.stopped() do
     core.step(-1)

@@ -146,6 +146,9 @@ function M.new(opts)
     early_media = true,
     auto_302 = false, -- redirects are the script's decision
     client_rport = opts.rport ~= false,
+    -- the address soa writes in o= and c= lines; without it soa lists the
+    -- host's interfaces (a netlink dump) for every offer and answer
+    media_address = main.host,
     -- RFC 3261 T1 (default 0.5 s); transactions linger 64*T1 after completing
     sip_t1 = opts.t1 and math.floor(opts.t1 * 1000) or nil,
     sip_t1x64 = opts.t1 and math.floor(opts.t1 * 64000) or nil,
