@@ -163,3 +163,83 @@ describe("UA digest authentication", function()
     end, 20)
   end)
 end)
+
+describe("UA registration and routing", function()
+  H.leakcheck()
+
+  it("refreshes a registration before it expires", function()
+    H.run(function()
+      local p = peer(function(req)
+        return response(req, "200 OK", { "Contact: " .. req.header("Contact") .. ";expires=2" })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
+      local reg = assert(ua:register { registrar = "sip:127.0.0.1:" .. p.port, expires = 2 })
+      assert.equal(2, reg.granted)
+      local t0 = luasip.now()
+      assert.truthy(H.poll_until(function() return #p.requests >= 3 end, 6))
+      assert.is_true(luasip.now() - t0 < 4.5) -- two refreshes within two expiry periods
+      assert.equal("registered", reg.state)
+      local cseqs = {}
+      for i, r in ipairs(p.requests) do cseqs[i] = tonumber(r.header("CSeq"):match("^(%d+)")) end
+      assert.is_true(cseqs[2] > cseqs[1] and cseqs[3] > cseqs[2])
+      assert.equal(p.requests[1].header("Call%-ID"), p.requests[3].header("Call%-ID"))
+      ua:close()
+      p.close()
+    end, 20)
+  end)
+
+  it("retries a failed registration with backoff and reports each state", function()
+    H.run(function()
+      local n = 0
+      local p = peer(function(req)
+        n = n + 1
+        if n <= 2 then return response(req, "503 Service Unavailable") end
+        return response(req, "200 OK", { "Contact: " .. req.header("Contact") .. ";expires=60" })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
+      local states = {}
+      local reg, reason, status, r = ua:register {
+        registrar = "sip:127.0.0.1:" .. p.port, backoff = 0.2,
+        on_state = function(_, state, st) states[#states + 1] = state .. (st and (" " .. st) or "") end,
+      }
+      assert.is_nil(reg)
+      assert.equal(503, status, reason)
+      assert.truthy(H.poll_until(function() return r.state == "registered" end, 5))
+      -- first retry after 0.2 s, the second after 0.4 s
+      assert.same({ "registering", "failed 503", "registering", "failed 503", "registering", "registered 200" },
+                  states)
+      assert.equal(3, n)
+      assert(r:unregister())
+      ua:close()
+      p.close()
+    end, 20)
+  end)
+
+  it("sends every request through the outbound proxy", function()
+    H.run(function()
+      local p = peer(function(req)
+        if req.method == "OPTIONS" then return response(req, "200 OK") end
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    proxy = "sip:127.0.0.1:" .. p.port })
+      -- a domain that resolves nowhere: only the proxy can carry it
+      local resp = assert(ua:options("sip:bob@nowhere.invalid"))
+      assert.equal(200, resp.status)
+      assert.equal(1, #p.requests)
+      assert.equal("sip:bob@nowhere.invalid", p.requests[1].uri)
+      ua:close()
+      p.close()
+    end, 20)
+  end)
+
+  it("raises a one-line error on a misspelt option", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0" })
+    assert.has_error(function() luasip.ua { listen = "127.0.0.1:0", credential = {} } end,
+      "luasip.ua: unknown option 'credential'")
+    assert.has_error(function() ua:call("sip:x@127.0.0.1:9", { timeot = 1 }) end,
+      "ua:call: unknown option 'timeot'")
+    assert.has_error(function() ua:register { registar = "sip:x" } end,
+      "ua:register: unknown option 'registar'")
+    ua:close()
+  end)
+end)

@@ -43,6 +43,30 @@ end
 
 local function fail_arg(what, msg) error("luasip.ua: " .. what .. ": " .. msg, 4) end
 
+-- Misspelt options raise instead of being ignored.
+local function check_options(opts, allowed, what, level)
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(string.format("%s: unknown option '%s'", what, tostring(k)), level or 3)
+    end
+  end
+end
+M.check_options = check_options
+
+local function set(...)
+  local t = {}
+  for i = 1, select("#", ...) do t[select(i, ...)] = true end
+  return t
+end
+
+local UA_OPTIONS = set("listen", "aor", "display", "contact_user", "user_agent", "credentials",
+  "proxy", "tls", "keepalive", "keepalive_mode", "rport", "session_timer", "min_se", "refresher",
+  "rel100", "sdp", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
+local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_timer", "rel100", "from")
+local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
+  "max_backoff")
+local REQUEST_OPTIONS = set("headers", "timeout", "from", "body", "content_type")
+
 local function parse_listen(entry)
   local proto, rest = entry:match("^(%a+)/(.+)$")
   if not proto then proto, rest = nil, entry end
@@ -68,6 +92,7 @@ end
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.ua: expected a table of options", 3) end
+  check_options(opts, UA_OPTIONS, "luasip.ua", 4)
   local listen = opts.listen or "127.0.0.1:0"
   if type(listen) == "string" then listen = { listen } end
   if type(listen) ~= "table" or #listen == 0 then fail_arg("listen", "a string or a list") end
@@ -364,6 +389,8 @@ end
 function UA:_request(method, uri, opts, what)
   self:_check()
   opts = opts or {}
+  if type(opts) ~= "table" then error(what .. ": expected a table of options", 3) end
+  check_options(opts, REQUEST_OPTIONS, what, 4)
   local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
   local req = setmetatable({ ua = self, h = h, attempt = 1, method = method, uri = uri }, Request)
   self.objs[h] = req
@@ -389,10 +416,11 @@ end
 --- MESSAGE (RFC 3428) to uri. Returns the response, or nil, reason, status.
 function UA:message(uri, body, content_type, opts)
   if type(body) ~= "string" then error("ua:message: body must be a string", 2) end
-  opts = opts or {}
-  opts.body = body
-  opts.content_type = content_type or "text/plain"
-  return self:_request("message", uri, opts, "ua:message")
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.body = body
+  o.content_type = content_type or "text/plain"
+  return self:_request("message", uri, o, "ua:message")
 end
 
 ---------------------------------------------------------------------------
@@ -541,6 +569,7 @@ function UA:register(opts)
   self:_check()
   opts = opts or {}
   if type(opts) ~= "table" then error("ua:register: expected a table of options", 2) end
+  check_options(opts, REGISTER_OPTIONS, "ua:register")
   local h = assert(self.core:handle { to = self.aor, from = self.from })
   h:on_collect("unregister")
   local reg = setmetatable({
@@ -607,6 +636,7 @@ function UA:call(uri, opts)
   if type(uri) ~= "string" then error("ua:call: uri must be a string", 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("ua:call: expected a table of options", 2) end
+  check_options(opts, CALL_OPTIONS, "ua:call")
   local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
   h:on_collect("bye")
   local call = Call.outgoing(self, h, uri, opts)
