@@ -8,7 +8,8 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 ARGS      ?=
 
-CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c \
+CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
+             csrc/lstun.c csrc/ldigest.c \
              csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)

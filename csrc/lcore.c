@@ -363,6 +363,8 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_agent(L, ctx);
   lsip_open_msg(L, ctx);
   lsip_open_ua(L, ctx);
+  lsip_open_stun(L, ctx);
+  lsip_open_digest(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");

@@ -85,6 +85,8 @@ void lsip_open_sofialog(lua_State *L, lsip_ctx *ctx);
 void lsip_close_sofialog(lsip_ctx *ctx);
 void lsip_open_msg(lua_State *L, lsip_ctx *ctx);
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
+void lsip_open_stun(lua_State *L, lsip_ctx *ctx);
+void lsip_open_digest(lua_State *L, lsip_ctx *ctx);
 void lsip_reap_uas(lsip_ctx *ctx, double seconds);
 void lsip_ua_trace(lsip_ctx *ctx, int on);
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing);
