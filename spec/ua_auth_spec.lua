@@ -4,7 +4,7 @@
 -- own hashing. (MD5 against SIPp's verifyauth is in ua_sipp_spec.lua.)
 local H = require "spec.helper"
 local luasip = require "luasip"
-local socket = require "socket"
+local sip_peer = require "spec.sip_peer"
 
 local function hash(alg, s)
   local tool = alg == "SHA-256" and "sha256sum" or "md5sum"
@@ -20,41 +20,8 @@ local function params(value)
   return t
 end
 
--- A UDP peer answering requests with reply(req) -> response text or nil.
-local function peer(reply)
-  local udp = assert(socket.udp())
-  assert(udp:setsockname("127.0.0.1", 0))
-  udp:settimeout(0)
-  local self = { port = select(2, udp:getsockname()), requests = {} }
-  self.watch = luasip.watch(udp:getfd(), "r", function()
-    local data, ip, port = udp:receivefrom()
-    if not data then return end
-    local req = { raw = data, method = data:match("^(%u+) "), uri = data:match("^%u+ (%S+)") }
-    function req.header(name)
-      return data:match("\r\n" .. name .. ":%s*([^\r\n]*)")
-    end
-    table.insert(self.requests, req)
-    local text = reply(req)
-    if text then udp:sendto(text, ip, port) end
-  end)
-  function self.close() self.watch:close() udp:close() end
-  return self
-end
-
--- The start of a response to req, with its Vias, From, To, Call-ID, CSeq.
-local function response(req, status, extra, body)
-  local lines = { "SIP/2.0 " .. status }
-  for via in req.raw:gmatch("\r\nVia:%s*([^\r\n]*)") do lines[#lines + 1] = "Via: " .. via end
-  local to = req.header("To")
-  if not to:find("tag=", 1, true) then to = to .. ";tag=peer1" end
-  lines[#lines + 1] = "From: " .. req.header("From")
-  lines[#lines + 1] = "To: " .. to
-  lines[#lines + 1] = "Call-ID: " .. req.header("Call%-ID")
-  lines[#lines + 1] = "CSeq: " .. req.header("CSeq")
-  for _, h in ipairs(extra or {}) do lines[#lines + 1] = h end
-  lines[#lines + 1] = "Content-Length: " .. #(body or "")
-  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
-end
+local peer = sip_peer.udp
+local response = sip_peer.response
 
 -- Check a Digest Authorization value like a server would.
 local function verify(value, alg, user, password, method)
