@@ -113,18 +113,18 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
     lua_pushnil(L);
   lsip_push_event_info(L, ev->tags);
 
-  {
-    lhandle *target = fresh ? fresh : h;
-    /* keep the request for a later answer (NUTAG_WITH_SAVED) */
-    if (target && ev->event == nua_i_message && lu->appl_message && ev->saved[0]) {
-      if (target->pending[0])
-        nua_destroy_event(target->pending);
-      target->pending[0] = ev->saved[0];
-      ev->keep_saved = 1;
-    }
+  /* An out-of-dialog MESSAGE is answered later, by the handler's task:
+   * keep it (NUTAG_WITH_SAVED). One inside a dialog belongs to that call's
+   * handle, whose respond() answers the INVITE: answer it below. */
+  if (fresh && ev->event == nua_i_message && lu->appl_message && ev->saved[0]) {
+    fresh->pending[0] = ev->saved[0];
+    ev->keep_saved = 1;
   }
   lsip_pcall(ctx, 6, 0);
   lua_settop(L, top);
+  if (!fresh && h && ev->event == nua_i_message && lu->appl_message && ev->saved[0] &&
+      h->nh && lu->ua)
+    nua_respond(ev->nh, SIP_200_OK, NUTAG_WITH_SAVED(ev->saved), TAG_END());
 
   if (fresh && !fresh->adopted) {
     /* nobody took it: the engine disposes of it */
@@ -378,7 +378,7 @@ static int ua_handle(lua_State *L)
 nua_handle_t *lsip_nua_handle_of(lua_State *L, int idx)
 {
   lhandle *h = luaL_testudata(L, idx, HANDLE_CLASS);
-  return h && h->lu->ua ? h->nh : NULL;
+  return h && h->nh && h->lu->ua ? h->nh : NULL;
 }
 
 static lhandle *check_handle(lua_State *L)

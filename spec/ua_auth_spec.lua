@@ -207,4 +207,94 @@ describe("UA registration and routing", function()
       "ua:register: unknown option 'registar'")
     ua:close()
   end)
+
+  -- Regressions found in review (each failed before its fix).
+  it("sends BYE when the 200 crosses our CANCEL", function()
+    H.run(function()
+      local sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+      local invite, p
+      p = peer(function(req)
+        if req.method == "INVITE" then invite = req return response(req, "180 Ringing") end
+        if req.method == "CANCEL" then -- answer the INVITE instead, as if crossing
+          return response(invite, "200 OK", { "Contact: <sip:peer@127.0.0.1:" .. p.port .. ">",
+                                              "Content-Type: application/sdp" }, sdp)
+        end
+        if req.method == "BYE" then return response(req, "200 OK") end
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
+      local call, reason, status, c = ua:call("sip:bob@127.0.0.1:" .. p.port, { timeout = 0.5 })
+      assert.is_nil(call)
+      assert.same({ "timeout", "timeout" }, { reason, status })
+      assert.truthy(H.poll_until(function() return p.count("BYE") == 1 end, 5))
+      assert.truthy(H.poll_until(function() return c.state == "terminated" end, 5))
+      assert.equal(1, p.count("ACK"))
+      ua:close()
+      p.close()
+    end, 20)
+  end)
+
+  it("answers a MESSAGE inside a call without touching the INVITE", function()
+    H.run(function()
+      local a = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
+      local b = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@luasip.test" })
+      local inc, got
+      b:on("call", function(call)
+        inc = call
+        call:on("message", function(_, msg) got = msg.body end)
+        call:ring()
+      end)
+      local t = luasip.spawn(function()
+        return a:call("sip:bob@127.0.0.1:" .. b.port, { timeout = 10 })
+      end)
+      assert.truthy(H.poll_until(function() return inc and inc.state == "early" end, 5))
+      -- alice's call sends a MESSAGE in the early dialog; bob then answers
+      local calls = {}
+      for c in pairs(a.calls) do calls[#calls + 1] = c end
+      local resp = assert(calls[1]:_transaction("message", { body = "hi", content_type = "text/plain" }, 5, "message"))
+      assert.equal(200, resp.status)
+      assert.equal("hi", got)
+      assert.is_true(inc:answer())
+      local ok, call = t:join(5)
+      assert.is_true(ok)
+      assert.equal("ready", call.state)
+      call:hangup()
+      a:close()
+      b:close()
+    end, 20)
+  end)
+
+  it("ends its calls and wakes their waiters when the UA closes", function()
+    H.run(function()
+      local a = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test" })
+      local b = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@luasip.test" })
+      b:on("call", function(call) call:answer() end)
+      local call = assert(a:call("sip:bob@127.0.0.1:" .. b.port, { timeout = 5 }))
+      local woke
+      local t = luasip.spawn(function() woke = { call:wait_hangup() } end)
+      a:close()
+      assert.truthy(t:join(5))
+      assert.same({ true }, woke)
+      assert.equal("terminated", call.state)
+      b:close()
+    end, 20)
+  end)
+
+  it("ignores credentials tables that are not tables (realm named like a field)", function()
+    H.run(function()
+      local p = peer(function(req)
+        if not req.header("Authorization") then
+          return response(req, "401 Unauthorized", {
+            'WWW-Authenticate: Digest realm="password", nonce="x", qop="auth", algorithm=SHA-256' })
+        end
+        local ok = verify(req.header("Authorization"), "SHA-256", "alice", "secret", "REGISTER")
+        return response(req, ok and "200 OK" or "403 Forbidden", { "Contact: " .. req.header("Contact") })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { user = "alice", password = "secret" } })
+      local reg = assert(ua:register { registrar = "sip:127.0.0.1:" .. p.port, timeout = 5 })
+      assert.equal("registered", reg.state)
+      ua:close()
+      p.close()
+    end, 20)
+  end)
 end)

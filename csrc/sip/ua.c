@@ -24,6 +24,7 @@ typedef struct uah {
   void *owner;                /* NULL once orphaned */
   enum sip_ua_release how;
   int uas_pending;            /* an incoming INVITE not yet answered */
+  int established;            /* the call reached "ready" */
   su_time_t deadline;         /* orphans only */
 } uah_t;
 
@@ -102,7 +103,9 @@ static int orphan_done(uah_t *h, nua_event_t event, int status, tagi_t const *ta
   case nua_i_terminated:
     return 1;
   case nua_r_bye:
-    return status >= 200;
+    /* before the call was up, nua_bye() sent CANCEL: its 200 comes as
+     * r_bye, but the INVITE may still be answered; wait for the end */
+    return status >= 200 && h->established;
   case nua_r_unregister:
   case nua_r_register:
     return h->how == SIP_UA_UNREGISTER && status >= 200;
@@ -148,6 +151,8 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase,
     h->uas_pending = 1;
   else if (h && event == nua_i_state && callstate_of(tags) >= nua_callstate_completed)
     h->uas_pending = 0;
+  if (h && event == nua_i_state && callstate_of(tags) == nua_callstate_ready)
+    h->established = 1;
   if (h && !h->owner && !fresh) {
     if (orphan_done(h, event, status, tags))
       uah_destroy(h);

@@ -44,6 +44,7 @@ function Call.incoming(ua, h, msg, info)
   c.to = msg.to
   c.remote_uri = msg.from and msg.from.uri.str
   c.remote_sdp = info.remote_sdp or (msg.content_type == "application/sdp" and msg.body) or nil
+  c.remote_target = msg.contact and msg.contact.uri.str
   c.state = "received"
   c.rel100_requested = (msg:header("Require") or ""):find("100rel", 1, true) ~= nil
   return c
@@ -134,7 +135,7 @@ function Call:_event(name, status, phrase, msg, info)
   if info.local_sdp then self.local_sdp = info.local_sdp end
   if info.remote_sdp then self.remote_sdp = info.remote_sdp end
   if name == "i_state" then
-    if self.deferred_invite and info.callstate == "terminated" then
+    if self.deferred_invite and info.callstate == "terminated" and not self.answered then
       local send = self.deferred_invite
       self.deferred_invite = nil
       self.h:send("invite", send)
@@ -150,6 +151,11 @@ function Call:_event(name, status, phrase, msg, info)
       self.ua.held[self] = nil
       -- the dialog is over: release the handle now rather than at collection
       if self.h:alive() then self.h:on_collect("destroy") self.h:close() end
+    end
+    if (self.state == "ready" or self.state == "completing") and self.cancelled and not self.bye_sent then
+      -- the 200 crossed our CANCEL: sofia ACKed it, so end the call now
+      self.bye_sent = true
+      self.h:send("bye")
     end
     if self.state ~= old then
       if self.state == "ready" and not self.answered then
@@ -168,14 +174,20 @@ function Call:_event(name, status, phrase, msg, info)
   elseif name == "r_invite" then
     self.last_status, self.last_reason, self.last_response = status, phrase, msg
     if (status == 401 or status == 407) and self.invite_send and
-       self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE", self.remote_uri, function(k, v)
+       self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE",
+                          self.answered and self.remote_target or self.remote_uri, function(k, v)
+         local base = self.answered and self.reinvite_send or self.invite_send
          local send = {}
-         for key, val in pairs(self.invite_send) do send[key] = val end
+         for key, val in pairs(base or {}) do send[key] = val end
          send[k] = v
-         -- sofia ends the INVITE it could not authorize itself: send the
-         -- new one (same handle, so same Call-ID and a higher CSeq) once
-         -- that first attempt has terminated
-         self.deferred_invite = send
+         if self.answered then
+           self.h:send("invite", send) -- a re-INVITE: the dialog stays up
+         else
+           -- sofia ends the INVITE it could not authorize itself: send the
+           -- new one (same handle, so same Call-ID and a higher CSeq) once
+           -- that first attempt has terminated
+           self.deferred_invite = send
+         end
        end) then
       self.auth_attempt = (self.auth_attempt or 1) + 1
       return
@@ -192,6 +204,10 @@ function Call:_event(name, status, phrase, msg, info)
       return
     end
     if status >= 900 and self.auth_failed then return end
+    if status >= 200 and status < 300 and msg and not self.remote_target then
+      -- the remote target: where in-dialog requests go (RFC 3261 §12.1.2)
+      self.remote_target = msg.contact and msg.contact.uri.str
+    end
     if status < 200 then
       if msg and msg.content_type == "application/sdp" and msg.body then self.remote_sdp = msg.body end
       self:_emit("progress", status, phrase, msg)
@@ -213,6 +229,8 @@ function Call:_event(name, status, phrase, msg, info)
     self:_emit("update", msg)
   elseif name == "i_info" then
     self:_emit("info", msg)
+  elseif name == "i_message" then
+    self:_emit("message", msg) -- answered 200 by the binding
   elseif name == "i_prack" then
     self.prack_seen = true
     self:_emit("prack", msg)
@@ -293,9 +311,23 @@ function Call:_start(opts)
   return nil, self.final_reason or self.reason or "failed", self.final_status or self.status, self
 end
 
+-- The UA closed under the call: its stack ended the dialog without
+-- telling us, so end the object here.
+function Call:_closed_by_ua()
+  if self.state == "terminated" then return end
+  self.state = "terminated"
+  self.status, self.reason = self.status or 503, self.reason or "User agent closed"
+  self.hangup_by = self.hangup_by or "local"
+  self.ua.calls[self] = nil
+  self.ua.held[self] = nil
+  self:_emit("state", self.state)
+  self:_emit("hangup", self.status, self.reason)
+end
+
 --- CANCEL a call that was not answered yet.
 function Call:cancel()
   if self.direction ~= "out" or self.state == "terminated" then return false end
+  self.cancelled = true
   if self.h:alive() then self.h:send("cancel") end
   return true
 end
@@ -381,20 +413,23 @@ function Call:hangup(timeout)
   if self.direction == "in" and (self.state == "received" or self.state == "early") then
     self.h:respond(603, "Decline")
   elseif self.direction == "out" and not self.answered and self.state ~= "completing" then
+    self.cancelled = true
     self.h:send("cancel")
   else
+    self.bye_sent = true
     self.h:send("bye")
   end
   self.hangup_by = self.hangup_by or "local"
   if task.current() or core.depth() == 0 then
-    self:wait_hangup(timeout or 5)
+    return self:wait_hangup(timeout or 5)
   end
   return true
 end
 
 -- Send an in-dialog request and wait for its final answer.
 function Call:_transaction(method, opts, timeout, what)
-  if self.state ~= "ready" and self.state ~= "early" and self.state ~= "completing" then
+  local early_uac = self.state == "proceeding" and self.remote_tag -- an early dialog
+  if self.state ~= "ready" and self.state ~= "early" and self.state ~= "completing" and not early_uac then
     return nil, "call is " .. self.state
   end
   self.pending = self.pending or {}
@@ -419,6 +454,8 @@ function Call:_reinvite(send, timeout, what)
   if self.state ~= "ready" then return nil, "call is " .. self.state end
   self.final_status = nil
   self.reinvite_pending = true
+  self.reinvite_send = send
+  self.auth_attempt = 1
   self.h:send("invite", send)
   local v, why = self:_wait_until(function()
     if self.final_status and not self.reinvite_pending then return self.final_status end
@@ -507,7 +544,7 @@ function Call:transfer_to(other, opts)
     return nil, "the other call has no confirmed dialog"
   end
   local replaces = string.format("%s;to-tag=%s;from-tag=%s", other.call_id, other.remote_tag, other.local_tag)
-  local target = other.remote_contact or other.remote_uri
+  local target = other.remote_target or other.remote_uri
   target = target:gsub("^<(.*)>$", "%1")
   return self:refer(target .. "?Replaces=" .. uri_escape(replaces), opts)
 end
@@ -521,6 +558,7 @@ function Call:_incoming_refer(msg, info)
   target = target:match("^%s*<(.-)>") or target
   self:_emit("refer", target, msg)
   if not self.ua.accept_refer or self.refer_handled then return end
+  self.refer_handled = true
   local ua, h = self.ua, self.h
   task.spawn(function()
     local headers_part = target:match("%?(.*)$")
@@ -543,7 +581,15 @@ function Call:_incoming_refer(msg, info)
       notify_refer = h, refer_event = info.refer_event,
     }
     call.state = "calling"
-    hh:send("invite", send)
+    local ok = pcall(hh.send, hh, "invite", send)
+    if not ok then
+      -- a Refer-To we cannot turn into a request (bad embedded headers):
+      -- closing the handle ends the REFER's subscription as failed
+      log.warn("REFER to %s: cannot place the call", target)
+      call.state = "terminated"
+      hh:close()
+      return
+    end
     local v = call:_wait_until(function()
       if call.state == "ready" then return "answered" end
       if call.state == "terminated" then return "failed" end

@@ -65,6 +65,8 @@ function M.authorization(ch, opts)
   if qop then
     parts[#parts + 1] = "qop=" .. qop
     parts[#parts + 1] = "nc=" .. nc
+  end
+  if qop or sess then -- a -sess HA1 uses the cnonce: the server needs it
     parts[#parts + 1] = "cnonce=" .. quote(cnonce)
   end
   return table.concat(parts, ", ")

@@ -345,7 +345,9 @@ function UA:_authorize(h, msg, attempt, method, uri, resend)
   table.sort(list, function(x, y) return digest.rank(x) < digest.rank(y) end)
   for _, ch in ipairs(list) do
     local realm = ch.params.realm or ""
-    local c = creds[realm] or (creds.user and creds) or creds["*"]
+    local c = creds[realm]
+    if type(c) ~= "table" then c = (type(creds.user) == "string" and creds) or creds["*"] end
+    if type(c) ~= "table" or type(c.user) ~= "string" or type(c.password) ~= "string" then c = nil end
     local alg = digest.algorithm(ch)
     if c and alg then
       if alg == "MD5" then
@@ -544,6 +546,7 @@ function Registration:_event(name, status, phrase, msg)
       self.h:close()
     end
     if status < 300 then
+      self.attempt = 1 -- a refresh may be challenged again: answer it afresh
       self:_keepalive()
       self.failures = 1
       self.contacts = msg and msg.contacts
@@ -591,6 +594,7 @@ function UA:register(opts)
   end, opts.timeout or 32, "ua:register")
   if state == "registered" then return reg end
   if state == nil then return nil, "timeout", "timeout", reg end
+  if state == "closed" then return nil, "user agent closed", "closed", reg end
   return nil, phrase, status, reg
 end
 
@@ -675,6 +679,18 @@ function UA:close(timeout)
   if self.shutdown_hook then self.shutdown_hook.remove() end
   for reg in pairs(self.registrations) do reg:_cancel_retry() reg.closed = true end
   self.core:close()
+  -- the stack hangs up and un-registers by itself but reports nothing
+  -- more: end the Lua objects now, waking whoever waits on them
+  local calls = {}
+  for c in pairs(self.calls) do calls[#calls + 1] = c end
+  for c in pairs(self.held) do if not self.calls[c] then calls[#calls + 1] = c end end
+  for _, c in ipairs(calls) do c:_closed_by_ua() end
+  for reg in pairs(self.registrations) do
+    reg.state = "unregistered"
+    local w = reg.waiter
+    if w then reg.waiter = nil w("closed") end
+  end
+  self.registrations = {}
   if task.current() or core.depth() == 0 then
     local ok, done, why = pcall(task.wait, function(done)
       local tm
