@@ -297,4 +297,30 @@ describe("UA registration and routing", function()
       p.close()
     end, 20)
   end)
+
+  it("re-authenticates SHA-256 registration refreshes against one-time nonces", function()
+    H.run(function()
+      local n, nonce = 0, nil
+      local p = peer(function(req)
+        local auth = req.header("Authorization")
+        local ok, prm = verify(auth, "SHA-256", "alice", "secret", "REGISTER")
+        if ok and prm.nonce == nonce then
+          nonce = nil -- used up
+          return response(req, "200 OK", { "Contact: " .. req.header("Contact") .. ";expires=2" })
+        end
+        n = n + 1
+        nonce = "once" .. n
+        return response(req, "401 Unauthorized", {
+          'WWW-Authenticate: Digest realm="luasip.test", nonce="' .. nonce .. '", qop="auth", algorithm=SHA-256' })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { user = "alice", password = "secret" } })
+      local reg = assert(ua:register { registrar = "sip:127.0.0.1:" .. p.port, expires = 2, timeout = 5 })
+      -- two refreshes, each challenged with a fresh nonce and answered
+      assert.truthy(H.poll_until(function() return n >= 3 end, 8))
+      assert.truthy(H.poll_until(function() return reg.state == "registered" and nonce == nil end, 5))
+      ua:close()
+      p.close()
+    end, 30)
+  end)
 end)
