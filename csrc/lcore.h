@@ -84,6 +84,9 @@ void lsip_open_agent(lua_State *L, lsip_ctx *ctx);
 void lsip_open_sofialog(lua_State *L, lsip_ctx *ctx);
 void lsip_close_sofialog(lsip_ctx *ctx);
 void lsip_open_msg(lua_State *L, lsip_ctx *ctx);
+/* Push a luasip.message holding its own reference on msg (lmsg.c). */
+struct msg_s;
+void lsip_push_msg(lua_State *L, struct msg_s *msg);
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
 void lsip_open_stun(lua_State *L, lsip_ctx *ctx);
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx);

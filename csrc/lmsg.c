@@ -34,11 +34,6 @@ void lsip_push_msg(lua_State *L, msg_t *msg)
   luaL_setmetatable(L, MSG_CLASS);
 }
 
-msg_t *lsip_check_msg(lua_State *L, int idx)
-{
-  return ((lmsg *)luaL_checkudata(L, idx, MSG_CLASS))->msg;
-}
-
 static sip_t const *sip_of(lua_State *L, lmsg **pm)
 {
   lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
@@ -76,7 +71,7 @@ static void push_field(lua_State *L, msg_header_t const *h)
 
 /* Push a parsed URI as a table: scheme, user, password, host, port,
  * params (table), headers (string), and str (the whole URI). */
-void lsip_push_url(lua_State *L, url_t const *u)
+static void push_url(lua_State *L, url_t const *u)
 {
   su_home_t home[1] = { SU_HOME_INIT(home) };
   char *s;
@@ -127,7 +122,7 @@ static void push_addr(lua_State *L, char const *display, url_t const *url,
     lua_pushstring(L, display);
     lua_setfield(L, -2, "display");
   }
-  lsip_push_url(L, url);
+  push_url(L, url);
   lua_setfield(L, -2, "uri");
   if (tag) {
     lua_pushstring(L, tag);
@@ -343,7 +338,7 @@ static int msg_index(lua_State *L)
   } else if (strcmp(k, "is_request") == 0) {
     lua_pushboolean(L, sip->sip_request != NULL);
   } else if (strcmp(k, "uri") == 0) {
-    if (sip->sip_request) lsip_push_url(L, sip->sip_request->rq_url);
+    if (sip->sip_request) push_url(L, sip->sip_request->rq_url);
     else lua_pushnil(L);
   } else if (strcmp(k, "from") == 0 || strcmp(k, "to") == 0) {
     sip_addr_t const *a = k[0] == 'f' ? sip->sip_from : sip->sip_to;

@@ -29,8 +29,6 @@
 #define HANDLE_CLASS "luasip.handle"
 #define MAX_TAGS 48
 
-void lsip_push_msg(lua_State *L, msg_t *msg);
-void lsip_push_url(lua_State *L, url_t const *u);
 
 typedef struct closing_ua {
   struct closing_ua *next;
@@ -72,6 +70,14 @@ static int push_handle(lua_ua *lu, lhandle *h)
 
 static void handle_release(lsip_obj *o);
 static lhandle *new_handle(lua_State *L, lua_ua *lu, int ua_idx);
+
+/* A request kept for the application's answer that will not get one. */
+static void refuse_pending(nua_handle_t *nh, nua_saved_event_t pending[1])
+{
+  nua_respond(nh, 500, "Not handled", NUTAG_WITH_SAVED(pending), TAG_END());
+  nua_destroy_event(pending);
+  pending[0] = NULL;
+}
 
 static void on_ua_event(void *arg, sip_ua_event_t *ev)
 {
@@ -128,11 +134,8 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
 
   if (fresh && !fresh->adopted) {
     /* nobody took it: the engine disposes of it */
-    if (fresh->pending[0]) {
-      nua_respond(ev->nh, 500, "Not handled", NUTAG_WITH_SAVED(fresh->pending), TAG_END());
-      nua_destroy_event(fresh->pending);
-      fresh->pending[0] = NULL;
-    }
+    if (fresh->pending[0])
+      refuse_pending(ev->nh, fresh->pending);
     fresh->nh = NULL;
     lsip_obj_close(&fresh->obj);
   }
@@ -149,8 +152,7 @@ static void on_ua_done(void *arg)
     pp = &(*pp)->next;
   if (*pp)
     *pp = c->next;
-  free(c->ua);
-  free(c);
+  free(c); /* the engine frees the UA itself after this callback */
   lsip_ctx_unref(ctx);
 }
 
@@ -310,9 +312,8 @@ static void handle_release(lsip_obj *o)
   lhandle *h = (lhandle *)o;
   lsip_ctx *ctx = o->ctx;
   if (h->nh && h->lu && h->lu->ua) {
-    if (h->pending[0]) {
-      nua_respond(h->nh, 500, "Not handled", NUTAG_WITH_SAVED(h->pending), TAG_END());
-    }
+    if (h->pending[0])
+      refuse_pending(h->nh, h->pending);
     sip_ua_release(h->lu->ua, h->nh, (enum sip_ua_release)h->release_how);
   }
   if (h->pending[0])
@@ -525,6 +526,18 @@ void lsip_ua_trace(lsip_ctx *ctx, int on)
       nua_set_params(sip_ua_nua(((lua_ua *)o)->ua), TPTAG_LOG(on), TAG_END());
 }
 
+/* core.closing_uas() -> UAs whose shutdown is still in progress (cheap:
+ * ua:close() polls it) */
+static int l_closing_uas(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  int n = 0;
+  for (closing_ua *c = ctx->closing_uas; c; c = c->next)
+    n++;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 {
   *handles = *orphans = *closing = 0;
@@ -546,7 +559,7 @@ void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing)
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const funcs[] = {
-    { "ua", l_ua }, { NULL, NULL },
+    { "ua", l_ua }, { "closing_uas", l_closing_uas }, { NULL, NULL },
   };
   static luaL_Reg const ua_methods[] = {
     { "handle", ua_handle }, { "get_params", ua_get_params },

@@ -218,6 +218,7 @@ static void destroy_nua(sip_ua_t *ua)
   ua->reaper = NULL;
   if (ua->done)
     ua->done(ua->done_arg);
+  free(ua);
 }
 
 static void on_reaper(su_root_magic_t *rm, su_timer_t *t, su_timer_arg_t *arg)
@@ -299,8 +300,6 @@ void sip_ua_close(sip_ua_t *ua, sip_ua_done_f *done, void *arg)
   su_timer_reset(ua->reaper);
   nua_shutdown(ua->nua);
 }
-
-int sip_ua_closed(sip_ua_t const *ua) { return ua->destroyed; }
 
 void sip_ua_abandon(sip_ua_t *ua)
 {

@@ -48,11 +48,8 @@ nua_t *sip_ua_nua(sip_ua_t *ua);
 
 /* Start the shutdown: calls are hung up and registrations removed by nua;
  * no more events reach the application; done(arg) runs when the nua has
- * been destroyed. Idempotent. */
+ * been destroyed, after which ua itself is freed. Idempotent. */
 void sip_ua_close(sip_ua_t *ua, sip_ua_done_f *done, void *arg);
-/* Driven by the owner of the loop when everything is closing: true once
- * the nua is destroyed. */
-int sip_ua_closed(sip_ua_t const *ua);
 /* Give up on a shutdown that never completed: leak the nua rather than
  * abort in nua_destroy. */
 void sip_ua_abandon(sip_ua_t *ua);

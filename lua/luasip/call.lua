@@ -147,8 +147,7 @@ function Call:_event(name, status, phrase, msg, info)
     if self.state == "terminated" then
       self.status = self.status or status
       self.reason = self.reason or phrase
-      self.ua.calls[self] = nil
-      self.ua.held[self] = nil
+      self:_forget()
       -- the dialog is over: release the handle now rather than at collection
       if self.h:alive() then self.h:on_collect("destroy") self.h:close() end
     end
@@ -175,11 +174,8 @@ function Call:_event(name, status, phrase, msg, info)
     self.last_status, self.last_reason, self.last_response = status, phrase, msg
     if (status == 401 or status == 407) and self.invite_send and
        self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE",
-                          self.answered and self.remote_target or self.remote_uri, function(k, v)
-         local base = self.answered and self.reinvite_send or self.invite_send
-         local send = {}
-         for key, val in pairs(base or {}) do send[key] = val end
-         send[k] = v
+                          self.answered and self.remote_target or self.remote_uri,
+                          self.answered and self.reinvite_send or self.invite_send, function(send)
          if self.answered then
            self.h:send("invite", send) -- a re-INVITE: the dialog stays up
          else
@@ -260,12 +256,7 @@ function Call:_event(name, status, phrase, msg, info)
     if r and status >= 200 then
       if (status == 401 or status == 407) and
          self.ua:_authorize(self.h, msg, r.attempt, name:sub(3):upper(), self.remote_target or self.remote_uri,
-                            function(k, v)
-                              local send = {}
-                              for key, val in pairs(r.send) do send[key] = val end
-                              send[k] = v
-                              self.h:send(name:sub(3), send)
-                            end) then
+                            r.send, function(send) self.h:send(name:sub(3), send) end) then
         r.attempt = r.attempt + 1
         return
       end
@@ -278,7 +269,7 @@ end
 ---------------------------------------------------------------------------
 -- UAC
 
-function Call:_start(opts)
+function Call:_start(opts, extra)
   local offer = opts.sdp or self.ua:default_sdp()
   local send = {
     sdp = offer,
@@ -289,12 +280,20 @@ function Call:_start(opts)
     contact = self.ua:_contact(),
   }
   if opts.rel100 == "required" then send.require = "100rel" end
+  for k, v in pairs(extra or {}) do send[k] = v end
   if opts.on_progress then
     self:on("progress", opts.on_progress)
   end
   self.state = "calling"
   self.invite_send = send
-  self.h:send("invite", send)
+  local ok, err = pcall(self.h.send, self.h, "invite", send)
+  if not ok then
+    -- options sofia cannot send (a bad header): no call was started
+    self.state = "terminated"
+    self:_forget()
+    self.h:close()
+    error(err, 0)
+  end
   local v, why = self:_wait_until(function()
     if self.state == "ready" or self.state == "completing" then return "answered" end
     if self.state == "terminated" then return "failed" end
@@ -311,6 +310,12 @@ function Call:_start(opts)
   return nil, self.final_reason or self.reason or "failed", self.final_status or self.status, self
 end
 
+-- The call has ended: the UA lets go of it.
+function Call:_forget()
+  self.ua.calls[self] = nil
+  self.ua.held[self] = nil
+end
+
 -- The UA closed under the call: its stack ended the dialog without
 -- telling us, so end the object here.
 function Call:_closed_by_ua()
@@ -318,8 +323,7 @@ function Call:_closed_by_ua()
   self.state = "terminated"
   self.status, self.reason = self.status or 503, self.reason or "User agent closed"
   self.hangup_by = self.hangup_by or "local"
-  self.ua.calls[self] = nil
-  self.ua.held[self] = nil
+  self:_forget()
   self:_emit("state", self.state)
   self:_emit("hangup", self.status, self.reason)
 end
@@ -570,36 +574,19 @@ function Call:_incoming_refer(msg, info)
         extra[#extra + 1] = k .. ": " .. v
       end
     end
-    local hh = assert(ua.core:handle { to = uri, from = ua.from })
-    hh:on_collect("bye")
-    local call = Call.outgoing(ua, hh, uri, {})
-    ua.objs[hh] = call
-    ua.calls[call] = true
-    call.referred_by = self
-    local send = {
-      sdp = ua:default_sdp(), uri = uri, headers = #extra > 0 and extra or nil,
-      notify_refer = h, refer_event = info.refer_event,
-    }
-    call.state = "calling"
-    local ok = pcall(hh.send, hh, "invite", send)
+    local ok, call = pcall(ua._place, ua, uri, { headers = #extra > 0 and extra or nil, timeout = 60 },
+                           { notify_refer = h, refer_event = info.refer_event })
     if not ok then
       -- a Refer-To we cannot turn into a request (bad embedded headers):
-      -- closing the handle ends the REFER's subscription as failed
+      -- no call, and the REFER's subscription ends as failed
       log.warn("REFER to %s: cannot place the call", target)
-      call.state = "terminated"
-      hh:close()
       return
     end
-    local v = call:_wait_until(function()
-      if call.state == "ready" then return "answered" end
-      if call.state == "terminated" then return "failed" end
-    end, 60, "refer")
-    if v == "answered" then
+    if call then
+      call.referred_by = self
       ua.held[call] = true -- the UA keeps it: nobody else holds it
       self:_emit("transferred", call)
       self:hangup()
-    else
-      call:hangup()
     end
   end)
 end

@@ -51,7 +51,6 @@ local function check_options(opts, allowed, what, level)
     end
   end
 end
-M.check_options = check_options
 
 local function set(...)
   local t = {}
@@ -76,6 +75,12 @@ local function parse_listen(entry)
     return nil, "transport must be udp, tcp or tls: " .. entry
   end
   return { proto = proto, host = host, port = port }
+end
+
+-- The From value for an AOR and an optional display name.
+local function from_of(aor, display)
+  if not display then return "<" .. aor .. ">" end
+  return string.format('"%s" <%s>', display:gsub('"', ""), aor)
 end
 
 local function hostport(host, port)
@@ -130,7 +135,7 @@ function M.new(opts)
     fail_arg("rel100", 'must be "supported", "required" or false')
   end
   local aor = opts.aor or ("sip:luasip@" .. hostport(main.host, main.port ~= 0 and main.port or 5060))
-  local from = opts.display and string.format('"%s" <%s>', opts.display:gsub('"', ""), aor) or ("<" .. aor .. ">")
+  local from = from_of(aor, opts.display)
   local self = setmetatable({
     aor = aor,
     from = from,
@@ -209,8 +214,7 @@ function M.new(opts)
   if not opts.aor and self.port then
     -- the default AOR names the port actually bound
     self.aor = "sip:luasip@" .. hostport(main.host, self.port)
-    self.from = opts.display and string.format('"%s" <%s>', opts.display:gsub('"', ""), self.aor)
-                or ("<" .. self.aor .. ">")
+    self.from = from_of(self.aor, opts.display)
   end
   self.shutdown_hook = require("luasip").on("shutdown", function() self:close() end)
   return self
@@ -253,9 +257,7 @@ function UA:_incoming_call(h, msg, info)
   h:adopt()
   h:on_collect("bye")
   local call = Call.incoming(self, h, msg, info)
-  self.objs[h] = call
-  self.calls[call] = true
-  self.held[call] = true
+  self:_track(h, call, true)
   -- INVITE with Replaces (RFC 3891): take over a confirmed dialog.
   local replaces = msg:header("Replaces")
   if replaces then
@@ -329,10 +331,11 @@ end
 -- Answer a 401/407 on handle h. MD5 challenges go to sofia's digest
 -- client (it keeps the nonce count and re-authorizes refreshes by
 -- itself); other algorithms (SHA-256, SHA-512-256) are computed here and
--- the request is sent again with resend(option_name, header_value).
--- method and uri are those of the challenged request. Returns true when a
--- new attempt was sent, or false, reason.
-function UA:_authorize(h, msg, attempt, method, uri, resend)
+-- the request is sent again with resend(opts): a copy of the challenged
+-- request's options `sent` plus the (Proxy-)Authorization. method and uri
+-- are those of the challenged request. Returns true when a new attempt
+-- was sent, or false, reason.
+function UA:_authorize(h, msg, attempt, method, uri, sent, resend)
   local creds = self.credentials
   if not creds or not msg or attempt > 3 then return false, "no credentials" end
   local list = {}
@@ -358,7 +361,10 @@ function UA:_authorize(h, msg, attempt, method, uri, resend)
           user = c.user, password = c.password, method = method, uri = uri, nc = 1,
         })
         if not value then return false, err end
-        resend(ch.proxy and "proxy_authorization" or "authorization", value)
+        local opts = {}
+        for k, v in pairs(sent or {}) do opts[k] = v end
+        opts[ch.proxy and "proxy_authorization" or "authorization"] = value
+        resend(opts)
         return true
       end
     end
@@ -375,12 +381,8 @@ Request.__index = Request
 function Request:_event(name, status, phrase, msg)
   if not name:match("^r_") or status < 200 then return end
   if (status == 401 or status == 407) and
-     self.ua:_authorize(self.h, msg, self.attempt, self.method:upper(), self.uri, function(k, v)
-       local send = {}
-       for key, val in pairs(self.send) do send[key] = val end
-       send[k] = v
-       self.h:send(self.method, send)
-     end) then
+     self.ua:_authorize(self.h, msg, self.attempt, self.method:upper(), self.uri, self.send,
+                        function(opts) self.h:send(self.method, opts) end) then
     self.attempt = self.attempt + 1
     return
   end
@@ -448,18 +450,20 @@ function Registration:_set(state, status, phrase)
   if w and state ~= "registering" then self.waiter = nil w(state, status, phrase) end
 end
 
-function Registration:_send(auth_key, auth_value)
-  if not auth_key then
-    self.attempt = 1
-    self:_set("registering")
-  end
-  self.h:send("register", {
+-- The options of our REGISTER.
+function Registration:_options()
+  return {
     registrar = self.registrar,
     expires = tostring(self.expires),
     headers = self.headers,
     contact = self.ua:_contact(),
-    [auth_key or "_"] = auth_value,
-  })
+  }
+end
+
+function Registration:_send()
+  self.attempt = 1
+  self:_set("registering")
+  self.h:send("register", self:_options())
 end
 
 -- The expiry the registrar granted our binding (RFC 3261 §10.2.4): the
@@ -533,7 +537,7 @@ function Registration:_event(name, status, phrase, msg)
 
     if (status == 401 or status == 407) then
       local ok = self.ua:_authorize(self.h, msg, self.attempt, "REGISTER", self:_request_uri(),
-                                    function(k, v) self:_send(k, v) end)
+                                    self:_options(), function(opts) self.h:send("register", opts) end)
       if ok then self.attempt = self.attempt + 1 return end
     end
     if status == 401 or status == 407 or (status == 403 and self.attempt > 1) then
@@ -641,12 +645,25 @@ function UA:call(uri, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("ua:call: expected a table of options", 2) end
   check_options(opts, CALL_OPTIONS, "ua:call")
+  return self:_place(uri, opts)
+end
+
+-- Start an outgoing call (extra: sofia options the API does not offer,
+-- such as notify_refer) and wait for its outcome, as ua:call() returns it.
+function UA:_place(uri, opts, extra)
   local h = assert(self.core:handle { to = uri, from = opts.from or self.from })
   h:on_collect("bye")
   local call = Call.outgoing(self, h, uri, opts)
+  self:_track(h, call)
+  return call:_start(opts, extra)
+end
+
+-- Route the events of handle h to call, and know the call until it ends
+-- (held: keep it alive too, for calls nobody else holds).
+function UA:_track(h, call, held)
   self.objs[h] = call
   self.calls[call] = true
-  return call:_start(opts)
+  if held then self.held[call] = true end
 end
 
 function UA:default_sdp()
@@ -695,7 +712,7 @@ function UA:close(timeout)
     local ok, done, why = pcall(task.wait, function(done)
       local tm
       tm = core.timer(function()
-        if core.counts().closing_uas == 0 then done(true) end
+        if core.closing_uas() == 0 then done(true) end
       end)
       tm:start(0.01, 0.02)
       return function() tm:close() end

@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void lsip_push_msg(lua_State *L, msg_t *msg);
-
 static char const reader[] =
   "return function(m)\n"
   "  local t = {}\n"
