@@ -42,19 +42,24 @@ set +u
 export DUR
 cpu_us() { # CPU% at RATE -> microseconds of server CPU per request
   echo "$1 $2" | awk '{printf "%.1f", $1 / 100 * 1e6 / $2}'; }
+ok_of() { echo "$1" | cut -f6; }                                          # completed, from a run_load line
+cpu_of() { echo "$1" | grep -o "$2CPU%=[0-9]*" | cut -d= -f2; }           # kam|uas CPU% from it
+start_luasip() { # script port: start a luasip script, wait for "ready"; pid in LPID
+  local out="$W/$(basename "$1").out"
+  env $(lua_env lua5.4) lua5.4 "$root/bin/luasip" "$1" "$2" > "$out" 2>&1 &
+  LPID=$!
+  for i in $(seq 50); do grep -q ready "$out" && break; sleep 0.1; done
+}
 for RATE in $RATES; do
   export RATE
   start_kam lua 0
   kline=$(TARGET=127.0.0.1:5060 run_load kam_options -sf "$root/bench/options.xml" -p 5091 -cp 5092 -mp 5093)
   stop_kam
-  env $(lua_env lua5.4) lua5.4 "$root/bin/luasip" "$root/bench/options_server.lua" 5062 > "$W/luasip.out" 2>&1 &
-  KPID=$!
-  for i in $(seq 50); do grep -q ready "$W/luasip.out" && break; sleep 0.1; done
+  start_luasip "$root/bench/options_server.lua" 5062; KPID=$LPID
   lline=$(TARGET=127.0.0.1:5062 run_load luasip_options -sf "$root/bench/options.xml" -p 5094 -cp 5095 -mp 5096)
   kill -TERM $KPID; wait $KPID 2>/dev/null; KPID=""
-  kok=$(echo "$kline" | cut -f6); kcpu=$(echo "$kline" | grep -o 'kamCPU%=[0-9]*' | cut -d= -f2)
-  lok=$(echo "$lline" | cut -f6); lcpu=$(echo "$lline" | grep -o 'kamCPU%=[0-9]*' | cut -d= -f2)
-  ku=$(cpu_us "$kcpu" "$RATE"); lu=$(cpu_us "$lcpu" "$RATE")
+  kok=$(ok_of "$kline"); ku=$(cpu_us "$(cpu_of "$kline" kam)" "$RATE")
+  lok=$(ok_of "$lline"); lu=$(cpu_us "$(cpu_of "$lline" kam)" "$RATE")
   printf "rate %5d/s  answered: luasip %s/%s  kamailio %s/%s  server CPU/request: luasip %s us  kamailio %s us  luasip/kamailio %.2f\n" \
     "$RATE" "$lok" "$((RATE * DUR))" "$kok" "$((RATE * DUR))" "$lu" "$ku" "$(echo "$lu / $ku" | bc -l)"
 done
@@ -67,14 +72,11 @@ for RATE in ${CALL_RATES:-200 500}; do
   UPID=$(pgrep -f "sipp -sn uas -i 127.0.0.1 -p 5074" | head -1)
   sline=$(TARGET=127.0.0.1:5074 run_load sipp_uas -sn uac -d 100 -p 5097 -cp 5098 -mp 5099)
   kill $UPID 2>/dev/null; UPID=""
-  env $(lua_env lua5.4) lua5.4 "$root/bin/luasip" "$root/bench/ua_answer.lua" 5072 > "$W/ua.out" 2>&1 &
-  UPID=$!
-  for i in $(seq 50); do grep -q ready "$W/ua.out" && break; sleep 0.1; done
+  start_luasip "$root/bench/ua_answer.lua" 5072; UPID=$LPID
   lline=$(TARGET=127.0.0.1:5072 run_load luasip_ua -sn uac -d 100 -p 5100 -cp 5101 -mp 5102)
   kill -TERM $UPID; wait $UPID 2>/dev/null; UPID=""
-  sok=$(echo "$sline" | cut -f6); scpu=$(echo "$sline" | grep -o 'uasCPU%=[0-9]*' | cut -d= -f2)
-  lok=$(echo "$lline" | cut -f6); lcpu=$(echo "$lline" | grep -o 'uasCPU%=[0-9]*' | cut -d= -f2)
-  su=$(cpu_us "$scpu" "$RATE"); lu=$(cpu_us "$lcpu" "$RATE")
+  sok=$(ok_of "$sline"); su=$(cpu_us "$(cpu_of "$sline" uas)" "$RATE")
+  lok=$(ok_of "$lline"); lu=$(cpu_us "$(cpu_of "$lline" uas)" "$RATE")
   printf "rate %4d calls/s  completed: luasip %s/%s  sipp %s/%s  answering CPU/call: luasip %s us  sipp uas %s us  luasip/sipp %.2f\n" \
     "$RATE" "$lok" "$((RATE * DUR))" "$sok" "$((RATE * DUR))" "$lu" "$su" "$(echo "$lu / $su" | bc -l)"
 done
