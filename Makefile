@@ -8,17 +8,22 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 ARGS      ?=
 
-CORE_SRC  := csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
+CORE_SRC  = csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
              csrc/lstun.c csrc/ldigest.c \
-             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c
+             csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c \
+             $(SERVER_SRC) $(STORE_SRC)
+# The server roles over nta (request dispatch, stateful proxy).
+SERVER_SRC := csrc/lrequest.c csrc/sip/proxy.c
+# Stores: SQLite with a writer thread (location, later presence, voicemail).
+STORE_SRC  := csrc/store/sqlite.c csrc/lstore.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
 LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto)
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3) -lpthread
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)

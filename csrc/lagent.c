@@ -4,10 +4,13 @@
 #include "sip/agent.h"
 #include "sip/sofialog.h"
 
+#include <sofia-sip/msg.h>
+#include <sofia-sip/sip.h>
 #include <string.h>
 
 #define AGENT_CLASS "luasip.agent"
 #define MAX_TRANSPORTS 4
+#define MAX_ALIASES 16
 
 typedef struct {
   lsip_obj obj;
@@ -17,39 +20,23 @@ typedef struct {
 static void agent_release(lsip_obj *o)
 {
   lagent *la = (lagent *)o;
+  lsip_close_requests(o->ctx, la->agent);
   sip_agent_destroy(la->agent);
   la->agent = NULL;
 }
 
-static void set_string(lua_State *L, char const *key, char const *value)
-{
-  lua_pushstring(L, value);
-  lua_setfield(L, -2, key);
-}
-
-static void set_integer(lua_State *L, char const *key, lua_Integer value)
-{
-  lua_pushinteger(L, value);
-  lua_setfield(L, -2, key);
-}
-
-static void on_request(void *arg, sip_request_info_t const *info)
+/* A request for the application: on_request(request). */
+static void on_request(void *arg, msg_t *msg, sip_t *sip)
 {
   lagent *la = arg;
   lua_State *L = la->obj.ctx->L;
-  if (lsip_obj_push_call(&la->obj) < 0)
+  (void)sip;
+  if (lsip_obj_push_call(&la->obj) < 0) {
+    msg_destroy(msg);
     return;
-  lua_pop(L, 1); /* the hook gets the request info, not the agent */
-  lua_createtable(L, 0, 9);
-  set_string(L, "method", info->method);
-  set_string(L, "uri", info->request_uri);
-  set_string(L, "from", info->from);
-  set_string(L, "call_id", info->call_id);
-  set_integer(L, "cseq", info->cseq);
-  set_string(L, "transport", info->transport);
-  set_string(L, "source", info->src_addr);
-  set_integer(L, "source_port", info->src_port);
-  set_integer(L, "status", info->status);
+  }
+  lua_pop(L, 1); /* the hook gets the request, not the agent */
+  lsip_push_request(L, la->obj.ctx, la->agent, msg);
   lsip_pcall(la->obj.ctx, 1, 0);
 }
 
@@ -70,6 +57,7 @@ static int l_agent(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
   char const *transports[MAX_TRANSPORTS + 1] = { 0 };
+  char const *aliases[MAX_ALIASES + 1] = { 0 };
   sip_agent_config_t cfg;
   char err[256] = "";
   lagent *la;
@@ -108,6 +96,21 @@ static int l_agent(lua_State *L)
       return luaL_error(L, "luasip.agent: no transports");
   }
   cfg.transports = transports;
+  lua_getfield(L, 1, "aliases");
+  if (!lua_isnil(L, -1)) {
+    int na = 0;
+    luaL_argcheck(L, lua_istable(L, -1), 1, "aliases must be a list");
+    for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "luasip.agent: aliases must be strings");
+      if (na == MAX_ALIASES)
+        return luaL_error(L, "luasip.agent: too many aliases");
+      aliases[na++] = lua_tostring(L, -1); /* the list keeps it alive */
+      lua_pop(L, 1);
+    }
+    cfg.aliases = aliases;
+  }
   cfg.trace = ctx->trace;
   lua_getfield(L, 1, "on_request");
   if (!lua_isnil(L, -1))
@@ -150,6 +153,16 @@ static int agent_addresses(lua_State *L)
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
+}
+
+/* agent:answer_options(allow|nil) — answer OPTIONS in C with this Allow
+ * (nil: hand them to on_request like any request) */
+static int agent_answer_options(lua_State *L)
+{
+  lagent *la = check_agent(L);
+  char const *allow = luaL_optstring(L, 2, NULL);
+  sip_agent_answer_options(la->agent, allow != NULL, allow);
+  return 0;
 }
 
 static int agent_close(lua_State *L)
@@ -220,7 +233,7 @@ void lsip_open_agent(lua_State *L, lsip_ctx *ctx)
   };
   static luaL_Reg const methods[] = {
     { "port", agent_port }, { "addresses", agent_addresses },
-    { "close", agent_close }, { NULL, NULL },
+    { "answer_options", agent_answer_options }, { "close", agent_close }, { NULL, NULL },
   };
   static luaL_Reg const meta[] = {
     { "__gc", agent_close }, { "__close", agent_close },

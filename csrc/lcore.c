@@ -271,7 +271,7 @@ static int l_busy(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
   lua_pushboolean(L, ctx->counts[LSIP_AGENTS] > 0 || ctx->counts[LSIP_UAS] > 0 ||
-                     ctx->counts[LSIP_WATCHES] > 0 || loop_counts(ctx->loop).armed > 0);
+                     ctx->counts[LSIP_STORES] > 0 || ctx->counts[LSIP_WATCHES] > 0 || loop_counts(ctx->loop).armed > 0);
   return 1;
 }
 
@@ -296,6 +296,10 @@ static int l_counts(lua_State *L)
   lua_setfield(L, -2, "agents");
   lua_pushinteger(L, ctx->counts[LSIP_UAS]);
   lua_setfield(L, -2, "uas");
+  lua_pushinteger(L, ctx->counts[LSIP_STORES]);
+  lua_setfield(L, -2, "stores");
+  lua_pushinteger(L, ctx->counts[LSIP_REQUESTS]);
+  lua_setfield(L, -2, "requests");
   {
     int handles = 0, orphans = 0, closing = 0;
     lsip_ua_counts(ctx, &handles, &orphans, &closing);
@@ -361,10 +365,12 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_loop(L, ctx);
   lsip_open_sofialog(L, ctx);
   lsip_open_agent(L, ctx);
+  lsip_open_request(L, ctx);
   lsip_open_msg(L, ctx);
   lsip_open_ua(L, ctx);
   lsip_open_stun(L, ctx);
   lsip_open_digest(L, ctx);
+  lsip_open_store(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");

@@ -10,7 +10,8 @@
 typedef struct lsip_ctx lsip_ctx;
 typedef struct lsip_obj lsip_obj;
 
-enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_UAS, LSIP_HANDLES, LSIP_NCOUNTS };
+enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_UAS, LSIP_HANDLES,
+                  LSIP_STORES, LSIP_REQUESTS, LSIP_NCOUNTS };
 
 /* Every binding object that owns engine resources starts with this header.
  * release() frees the engine side; the header's close path (close(), __gc,
@@ -87,9 +88,16 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx);
 /* Push a luasip.message holding its own reference on msg (lmsg.c). */
 struct msg_s;
 void lsip_push_msg(lua_State *L, struct msg_s *msg);
+struct msg_s *lsip_check_msg(lua_State *L, int idx);
+/* The server side (lrequest.c): requests and proxy branches over nta. */
+struct sip_agent;
+void lsip_open_request(lua_State *L, lsip_ctx *ctx);
+void lsip_push_request(lua_State *L, lsip_ctx *ctx, struct sip_agent *agent, struct msg_s *msg);
+void lsip_close_requests(lsip_ctx *ctx, struct sip_agent *agent);
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
 void lsip_open_stun(lua_State *L, lsip_ctx *ctx);
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx);
+void lsip_open_store(lua_State *L, lsip_ctx *ctx);
 void lsip_reap_uas(lsip_ctx *ctx, double seconds);
 void lsip_ua_trace(lsip_ctx *ctx, int on);
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing);

@@ -12,6 +12,8 @@
 #include <sofia-sip/sip.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_protos.h>
+#include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su_alloc.h>
 #include <sofia-sip/su_string.h>
 #include <sofia-sip/url.h>
 
@@ -32,6 +34,15 @@ void lsip_push_msg(lua_State *L, msg_t *msg)
   lmsg *m = compat_newuserdata(L, sizeof *m);
   m->msg = msg_ref_create(msg);
   luaL_setmetatable(L, MSG_CLASS);
+}
+
+/* The msg_t of the luasip.message at idx (borrowed). */
+msg_t *lsip_check_msg(lua_State *L, int idx)
+{
+  lmsg *m = luaL_checkudata(L, idx, MSG_CLASS);
+  if (!m->msg)
+    luaL_argerror(L, idx, "message already released");
+  return m->msg;
 }
 
 static sip_t const *sip_of(lua_State *L, lmsg **pm)
@@ -208,6 +219,69 @@ static int msg_headers(lua_State *L)
     lua_rawseti(L, -2, ++n);
   }
   return 1;
+}
+
+/* Reject what would smuggle a header line into a message. */
+static void check_header_text(lua_State *L, char const *name, char const *value)
+{
+  if (!*name)
+    luaL_error(L, "luasip.message: empty header name");
+  for (char const *p = name; *p; p++)
+    if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p))
+      luaL_error(L, "luasip.message: bad header name '%s'", name);
+  for (char const *p = value; *p; p++)
+    if (*p == '\r' || *p == '\n')
+      luaL_error(L, "luasip.message: header '%s' has a line break in its value", name);
+}
+
+/* m:remove_header(name) -> how many were removed */
+static int msg_remove_header(lua_State *L)
+{
+  lmsg *m;
+  sip_t const *sip = sip_of(L, &m);
+  char const *name = luaL_checkstring(L, 2);
+  msg_header_t **head = msg_chain_head(m->msg);
+  int n = 0;
+  for (msg_header_t *h = head ? *head : NULL, *next; h; h = next) {
+    next = h->sh_succ;
+    if (is_body_or_line(sip, h) || !name_matches(h, name))
+      continue;
+    if (msg_header_remove(m->msg, (msg_pub_t *)sip, h) == 0)
+      n++;
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* m:add_header(name, value) — append a header (parsed by sofia) */
+static int msg_add_header(lua_State *L)
+{
+  lmsg *m;
+  sip_t *sip = (sip_t *)sip_of(L, &m);
+  char const *name = luaL_checkstring(L, 2);
+  char const *value = luaL_checkstring(L, 3);
+  char *line;
+  int rc;
+  check_header_text(L, name, value);
+  line = su_sprintf(NULL, "%s: %s", name, value);
+  rc = line ? sip_add_tl(m->msg, sip, SIPTAG_HEADER_STR(line), TAG_END()) : -1;
+  su_free(NULL, line);
+  if (rc < 0)
+    return luaL_error(L, "luasip.message: cannot add header '%s'", name);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* m:set_header(name, value) — replace every header of that name */
+static int msg_set_header(lua_State *L)
+{
+  lua_settop(L, 3);
+  luaL_checkstring(L, 3);
+  lua_pushcfunction(L, msg_remove_header);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 0);
+  return msg_add_header(L);
 }
 
 /* m:raw() -> the whole message as text */
@@ -433,7 +507,8 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const methods[] = {
     { "header", msg_header }, { "headers", msg_headers }, { "raw", msg_raw },
-    { "challenges", msg_challenges }, { NULL, NULL },
+    { "challenges", msg_challenges }, { "add_header", msg_add_header },
+    { "set_header", msg_set_header }, { "remove_header", msg_remove_header }, { NULL, NULL },
   };
   (void)ctx;
   luaL_newmetatable(L, MSG_CLASS);

@@ -132,7 +132,7 @@ static void push_header_line(lua_State *L, char const *name, size_t nlen,
 /* headers = { Name = "value" | {"v1", "v2"}, ... } or { "Name: value", ... }.
  * Pushes the "Name: value\r\n..." string. Nothing is allocated outside
  * Lua, so an error on a bad header leaks nothing. */
-static void push_headers(lua_State *L, int t, char const *what)
+void lsip_push_headers(lua_State *L, int t, char const *what)
 {
   luaL_Buffer b;
   int list, n = 0;
@@ -230,7 +230,7 @@ static int build_tags_from(lua_State *L, int idx, int keep, optmap const *map,
       lua_rawseti(L, keep, (int)lua_rawlen(L, keep) + 1);
       break;
     case K_HEADERS:
-      push_headers(L, -1, what);
+      lsip_push_headers(L, -1, what);
       tags[n].t_value = (tag_value_t)lua_tostring(L, -1);
       lua_rawseti(L, keep, (int)lua_rawlen(L, keep) + 1);
       break;

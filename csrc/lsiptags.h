@@ -19,6 +19,10 @@ enum lsip_optset {
 int lsip_build_tags(lua_State *L, int idx, int keep, enum lsip_optset set,
                     tagi_t *tags, int max, su_home_t *home, char const *what);
 
+/* headers = { Name = "value" | {"v1", ...}, ... } or { "Name: value", ... }
+ * at index t: push the checked "Name: value\r\n..." text. */
+void lsip_push_headers(lua_State *L, int t, char const *what);
+
 /* The tags of a nua event as a table: callstate, offer/answer flags,
  * local_sdp, remote_sdp, audio (direction), substate, refer_event, contact. */
 void lsip_push_event_info(lua_State *L, tagi_t const *tags);

@@ -1,8 +1,10 @@
 /* agent.c — a SIP transaction agent (nta) on one address and several
- * transports. It answers OPTIONS (RFC 3261 §11) statelessly and tells the
- * application what it answered; every other method gets 501 until the
- * server roles take over. */
+ * transports, configured as a proxy (RFC 3261 §16): requests go to the
+ * application; what needs no application (a URI scheme we do not serve,
+ * Proxy-Require, OPTIONS when asked to, responses to stateless forwards)
+ * is handled here. */
 #include "agent.h"
+#include "proxy.h"
 
 #include <sofia-sip/nta.h>
 #include <sofia-sip/nta_stateless.h>
@@ -29,15 +31,27 @@ struct sip_agent {
   sip_agent_request_f *cb;
   void *arg;
   char *user_agent;
+  char *allow;      /* OPTIONS answered in C with this Allow, or NULL */
+  char **aliases;
+  char host[64];    /* the bound address, IPv6 without brackets */
   int port;
   int in_callback;  /* inside a->cb, called from nta's receive path */
   int doomed;       /* 1: destroyed during a callback; 2: reaper scheduled */
 };
 
+static void free_aliases(char **aliases)
+{
+  for (int i = 0; aliases && aliases[i]; i++)
+    free(aliases[i]);
+  free(aliases);
+}
+
 static void agent_free(sip_agent_t *a)
 {
   nta_agent_destroy(a->nta);
   free(a->user_agent);
+  free(a->allow);
+  free_aliases(a->aliases);
   free(a);
 }
 
@@ -51,89 +65,78 @@ static void agent_reap(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 /* nta_agent_create() binds no transport when given this as its URL. */
 #define NO_TRANSPORTS ((url_string_t const *)(intptr_t)-1)
 
-#define ALLOWED "OPTIONS"
-#define ACCEPTED "application/sdp"
-
-/* RFC 3261 §8.2.2.3: this agent supports no extensions, so any Require
- * (outside ACK and CANCEL, which never carry it meaningfully) gets 420. */
-static int unsupported_require(sip_t const *sip)
+/* RFC 3261 §16.3 step 5: a proxy supports no Proxy-Require extension. */
+static int unsupported_proxy_require(sip_t const *sip)
 {
   sip_method_t m = sip->sip_request->rq_method;
-  return sip->sip_require && m != sip_method_ack && m != sip_method_cancel;
+  return sip->sip_proxy_require && m != sip_method_ack && m != sip_method_cancel;
 }
 
-/* Fill info from the request, copying every string into home: the reply
- * consumes msg, and with it the method name of an unknown method. */
-static void describe_request(su_home_t *home, msg_t *msg, sip_t const *sip,
-                             sip_request_info_t *info)
+/* A response that matched no client transaction: one to a request we
+ * forwarded statelessly, or a 2xx retransmission after its transaction
+ * ended (§16.7 step 10, §17.1.1.2). If the top Via is ours, it goes
+ * upstream statelessly; anything else is discarded (§18.1.2). */
+static void forward_stray_response(sip_agent_t *a, msg_t *msg, sip_t *sip)
 {
-  su_sockaddr_t const *src = msg_addr(msg);
-  char addr[SU_ADDRSIZE] = "";
-  memset(info, 0, sizeof *info);
-  info->method = su_strdup(home, sip->sip_request->rq_method_name);
-  info->request_uri = url_as_string(home, sip->sip_request->rq_url);
-  info->from = sip->sip_from ? url_as_string(home, sip->sip_from->a_url) : NULL;
-  info->call_id = su_strdup(home, sip->sip_call_id ? sip->sip_call_id->i_id : "");
-  info->cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
-  info->transport = msg_addrinfo(msg)->ai_protocol == IPPROTO_UDP ? "udp" : "tcp";
-  if (src) {
-    su_inet_ntop(src->su_family, SU_ADDR(src), addr, sizeof addr);
-    info->src_port = ntohs(src->su_port);
+  url_t url[1];
+  if (!sip->sip_via) {
+    msg_destroy(msg);
+    return;
   }
-  info->src_addr = su_strdup(home, addr);
-  if (!info->method || !info->request_uri || !info->call_id || !info->src_addr)
-    info->method = NULL; /* out of memory: do not report */
-  if (!info->from)
-    info->from = "";
+  url_init(url, url_sip);
+  url->url_host = sip->sip_via->v_host;
+  url->url_port = sip->sip_via->v_port;
+  if (!sip_agent_is_me(a, url) || !sip->sip_via->v_next) {
+    msg_destroy(msg);
+    return;
+  }
+  nta_msg_tsend(a->nta, msg, NULL, TAG_END()); /* removes our Via */
 }
 
 static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
                          msg_t *msg, sip_t *sip)
 {
   sip_agent_t *a = (sip_agent_t *)magic;
-  su_home_t home[1] = { SU_HOME_INIT(home) };
-  sip_request_info_t info;
   sip_method_t method;
   url_t const *ruri;
 
-  /* nta also hands over responses that match no client transaction (RFC
-   * 3261 §17.1.3: discard them), and stray ACKs have nothing to answer. */
-  if (!sip->sip_request || sip->sip_request->rq_method == sip_method_ack) {
-    msg_destroy(msg);
+  if (!sip->sip_request) {
+    forward_stray_response(a, msg, sip);
     return 0;
   }
   method = sip->sip_request->rq_method;
   ruri = sip->sip_request->rq_url;
-  memset(&info, 0, sizeof info);
-  if (a->cb)
-    describe_request(home, msg, sip, &info);
 
   if (ruri->url_type != url_sip && ruri->url_type != url_sips &&
       ruri->url_type != url_tel) {
-    info.status = 416;
-    nta_msg_treply(nta, msg, SIP_416_UNSUPPORTED_URI, TAG_END());
-  } else if (unsupported_require(sip)) {
-    info.status = 420;
+    if (method == sip_method_ack)
+      msg_destroy(msg);
+    else
+      nta_msg_treply(nta, msg, SIP_416_UNSUPPORTED_URI, TAG_END());
+  } else if (unsupported_proxy_require(sip)) {
     nta_msg_treply(nta, msg, SIP_420_BAD_EXTENSION,
-                   SIPTAG_UNSUPPORTED(sip->sip_require), TAG_END());
-  } else if (method == sip_method_options) {
-    info.status = 200;
+                   SIPTAG_UNSUPPORTED(sip->sip_proxy_require), TAG_END());
+  } else if (method == sip_method_options && (a->allow || !a->cb) &&
+             !sip->sip_route && !(sip->sip_to && sip->sip_to->a_tag)) {
+    if (sip->sip_require) /* §8.2.2.3: we support no extension here */
+      nta_msg_treply(nta, msg, SIP_420_BAD_EXTENSION,
+                     SIPTAG_UNSUPPORTED(sip->sip_require), TAG_END());
+    else
     nta_msg_treply(nta, msg, SIP_200_OK,
-                   SIPTAG_ALLOW_STR(ALLOWED), SIPTAG_ACCEPT_STR(ACCEPTED),
+                   SIPTAG_ALLOW_STR(a->allow ? a->allow : "OPTIONS"),
+                   SIPTAG_ACCEPT_STR("application/sdp"),
                    TAG_IF(a->user_agent, SIPTAG_SERVER_STR(a->user_agent)),
                    TAG_END());
+  } else if (!a->cb || a->doomed) {
+    if (method == sip_method_ack)
+      msg_destroy(msg);
+    else
+      nta_msg_treply(nta, msg, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
   } else {
-    info.status = 501;
-    nta_msg_treply(nta, msg, SIP_501_NOT_IMPLEMENTED,
-                   SIPTAG_ALLOW_STR(ALLOWED), TAG_END());
-  }
-  /* msg and sip are gone now; info points into home */
-  if (a->cb && info.method) {
     a->in_callback++;
-    a->cb(a->arg, &info);
+    a->cb(a->arg, msg, sip);
     a->in_callback--;
   }
-  su_home_deinit(home);
   if (a->doomed == 1 && !a->in_callback) {
     /* nta still uses the agent after this returns: free it on the next
      * turn (once, however many requests arrive before then). If no timer
@@ -171,6 +174,7 @@ static int bind_all(sip_agent_t *a, sip_agent_config_t const *cfg, int port,
       port = tport_bound_port(a->nta);
   }
   a->port = port;
+  snprintf(a->host, sizeof a->host, "%s", cfg->host);
   return 0;
 }
 
@@ -192,11 +196,24 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
   a->arg = arg;
   if (cfg->user_agent)
     a->user_agent = strdup(cfg->user_agent);
+  if (cfg->aliases) {
+    int n = 0;
+    while (cfg->aliases[n])
+      n++;
+    a->aliases = calloc((size_t)n + 1, sizeof *a->aliases);
+    for (int i = 0; a->aliases && i < n; i++)
+      a->aliases[i] = strdup(cfg->aliases[i]);
+  }
 
   while (attempts-- > 0) {
     a->nta = nta_agent_create(root, NO_TRANSPORTS, agent_request, (nta_agent_magic_t *)a,
                               NTATAG_MAXSIZE(cfg->max_size),
+                              NTATAG_UA(0),           /* a proxy: 2xx pass through */
+                              NTATAG_CANCEL_487(0),   /* CANCEL goes to the branches */
+                              NTATAG_MERGE_482(0),    /* merging is for UASes (§8.2.2.2) */
+                              NTATAG_PASS_100(0),
                               NTATAG_SERVER_RPORT(1),
+                              NTATAG_CLIENT_RPORT(1),
                               TAG_END());
     if (!a->nta) {
       snprintf(err, errlen, "cannot create the SIP agent: %s", strerror(errno));
@@ -213,6 +230,7 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
     a->nta = NULL;
   }
   free(a->user_agent);
+  free_aliases(a->aliases);
   free(a);
   return NULL;
 }
@@ -249,4 +267,40 @@ int sip_agent_addresses(sip_agent_t const *a, char out[][96], int max)
 int sip_agent_set_trace(sip_agent_t *a, int on)
 {
   return tport_set_params(nta_agent_tports(a->nta), TPTAG_LOG(on != 0), TAG_END());
+}
+
+void sip_agent_answer_options(sip_agent_t *a, int on, char const *allow)
+{
+  free(a->allow);
+  a->allow = on ? strdup(allow ? allow : "OPTIONS") : NULL;
+}
+
+nta_agent_t *sip_agent_nta(sip_agent_t const *a) { return a->nta; }
+char const *sip_agent_host(sip_agent_t const *a) { return a->host; }
+char const *sip_agent_user_agent(sip_agent_t const *a) { return a->user_agent; }
+
+/* Compare hosts ignoring IPv6 brackets and case. */
+static int host_is(char const *h, char const *mine)
+{
+  size_t hl = strlen(h), ml = strlen(mine);
+  if (hl >= 2 && h[0] == '[')
+    h++, hl -= 2;
+  if (ml >= 2 && mine[0] == '[')
+    mine++, ml -= 2;
+  return hl == ml && su_casenmatch(h, mine, hl);
+}
+
+int sip_agent_is_me(void *agent, url_t const *url)
+{
+  sip_agent_t const *a = agent;
+  char const *p = url->url_port;
+  int port = p && *p ? atoi(p) : (url->url_type == url_sips ? 5061 : 5060);
+  if (!url->url_host)
+    return 0;
+  if (host_is(url->url_host, a->host))
+    return port == a->port;
+  for (int i = 0; a->aliases && a->aliases[i]; i++)
+    if (host_is(url->url_host, a->aliases[i]))
+      return !(p && *p) || port == a->port;
+  return 0;
 }

@@ -1,27 +1,24 @@
 /* agent.h — a SIP transaction agent (nta) bound to one address on one or
- * more transports, answering OPTIONS itself. Pure C; csrc/lagent.c binds it.
- * The server roles (issue: proxy, registrar) grow from here. */
+ * more transports, set up as a proxy/registrar (not a UA). Pure C; csrc/lagent.c binds it.
+ * Requests go to the application (csrc/lrequest.c makes them Lua objects);
+ * responses to requests it proxied statelessly go back upstream here. */
 #ifndef LUASIP_SIP_AGENT_H
 #define LUASIP_SIP_AGENT_H
 
 #include <sofia-sip/su_wait.h>
+#include <sofia-sip/url.h>
 
 typedef struct sip_agent sip_agent_t;
 
-/* What the application learns about a request the agent handled. */
-typedef struct {
-  char const *method;
-  char const *request_uri;
-  char const *from;      /* the From URI */
-  char const *call_id;
-  unsigned cseq;
-  char const *transport; /* "udp", "tcp" */
-  char const *src_addr;  /* source address, no brackets */
-  int src_port;
-  int status;            /* what the agent answered */
-} sip_request_info_t;
+struct msg_s;
+struct sip_s;
+struct nta_agent_s;
 
-typedef void sip_agent_request_f(void *arg, sip_request_info_t const *info);
+/* A request for the application, which owns msg from then on (and may
+ * answer it statelessly, or make it a transaction). Not called for
+ * retransmissions or CANCELs of transactions in progress, ACKs of
+ * non-2xx responses, or what the agent answered itself. */
+typedef void sip_agent_request_f(void *arg, struct msg_s *msg, struct sip_s *sip);
 
 typedef struct {
   char const *host;              /* literal address to bind */
@@ -30,6 +27,7 @@ typedef struct {
   unsigned max_size;             /* largest SIP message accepted, bytes */
   int trace;                     /* log every message sent and received */
   char const *user_agent;        /* Server header value, or NULL */
+  char const *const *aliases;    /* other host names that mean us; NULL-terminated */
 } sip_agent_config_t;
 
 enum { SIP_AGENT_MAX_TPORTS = 8 };
@@ -44,5 +42,12 @@ int sip_agent_port(sip_agent_t const *a);
 /* Bound listening points as "udp/127.0.0.1:5060" strings; returns count. */
 int sip_agent_addresses(sip_agent_t const *a, char out[][96], int max);
 int sip_agent_set_trace(sip_agent_t *a, int on);
+/* Answer OPTIONS in C (200 with Allow) instead of handing them over. */
+void sip_agent_answer_options(sip_agent_t *a, int on, char const *allow);
+/* Is this URI one of ours: a bound address with our port, or an alias? */
+int sip_agent_is_me(void *agent, url_t const *url);
+struct nta_agent_s *sip_agent_nta(sip_agent_t const *a);
+char const *sip_agent_host(sip_agent_t const *a);
+char const *sip_agent_user_agent(sip_agent_t const *a);
 
 #endif

@@ -274,4 +274,33 @@ function luasip.server(opts)
   return require("luasip.server").new(opts)
 end
 
+--- A location service (registrar bindings): "memory:" or "sqlite:/path/file.db";
+--- see luasip.location.
+function luasip.location(url, opts)
+  return require("luasip.location").open(url, opts)
+end
+
+--- A REGISTER handler (RFC 3261 §10.3); see luasip.registrar.
+function luasip.registrar(opts)
+  return require("luasip.registrar").new(opts)
+end
+
+--- The canonical AOR (sip:user@host) of a URI table such as req.uri.
+function luasip.registrar_aor(uri)
+  return require("luasip.registrar").aor(uri)
+end
+
+--- Server-side digest authentication: luasip.auth.digest{realm=, lookup=}.
+luasip.auth = setmetatable({}, { __index = function(_, k) return require("luasip.auth")[k] end })
+
+--- A per-key (source address) rate limit; see luasip.ratelimit.
+function luasip.ratelimit(opts)
+  return require("luasip.ratelimit").new(opts)
+end
+
+--- Parse command-line flags; see luasip.flags.
+function luasip.flags(argv, spec, about)
+  return require("luasip.flags").parse(argv, spec, about)
+end
+
 return luasip

@@ -1,28 +1,53 @@
---- luasip.server{...}: a SIP server bound to one address on UDP and TCP.
+--- luasip.server{...}: a SIP server whose every request lands in a Lua
+--- handler, with RFC 3261 behaviour underneath (nta transactions).
 --
--- At this stage it answers OPTIONS with 200 (RFC 3261 §11) and every other
--- method with 501; request routing in Lua builds on it.
+--   local srv = assert(luasip.server { listen = "127.0.0.1:5060", domain = "example.com" })
+--   srv:on("INVITE", function(req)
+--     local st = req:proxy("sip:bob@127.0.0.1:5070")       -- yields until final
+--     if st >= 300 then req:proxy("sip:voicemail@127.0.0.1:5090") end
+--   end)
+--   srv:on("*", function(req) req:reply(404) end)
 --
---   local srv = assert(luasip.server{ listen = "127.0.0.1:5060" })
---   print(srv.port, table.concat(srv:addresses(), " "))
---   srv:close()
+-- Each request runs its handler in its own task. A handler that ends
+-- without a final response gets the best response of its last proxy()
+-- relayed, or 500 (logged). An error in a handler answers 500; the loop
+-- runs on. Requests following a Route this server recorded (in-dialog
+-- ACK, BYE, re-INVITE) are relayed without a handler unless the server was
+-- created with auto_route = false (then req.routed tells).
 --
 -- Options:
---   listen      "host:port", "[v6]:port" or "host" (port 5060); port 0
---               picks a free port, the same for every transport
---   transports  list of "udp", "tcp" (default both)
---   max_size    largest SIP message accepted, bytes (default 65536)
---   user_agent  Server header value
---   observe     fn(info) after each request is answered; info has method,
---               uri, from, call_id, cseq, transport, source, source_port,
---               status
+--   listen       "host:port", "[v6]:port" or "host" (port 5060); port 0
+--                picks a free port, the same for every transport
+--   transports   list of "udp", "tcp" (default both)
+--   domain       the SIP domain served (also a host name meaning "us");
+--                a string or a list
+--   max_size     largest SIP message accepted, bytes (default 65536)
+--   user_agent   Server header value
+--   record_route true (default): Record-Route on INVITE, SUBSCRIBE and
+--                REFER that this server proxies
+--   auto_route   see above (default true)
+--   auth         a luasip.auth.digest object for req:authenticate()
+--   supported    option tags a 2xx of our own may accept in Require
+--   observe      fn(info) after each request is answered; info has method,
+--                uri, from, call_id, cseq, transport, source, source_port,
+--                status
 local core = require "luasip.core"
 local log = require "luasip.log"
+local task = require "luasip.task"
 
 local M = {}
 
 local Server = { __name = "luasip.server" }
 Server.__index = Server
+
+local Request = {}
+M.Request = Request
+
+local STANDARD = {}
+for m in ("INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE UPDATE"):gmatch("%S+") do
+  STANDARD[m] = true
+end
+local DIALOG_FORMING = { INVITE = true, SUBSCRIBE = true, REFER = true }
 
 function Server:__tostring()
   return string.format("luasip.server (%s): %s",
@@ -47,23 +72,48 @@ function M.parse_listen(s, default_port)
   return host, port
 end
 
+local KNOWN_OPTS = {
+  listen = true, transports = true, domain = true, max_size = true, user_agent = true,
+  record_route = true, auto_route = true, auth = true, supported = true, observe = true,
+  name = true,
+}
+
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.server: expected a table of options", 3) end
+  for k in pairs(opts) do
+    if not KNOWN_OPTS[k] then error("luasip.server: unknown option '" .. tostring(k) .. "'", 3) end
+  end
   local host, port = M.parse_listen(opts.listen or "127.0.0.1:5060", 5060)
   if not host then error("luasip.server: " .. port, 3) end
   if opts.observe ~= nil and type(opts.observe) ~= "function" then
     error("luasip.server: observe must be a function", 3)
   end
-  local self = setmetatable({ name = opts.name or "server" }, Server)
-  local observe = opts.observe
+  local domains = opts.domain
+  if type(domains) == "string" then domains = { domains } end
+  if domains ~= nil and type(domains) ~= "table" then
+    error("luasip.server: domain must be a string or a list of strings", 3)
+  end
+  local self = setmetatable({
+    name = opts.name or "server",
+    handlers = {},
+    observe = opts.observe,
+    domains = domains or {},
+    auth = opts.auth,
+    auto_route = opts.auto_route ~= false,
+    record_route = opts.record_route ~= false,
+    supported = {},
+    requests = 0,
+  }, Server)
+  for _, tag in ipairs(opts.supported or {}) do self.supported[tag:lower()] = true end
   local agent, err, code = core.agent {
     host = host,
     port = port,
     transports = opts.transports,
     max_size = opts.max_size,
     user_agent = opts.user_agent or ("luasip/" .. core.version),
-    on_request = observe and function(info) observe(info) end,
+    aliases = domains,
+    on_request = function(r) self:_dispatch(r) end,
   }
   if not agent then
     log.debug("luasip.server: %s", err)
@@ -72,6 +122,10 @@ function M.new(opts)
   self.agent = agent
   self.host = host
   self.port = agent:port()
+  self.domain = self.domains[1] or host
+  local h = host:find(":", 1, true) and ("[" .. host .. "]") or host
+  self.uri = "sip:" .. h .. ":" .. self.port
+  self:_sync()
   return self
 end
 
@@ -81,7 +135,64 @@ function Server:addresses()
   return self.agent:addresses()
 end
 
---- Stop listening and release the transports. Idempotent.
+--- The methods this server answers (for Allow).
+function Server:allow()
+  local list = { "OPTIONS" }
+  for m in pairs(self.handlers) do
+    if m ~= "*" and m ~= "OPTIONS" then list[#list + 1] = m end
+  end
+  table.sort(list)
+  return table.concat(list, ", ")
+end
+
+-- OPTIONS are answered in C unless a handler or observe wants them.
+function Server:_sync()
+  if not self.agent then return end
+  if self.handlers.OPTIONS or self.handlers["*"] or self.observe then
+    self.agent:answer_options(nil)
+  else
+    self.agent:answer_options(self:allow())
+  end
+end
+
+--- server:on(method, fn) — handle requests of this method ("*": any
+--- method without a handler of its own) with fn(req); nil removes.
+function Server:on(method, fn)
+  if type(method) ~= "string" or method == "" then
+    error("server:on: method must be a string such as \"INVITE\" or \"*\"", 2)
+  end
+  if type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call then
+    local obj = fn                      -- a callable handler object (a registrar)
+    fn = function(req) return obj(req) end
+  end
+  if fn ~= nil and type(fn) ~= "function" then error("server:on: handler must be a function", 2) end
+  method = method == "*" and "*" or method:upper()
+  self.handlers[method] = fn
+  self:_sync()
+  return self
+end
+
+--- Replace every handler at once (hot reload): requests already running
+--- keep the handler they started with.
+function Server:set_handlers(handlers)
+  self.handlers = {}
+  for m, fn in pairs(handlers) do self.handlers[m] = fn end
+  self:_sync()
+end
+
+--- Is this URI (a string or a parsed table) one of ours (address or domain)?
+function Server:is_me(host)
+  if type(host) == "table" then host = host.host end
+  if not host then return false end
+  host = host:lower():gsub("^%[(.*)%]$", "%1")
+  if host == self.host then return true end
+  for _, d in ipairs(self.domains) do
+    if d:lower() == host then return true end
+  end
+  return false
+end
+
+--- Stop listening; requests in progress are answered 500 and released. Idempotent.
 function Server:close()
   if self.agent then
     self.agent:close()
@@ -89,5 +200,225 @@ function Server:close()
   end
 end
 Server.__close = Server.close
+
+-- ---- dispatch -----------------------------------------------------------
+
+local function traceback(e)
+  if e == task.CANCELLED then return e end
+  return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+end
+
+local function observe(req)
+  local ob = req.server.observe
+  if not ob then return end
+  local m = req.msg
+  local from = m.from
+  local ok, err = pcall(ob, {
+    method = req.method, uri = req.ruri, from = from and from.uri and from.uri.str or "",
+    call_id = m.call_id, cseq = m.cseq, transport = m.transport,
+    source = m.source, source_port = m.source_port, status = req.final or 0,
+  })
+  if not ok then log.error("luasip.server: observe: %s", err) end
+end
+
+-- The end of every handler task: make sure the request got its answer.
+local function run_handler(req, fn)
+  local ok, err = xpcall(fn, traceback, req)
+  if req.method == "ACK" then return observe(req) end
+  if not ok then
+    if err ~= task.CANCELLED then
+      log.error("luasip.server: %s handler failed: %s", req.method, err)
+    end
+    if not req.final then req:reply(500, "Server Internal Error") end
+  elseif not req.final then
+    if req.best_response then
+      req:_relay_best()
+    elseif req.best_status then
+      req:reply(req.best_status)
+    else
+      log.warn("luasip.server: the %s handler ended without a final response: 500 sent", req.method)
+      req:reply(500, "No Response From Handler")
+    end
+  end
+  observe(req)
+end
+
+function Server:_dispatch(r)
+  local msg = r:message()
+  local method = msg.method
+  local req = setmetatable({ r = r, msg = msg, server = self, method = method }, Request)
+  local _, routed = r:info()
+  req.routed = routed
+  self.requests = self.requests + 1
+  local fn = self.handlers[method]
+  if routed and self.auto_route then
+    fn = Request.proxy
+  elseif not fn then
+    fn = self.handlers["*"]
+  end
+  if not fn then
+    if method == "ACK" then return end
+    if method == "OPTIONS" then
+      req:reply(200, nil, { headers = { Allow = self:allow(), Accept = "application/sdp" } })
+    elseif method == "CANCEL" then
+      req:reply(481)                   -- no transaction of ours matched it
+    elseif STANDARD[method] then
+      req:reply(405, nil, { headers = { Allow = self:allow() } })
+    else
+      req:reply(501, nil, { headers = { Allow = self:allow() } })
+    end
+    return observe(req)
+  end
+  task.spawn(run_handler, req, fn)
+end
+
+-- ---- requests -----------------------------------------------------------
+
+-- Fields read from the message on first use.
+local LAZY = {
+  ruri = function(req) return req.msg.uri.str end,
+  uri = function(req) return req.msg.uri end,
+  source = function(req) return req.msg.source end,
+  from = function(req) return req.msg.from end,
+  to = function(req) return req.msg.to end,
+  call_id = function(req) return req.msg.call_id end,
+  cseq = function(req) return req.msg.cseq end,
+  in_dialog = function(req) return req.msg.to_tag ~= nil end,
+}
+
+function Request:__index(k)
+  local m = Request[k]
+  if m ~= nil then return m end
+  local lazy = LAZY[k]
+  if lazy then
+    local v = lazy(self)
+    rawset(self, k, v)
+    return v
+  end
+  return self.msg[k]
+end
+
+function Request:__tostring()
+  return "luasip.request (" .. self.method .. " " .. tostring(self.call_id) .. ")"
+end
+
+function Request:header(name) return self.msg:header(name) end
+function Request:headers(name) return self.msg:headers(name) end
+function Request:add_header(name, value) return self.msg:add_header(name, value) end
+function Request:set_header(name, value) return self.msg:set_header(name, value) end
+function Request:remove_header(name) return self.msg:remove_header(name) end
+
+--- Rewrite the Request-URI (before proxy() or forward()).
+function Request:set_uri(uri)
+  if type(uri) ~= "string" then error("req:set_uri: uri must be a string", 2) end
+  self.r:set_uri(uri)
+  self.ruri, self.uri = nil, nil
+end
+
+local function header_lines(headers)
+  if headers == nil then return nil end
+  return core.header_lines(headers, "req:reply")
+end
+
+-- The option tags of Require that we do not support (§8.2.2.3).
+function Request:_unsupported()
+  local req = self.msg:headers("Require")
+  if #req == 0 then return nil end
+  local bad = {}
+  for _, v in ipairs(req) do
+    for tag in v:gmatch("[^,%s]+") do
+      if not self.server.supported[tag:lower()] then bad[#bad + 1] = tag end
+    end
+  end
+  return #bad > 0 and table.concat(bad, ", ") or nil
+end
+
+--- req:reply(status [, reason] [, {headers=, body=, content_type=}]) —
+--- a provisional or final response. A 2xx of our own to a request whose
+--- Require we do not support becomes 420 with Unsupported. Returns true,
+--- or nil, err.
+function Request:reply(status, reason, opts)
+  if type(status) ~= "number" then error("req:reply: status must be a number", 2) end
+  if type(reason) == "table" and opts == nil then reason, opts = nil, reason end
+  opts = opts or {}
+  if self.final then return nil, "a final response was already sent" end
+  if status >= 200 and status < 300 and self.method ~= "CANCEL" then
+    local bad = self:_unsupported()
+    if bad then
+      status, reason, opts = 420, "Bad Extension", { headers = { Unsupported = bad } }
+    end
+  end
+  local ok, err = self.r:reply(status, reason, header_lines(opts.headers), opts.body,
+    opts.body and (opts.content_type or "text/plain") or nil)
+  if ok and status >= 200 then self.final = status end
+  return ok, err
+end
+
+--- req:redirect(contacts [, status=302]) — contacts: URI strings or
+--- location bindings (their q-values and remaining expires go along).
+function Request:redirect(contacts, status)
+  status = status or 302
+  if type(contacts) == "string" or (type(contacts) == "table" and contacts.contact) then
+    contacts = { contacts }
+  end
+  if type(contacts) ~= "table" then error("req:redirect: contacts must be a list", 2) end
+  if status < 300 or status > 399 then error("req:redirect: status must be 3xx", 2) end
+  local lines, now = {}, os.time()
+  for _, c in ipairs(contacts) do
+    if type(c) == "string" then
+      lines[#lines + 1] = c:find("^<") and c or ("<" .. c .. ">")
+    else
+      local v = "<" .. c.contact .. ">"
+      if c.q then v = v .. ";q=" .. string.format("%.3g", c.q) end
+      if c.expires then v = v .. ";expires=" .. math.max(0, math.floor(c.expires - now)) end
+      lines[#lines + 1] = v
+    end
+  end
+  return self:reply(status, nil, { headers = { Contact = lines } })
+end
+
+--- req:forward([uri] [, {headers=, next_hop=}]) — stateless relay (§16.11):
+--- no transaction, no retransmissions, no response handling of ours.
+function Request:forward(uri, opts)
+  opts = opts or {}
+  local mf = self.r:max_forwards()
+  if mf == 0 and self.method ~= "ACK" then return self:reply(483, "Too Many Hops") end
+  local ok, err = self.r:forward(uri, nil, header_lines(opts.headers), opts.next_hop)
+  if ok and self.method ~= "ACK" then self.final = self.final or 0 end
+  self.forwarded = ok
+  return ok, err
+end
+
+--- The user authenticated by the server's digest auth (or the given
+--- one), or nil, why ("missing", "stale", "invalid", "replay",
+--- "throttled"). A REGISTER is checked as a registrar (Authorization),
+--- anything else as a proxy (Proxy-Authorization) unless opts.proxy says.
+function Request:authenticate(auth, opts)
+  if type(auth) ~= "table" or not auth.check then auth, opts = self.server.auth, auth end
+  if not auth then error("req:authenticate: the server has no auth (luasip.server{auth = ...})", 2) end
+  opts = opts or {}
+  local proxy = opts.proxy
+  if proxy == nil then proxy = self.method ~= "REGISTER" end
+  local user, why = auth:check(self.msg, { proxy = proxy })
+  self.auth_why, self.auth_proxy, self.auth_used = why, proxy, auth
+  if user then self.user = user end
+  return user, why
+end
+
+--- Answer with a challenge: 401 (registrar) or 407 (proxy), stale=true
+--- when the nonce had merely expired; 403 to a throttled source.
+function Request:challenge(auth, opts)
+  if type(auth) ~= "table" or not auth.challenge then auth, opts = self.auth_used or self.server.auth, auth end
+  if not auth then error("req:challenge: the server has no auth (luasip.server{auth = ...})", 2) end
+  opts = opts or {}
+  local proxy = opts.proxy
+  if proxy == nil then proxy = self.auth_proxy end
+  if proxy == nil then proxy = self.method ~= "REGISTER" end
+  if self.auth_why == "throttled" then return self:reply(403, "Too Many Failed Attempts") end
+  local status, headers = auth:challenge(self.msg, { proxy = proxy, stale = self.auth_why == "stale" })
+  return self:reply(status, nil, { headers = headers })
+end
+
+require("luasip.proxy").install(Request)
 
 return M

@@ -1,0 +1,479 @@
+/* lrequest.c — the server side's Lua objects over nta (lua/luasip/server.lua
+ * builds the routing API on them):
+ *
+ *   luasip.request  one incoming request: its message, an optional server
+ *                   transaction (made on demand: REGISTER and other
+ *                   requests answered at once stay stateless), replies,
+ *                   stateless forwarding and relaying of branch responses.
+ *   luasip.branch   one client transaction forwarding the request to one
+ *                   target (a stateful proxy's branch, RFC 3261 §16.6).
+ *
+ * Both are anchored while nta can call back into them (a server
+ * transaction waiting for its final response, a branch waiting for its
+ * final response); every request and branch of an agent is closed before
+ * the agent itself goes. */
+#include "lcore.h"
+#include "lsiptags.h"
+#include "sip/agent.h"
+#include "sip/proxy.h"
+
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_stateless.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su_string.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#define REQUEST_CLASS "luasip.request"
+#define BRANCH_CLASS "luasip.branch"
+
+/* What requests and branches share, so an agent can find its own. */
+typedef struct {
+  lsip_obj obj;
+  sip_agent_t *agent;
+} lserver_obj;
+
+typedef struct {
+  lserver_obj s;
+  msg_t *msg;
+  nta_incoming_t *irq;
+  int final;        /* final status sent upstream, 0 before */
+  int routed;       /* a Route of ours was consumed on arrival */
+  unsigned branches;
+  char hash[17];    /* loop-detection hash, "" until computed */
+} lreq;
+
+typedef struct {
+  lserver_obj s;
+  nta_outgoing_t *orq;
+  int invite;
+  int status;       /* last status received */
+} lbranch;
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void req_release(lsip_obj *o)
+{
+  lreq *r = (lreq *)o;
+  if (r->irq) {
+    /* Never answered: nta would keep it waiting; a 500 ends it cleanly. */
+    if (!r->final && !o->ctx->closing)
+      nta_incoming_treply(r->irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+    nta_incoming_destroy(r->irq);
+    r->irq = NULL;
+  }
+  if (r->msg) {
+    msg_destroy(r->msg);
+    r->msg = NULL;
+  }
+}
+
+/* Push a new luasip.request owning msg. The caller has checked sip. */
+void lsip_push_request(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent, msg_t *msg)
+{
+  lreq *r = compat_newuserdata(L, sizeof *r);
+  sip_t *sip = sip_object(msg);
+  memset(r, 0, sizeof *r);
+  r->s.agent = agent;
+  r->msg = msg;
+  r->routed = proxy_preprocess_routes(msg, sip, sip_agent_is_me, agent) > 0;
+  luaL_setmetatable(L, REQUEST_CLASS);
+  lsip_obj_init(ctx, &r->s.obj, LSIP_REQUESTS, req_release);
+}
+
+static lreq *check_req(lua_State *L)
+{
+  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  if (!r->msg)
+    luaL_error(L, "luasip.request: used after its server closed");
+  return r;
+}
+
+/* r:message() -> luasip.message over the same msg (it sees later changes) */
+static int req_message(lua_State *L)
+{
+  lsip_push_msg(L, check_req(L)->msg);
+  return 1;
+}
+
+static void finished(lreq *r, int status)
+{
+  if (status < 200 || r->final)
+    return;
+  r->final = status;
+  if (r->irq) {
+    /* nta keeps the transaction for retransmissions and ACK on its own */
+    nta_incoming_destroy(r->irq);
+    r->irq = NULL;
+  }
+  lsip_obj_unanchor(&r->s.obj);
+}
+
+/* r:reply(status, reason, headers_string, body, content_type) -> true | nil, err */
+static int req_reply(lua_State *L)
+{
+  lreq *r = check_req(L);
+  int status = (int)luaL_checkinteger(L, 2);
+  char const *reason = luaL_optstring(L, 3, NULL);
+  char const *headers = luaL_optstring(L, 4, NULL);
+  size_t blen = 0;
+  char const *body = luaL_optlstring(L, 5, NULL, &blen);
+  char const *ctype = luaL_optstring(L, 6, NULL);
+  char const *server = sip_agent_user_agent(r->s.agent);
+  sip_t *sip = sip_object(r->msg);
+  int rc;
+
+  if (status < 100 || status > 699)
+    return luaL_error(L, "luasip.request: status must be 100..699");
+  if (!reason)
+    reason = sip_status_phrase(status);
+  if (!reason)
+    reason = status < 200 ? "Session Progress" : status < 300 ? "OK" : "Failed";
+  if (r->final)
+    return lsip_fail(L, "a final response was already sent", "EALREADY");
+  if (sip->sip_request->rq_method == sip_method_ack)
+    return lsip_fail(L, "ACK gets no response", "EINVAL");
+  if (r->irq) {
+    rc = nta_incoming_treply(r->irq, status, reason,
+                             TAG_IF(server, SIPTAG_SERVER_STR(server)),
+                             TAG_IF(headers && *headers, SIPTAG_HEADER_STR(headers)),
+                             TAG_IF(ctype, SIPTAG_CONTENT_TYPE_STR(ctype)),
+                             TAG_IF(body, SIPTAG_PAYLOAD(sip_payload_create(NULL, body, (isize_t)blen))),
+                             TAG_END());
+  } else {
+    rc = nta_msg_treply(sip_agent_nta(r->s.agent), msg_ref_create(r->msg), status, reason,
+                        TAG_IF(server, SIPTAG_SERVER_STR(server)),
+                        TAG_IF(headers && *headers, SIPTAG_HEADER_STR(headers)),
+                        TAG_IF(ctype, SIPTAG_CONTENT_TYPE_STR(ctype)),
+                        TAG_IF(body, SIPTAG_PAYLOAD_STR(body)),
+                        TAG_END());
+  }
+  if (rc < 0)
+    return lsip_fail(L, "the response could not be sent", "EIO");
+  finished(r, status);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int req_cancelled(nta_incoming_magic_t *magic, nta_incoming_t *irq, sip_t const *sip)
+{
+  lreq *r = (lreq *)magic;
+  (void)irq;
+  if (!sip) /* the transaction timed out in nta */
+    return 0;
+  if (sip->sip_request && sip->sip_request->rq_method == sip_method_cancel &&
+      lsip_obj_push_call(&r->s.obj) > 0) {
+    lua_pushstring(r->s.obj.ctx->L, "cancel");
+    lsip_pcall(r->s.obj.ctx, 2, 0);
+  }
+  return 200; /* nta answers the CANCEL itself */
+}
+
+/* r:transaction(on_event) — make the request stateful: retransmissions
+ * are absorbed from now on, and on_event(r, "cancel") runs when the
+ * upstream client CANCELs it. Idempotent. */
+static int req_transaction(lua_State *L)
+{
+  lreq *r = check_req(L);
+  sip_t *sip = sip_object(r->msg);
+  if (r->irq || r->final) {
+    lua_pushboolean(L, r->irq != NULL);
+    return 1;
+  }
+  if (sip->sip_request->rq_method == sip_method_ack)
+    return lsip_fail(L, "ACK has no transaction", "EINVAL");
+  r->irq = nta_incoming_create(sip_agent_nta(r->s.agent), NULL, msg_ref_create(r->msg), sip,
+                               TAG_END());
+  if (!r->irq)
+    return lsip_fail(L, "cannot create the server transaction", "ENOMEM");
+  if (sip->sip_request->rq_method != sip_method_cancel)
+    nta_incoming_bind(r->irq, req_cancelled, (nta_incoming_magic_t *)r);
+  if (lua_isfunction(L, 2))
+    lsip_obj_set_fn(L, &r->s.obj, 2);
+  lsip_obj_anchor(L, &r->s.obj, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* r:loop() -> true when this request has been here with the same target
+ * (§16.3 step 4); computes the hash our branches carry. */
+static int req_loop(lua_State *L)
+{
+  lreq *r = check_req(L);
+  sip_t *sip = sip_object(r->msg);
+  if (!r->hash[0])
+    proxy_loop_hash(sip, r->hash);
+  lua_pushboolean(L, proxy_is_loop(sip, r->hash, sip_agent_is_me, r->s.agent));
+  return 1;
+}
+
+/* r:max_forwards() -> count, or nil when absent */
+static int req_max_forwards(lua_State *L)
+{
+  sip_t *sip = sip_object(check_req(L)->msg);
+  if (sip->sip_max_forwards)
+    lua_pushinteger(L, (lua_Integer)sip->sip_max_forwards->mf_count);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int req_info(lua_State *L)
+{
+  lreq *r = check_req(L);
+  lua_pushinteger(L, r->final);
+  lua_pushboolean(L, r->routed);
+  lua_pushboolean(L, r->irq != NULL);
+  return 3;
+}
+
+/* r:set_uri(uri) — rewrite the Request-URI */
+static int req_set_uri(lua_State *L)
+{
+  lreq *r = check_req(L);
+  sip_t *sip = sip_object(r->msg);
+  char const *uri = luaL_checkstring(L, 2);
+  su_home_t *home = msg_home(r->msg);
+  url_t *url = url_make(home, uri);
+  sip_request_t *rq;
+  if (!url || url->url_type == url_invalid || url->url_type == url_unknown)
+    return luaL_error(L, "luasip.request: bad URI '%s'", uri);
+  rq = sip_request_create(home, sip->sip_request->rq_method, sip->sip_request->rq_method_name,
+                          (url_string_t *)url, NULL);
+  if (!rq || msg_header_replace(r->msg, (msg_pub_t *)sip, (msg_header_t *)sip->sip_request,
+                                (msg_header_t *)rq) < 0)
+    return luaL_error(L, "luasip.request: out of memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* The stateless forward: r:forward(target|nil, record_route|nil, headers|nil, next_hop|nil) */
+static int req_forward(lua_State *L)
+{
+  lreq *r = check_req(L);
+  char const *target = luaL_optstring(L, 2, NULL);
+  char const *rr = luaL_optstring(L, 3, NULL);
+  char const *headers = luaL_optstring(L, 4, NULL);
+  char const *hop = luaL_optstring(L, 5, NULL);
+  char err[128];
+  msg_t *copy = proxy_branch_request(r->msg, target, rr, headers, err, sizeof err);
+  if (!copy)
+    return lsip_fail(L, err, "EINVAL");
+  if (nta_msg_tsend(sip_agent_nta(r->s.agent), copy, (url_string_t const *)hop, TAG_END()) < 0)
+    return lsip_fail(L, "cannot forward the request", "EIO");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- branches ------------------------------------------------------------ */
+
+static void branch_release(lsip_obj *o)
+{
+  lbranch *b = (lbranch *)o;
+  if (b->orq) {
+    nta_outgoing_destroy(b->orq);
+    b->orq = NULL;
+  }
+}
+
+static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+  lbranch *b = (lbranch *)magic;
+  lsip_ctx *ctx = b->s.obj.ctx;
+  int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+  int final = status >= 200;
+  b->status = status;
+  if (lsip_obj_push_call(&b->s.obj) > 0) {
+    lua_pushinteger(ctx->L, status);
+    if (sip) {
+      msg_t *resp = nta_outgoing_getresponse(orq); /* a new reference */
+      lsip_push_msg(ctx->L, resp);
+      msg_destroy(resp);
+    } else {
+      lua_pushnil(ctx->L);
+    }
+    lsip_pcall(ctx, 3, 0);
+  }
+  if (final && b->orq) {
+    /* Later 2xx from other forks arrive as stray responses and go
+     * upstream statelessly (agent.c). */
+    nta_outgoing_destroy(b->orq);
+    b->orq = NULL;
+    lsip_obj_unanchor(&b->s.obj);
+  }
+  return 0;
+}
+
+/* r:branch(target|nil, record_route|nil, headers|nil, next_hop|nil, fn)
+ *   -> branch | nil, err. fn(branch, status, response|nil) runs for every
+ * response but 100; status 408/503 with no response when nta gives up. */
+static int req_branch(lua_State *L)
+{
+  lreq *r = check_req(L);
+  lsip_ctx *ctx = r->s.obj.ctx;
+  char const *target = luaL_optstring(L, 2, NULL);
+  char const *rr = luaL_optstring(L, 3, NULL);
+  char const *headers = luaL_optstring(L, 4, NULL);
+  char const *hop = luaL_optstring(L, 5, NULL);
+  sip_t *sip = sip_object(r->msg);
+  char err[128], key[64];
+  msg_t *copy;
+  lbranch *b;
+
+  luaL_checktype(L, 6, LUA_TFUNCTION);
+  if (!r->hash[0])
+    proxy_loop_hash(sip, r->hash);
+  copy = proxy_branch_request(r->msg, target, rr, headers, err, sizeof err);
+  if (!copy)
+    return lsip_fail(L, err, "EINVAL");
+  snprintf(key, sizeof key, "z9hG4bK%s.%x%x", r->hash, ++r->branches,
+           (unsigned)(uintptr_t)r & 0xffffu);
+  b = compat_newuserdata(L, sizeof *b);
+  memset(b, 0, sizeof *b);
+  b->s.agent = r->s.agent;
+  b->invite = sip->sip_request->rq_method == sip_method_invite;
+  b->orq = nta_outgoing_mcreate(sip_agent_nta(r->s.agent), branch_response,
+                                (nta_outgoing_magic_t *)b, (url_string_t const *)hop, copy,
+                                NTATAG_BRANCH_KEY(key), TAG_END());
+  if (!b->orq) {
+    msg_destroy(copy);
+    return lsip_fail(L, "cannot send the request to this target", "EIO");
+  }
+  luaL_setmetatable(L, BRANCH_CLASS);
+  lsip_obj_init(ctx, &b->s.obj, LSIP_REQUESTS, branch_release);
+  lsip_obj_set_fn(L, &b->s.obj, 6);
+  lsip_obj_anchor(L, &b->s.obj, -1);
+  return 1;
+}
+
+/* b:cancel() — CANCEL a pending INVITE branch (§9.1); a non-INVITE branch
+ * is just abandoned (its final response is ignored). */
+static int branch_cancel(lua_State *L)
+{
+  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  if (!b->orq || b->status >= 200) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (b->invite) {
+    nta_outgoing_tcancel(b->orq, NULL, NULL, TAG_END());
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lsip_obj_close(&b->s.obj);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int branch_status(lua_State *L)
+{
+  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  lua_pushinteger(L, b->status);
+  return 1;
+}
+
+static int branch_close(lua_State *L)
+{
+  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  lsip_obj_close(&b->s.obj);
+  return 0;
+}
+
+/* r:relay(response) — send a branch's response upstream (its top Via, ours,
+ * removed): through the server transaction while it lasts, statelessly
+ * after (a 2xx from another fork after the first, §16.7 step 5). */
+static int req_relay(lua_State *L)
+{
+  lreq *r = check_req(L);
+  msg_t *resp = lsip_check_msg(L, 2);
+  sip_t *sip = sip_object(resp);
+  int status = sip && sip->sip_status ? sip->sip_status->st_status : 0;
+  msg_t *copy;
+  int rc;
+  if (!status)
+    return luaL_error(L, "luasip.request: relay takes a response");
+  if (r->final && !r->irq && !(status >= 200 && status < 300))
+    return lsip_fail(L, "a final response was already sent", "EALREADY");
+  copy = msg_copy(resp);
+  if (!copy || !sip->sip_via || !sip->sip_via->v_next) {
+    msg_destroy(copy);
+    return lsip_fail(L, "the response has no Via to go back to", "EINVAL");
+  }
+  if (r->irq) {
+    proxy_strip_via(copy);
+    rc = nta_incoming_mreply(r->irq, copy);
+  } else {
+    rc = nta_msg_tsend(sip_agent_nta(r->s.agent), copy, NULL, TAG_END()); /* strips our Via */
+  }
+  finished(r, status);
+  if (rc < 0)
+    return lsip_fail(L, "the response could not be sent", "EIO");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int req_close(lua_State *L)
+{
+  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  lsip_obj_close(&r->s.obj);
+  return 0;
+}
+
+static int req_tostring(lua_State *L)
+{
+  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  sip_t const *sip = r->msg ? sip_object(r->msg) : NULL;
+  if (sip && sip->sip_request)
+    lua_pushfstring(L, "luasip.request (%s %s)", sip->sip_request->rq_method_name,
+                    sip->sip_call_id ? sip->sip_call_id->i_id : "-");
+  else
+    lua_pushstring(L, "luasip.request (closed)");
+  return 1;
+}
+
+/* Close every request and branch of an agent that is going away. */
+void lsip_close_requests(lsip_ctx *ctx, sip_agent_t *agent)
+{
+  lsip_obj *o = ctx->objects.next;
+  while (o != &ctx->objects) {
+    lsip_obj *next = o->next;
+    if (o->kind == LSIP_REQUESTS && ((lserver_obj *)o)->agent == agent)
+      lsip_obj_close(o);
+    o = next;
+  }
+}
+
+/* core.header_lines(headers [, what]) -> "Name: value\r\n..." checked */
+static int l_header_lines(lua_State *L)
+{
+  lsip_push_headers(L, 1, luaL_optstring(L, 2, "luasip"));
+  return 1;
+}
+
+void lsip_open_request(lua_State *L, lsip_ctx *ctx)
+{
+  static luaL_Reg const funcs[] = { { "header_lines", l_header_lines }, { NULL, NULL } };
+  static luaL_Reg const req_methods[] = {
+    { "message", req_message }, { "reply", req_reply }, { "transaction", req_transaction },
+    { "loop", req_loop }, { "max_forwards", req_max_forwards }, { "info", req_info },
+    { "set_uri", req_set_uri }, { "forward", req_forward }, { "branch", req_branch },
+    { "relay", req_relay }, { "close", req_close }, { NULL, NULL },
+  };
+  static luaL_Reg const req_meta[] = {
+    { "__gc", req_close }, { "__tostring", req_tostring }, { NULL, NULL },
+  };
+  static luaL_Reg const branch_methods[] = {
+    { "cancel", branch_cancel }, { "status", branch_status }, { "close", branch_close },
+    { NULL, NULL },
+  };
+  static luaL_Reg const branch_meta[] = {
+    { "__gc", branch_close }, { NULL, NULL },
+  };
+  lsip_setfuncs(L, ctx, funcs);
+  lsip_class(L, REQUEST_CLASS, req_methods, req_meta);
+  lsip_class(L, BRANCH_CLASS, branch_methods, branch_meta);
+}

@@ -1,0 +1,525 @@
+--- Digest access authentication, server side (RFC 7616, RFC 8760 for SIP,
+--- RFC 3261 §22): challenges with stateless signed nonces, verification of
+--- Authorization / Proxy-Authorization, nonce-count replay tracking and
+--- per-source throttling of failures. For the registrar and proxy roles.
+--
+--   local auth = require "luasip.auth"
+--   local a = auth.digest{ realm = "example.com",
+--                          lookup = function(user, realm) return db:password(user) end }
+--   local user, why = a:check(req)                 -- or a:check(req, { proxy = true })
+--   if not user then
+--     if why == "throttled" then return 403 end          -- no challenge
+--     local status, headers = a:challenge(req, { stale = why == "stale" })
+--     return status, headers                             -- 401 + WWW-Authenticate
+--   end
+--
+-- auth.digest{...} options:
+--   realm          required, the protection realm
+--   lookup         required, fn(user, realm) -> password string, or
+--                  { ha1 = "<hex>" } (H(user:realm:password) for MD5), or
+--                  { ha1 = { MD5 = "..", ["SHA-256"] = "..", ["SHA-512-256"] = ".." } },
+--                  or nil for an unknown user. It may yield (it runs in the
+--                  caller's task); an error it raises propagates.
+--   algorithms     offered, one challenge header each, in this order
+--                  (RFC 8760 §2.4: most preferred first); any of MD5,
+--                  SHA-256, SHA-512-256 and their -sess variants.
+--                  Default { "SHA-256", "MD5" }.
+--   nonce_ttl      seconds a nonce stays fresh (default 300); an older one
+--                  with an otherwise right response gives "stale"
+--   max_failures   failures ("invalid", "replay") a source address may have
+--                  within failure_window seconds (defaults 10 and 60);
+--                  past that it gets "throttled" until the window ends;
+--                  a success does not reset the count
+--   max_nonces     nonces whose count is remembered (default 10000)
+--   max_sources    source addresses whose failures are counted (default 10000)
+--
+-- a:check(msg [, {proxy = bool}]) -> user, or nil and why:
+--   "missing"    no Digest credentials for this realm
+--   "stale"      right response to an expired nonce: challenge with stale=true
+--   "invalid"    bad response, unknown user, forged nonce, uri mismatch,
+--                malformed header...
+--   "replay"     nc not above the last one accepted for that nonce
+--   "throttled"  the source is over its failure budget: answer 403 and send
+--                no challenge
+-- msg is a luasip.message or any table with method, uri (the Request-URI
+-- string, or a table with .str), source (IP string) and header(self, name);
+-- headers(self, name), when present, lets several credentials be searched.
+--
+-- a:challenge(msg [, {proxy = bool, stale = bool}]) -> status, headers, reason:
+--   401, { ["WWW-Authenticate"] = {...} }, "Unauthorized" or
+--   407, { ["Proxy-Authenticate"] = {...} }, "Proxy Authentication Required".
+--
+-- Nonces cost no memory to issue: hex of a millisecond timestamp, a
+-- sequence number, 40 bits derived from a per-instance secret, and an
+-- HMAC-SHA-256 over them keyed with that secret (32 bytes from
+-- /dev/urandom), so a nonce altered, forged or issued by another instance
+-- (or before a restart) fails. Only nonces with an accepted response are
+-- remembered, with their highest nc (sofia's auth_module keeps none).
+local core = require "luasip.core"
+
+local M = {}
+
+local HASHES = { ["MD5"] = 64, ["SHA-256"] = 64, ["SHA-512-256"] = 128 } -- block sizes
+local OPTIONS = {
+  realm = true, lookup = true, algorithms = true, nonce_ttl = true, max_failures = true,
+  failure_window = true, max_nonces = true, max_sources = true,
+}
+
+local function misuse(msg, level) error("luasip.auth.digest: " .. msg, level or 3) end
+
+---------------------------------------------------------------------------
+-- HMAC (RFC 2104) over core.hash, which returns hex.
+
+local function from_hex(h)
+  return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
+end
+
+-- Byte XOR without bit operators, so the file runs on Lua 5.4 and LuaJIT.
+-- Only used to prepare the padded keys, once per instance.
+local function xor_byte(a, b)
+  local r, bit = 0, 1
+  for _ = 1, 8 do
+    local x, y = a % 2, b % 2
+    if x ~= y then r = r + bit end
+    a, b, bit = (a - x) / 2, (b - y) / 2, bit * 2
+  end
+  return r
+end
+
+local function hmac_keys(key, alg)
+  local block = HASHES[alg]
+  if #key > block then key = from_hex(core.hash(alg, key)) end
+  key = key .. string.rep("\0", block - #key)
+  local ipad, opad = {}, {}
+  for i = 1, block do
+    local b = key:byte(i)
+    ipad[i] = string.char(xor_byte(b, 0x36))
+    opad[i] = string.char(xor_byte(b, 0x5c))
+  end
+  return table.concat(ipad), table.concat(opad)
+end
+
+local function hmac(ipad, opad, alg, data)
+  return core.hash(alg, opad .. from_hex(core.hash(alg, ipad .. data)))
+end
+M._hmac = function(key, data, alg) -- for the spec's RFC 4231 vector
+  alg = alg or "SHA-256"
+  local i, o = hmac_keys(key, alg)
+  return hmac(i, o, alg, data)
+end
+
+---------------------------------------------------------------------------
+-- Parsing credentials (RFC 7616 §3.4, RFC 3261 §25.1). Malformed input
+-- gives nil, never an error: the value comes from the network.
+
+local TOKEN = "^[%w%-%.!%%%*_%+`'~]+"
+
+-- A quoted-string starting at s[i] == '"': its unescaped text and the
+-- position after the closing quote, or nil if unterminated.
+local function quoted(s, i)
+  local parts, n = {}, 0
+  i = i + 1
+  while true do
+    local j = s:find('["\\]', i)
+    if not j then return nil end
+    n = n + 1
+    parts[n] = s:sub(i, j - 1)
+    if s:byte(j) == 34 then return table.concat(parts), j + 1 end
+    if j == #s then return nil end -- a backslash escaping nothing
+    n = n + 1
+    parts[n] = s:sub(j + 1, j + 1)
+    i = j + 2
+  end
+end
+
+--- Parse one credentials value: { scheme = lower-case, params = {name = value} }
+--- with lower-case names and unquoted values, or nil when malformed
+--- (including a parameter given twice, which could be read two ways).
+function M.parse_credentials(s)
+  if type(s) ~= "string" then return nil end
+  local i = s:find("[^ \t]") or #s + 1
+  local scheme = s:match(TOKEN, i)
+  if not scheme then return nil end
+  i = i + #scheme
+  local params = {}
+  local first = true
+  while true do
+    local ws = s:match("^[ \t]*", i)
+    i = i + #ws
+    if i > #s then break end
+    if first then
+      if ws == "" then return nil end -- "Digestfoo"
+    else
+      if s:sub(i, i) ~= "," then return nil end
+      i = i + 1
+      i = i + #s:match("^[ \t,]*", i) -- empty list elements are allowed
+      if i > #s then break end
+    end
+    first = false
+    local name = s:match(TOKEN, i)
+    if not name then return nil end
+    i = i + #name
+    i = i + #s:match("^[ \t]*", i)
+    if s:sub(i, i) ~= "=" then return nil end
+    i = i + 1
+    i = i + #s:match("^[ \t]*", i)
+    local value
+    if s:sub(i, i) == '"' then
+      value, i = quoted(s, i)
+      if not value then return nil end
+    else
+      value = s:match(TOKEN, i)
+      if not value then return nil end
+      i = i + #value
+    end
+    name = name:lower()
+    if params[name] then return nil end
+    params[name] = value
+  end
+  return { scheme = scheme:lower(), params = params }
+end
+
+---------------------------------------------------------------------------
+-- Bounded FIFO of records, oldest first.
+
+local function queue() return { first = 1, last = 0 } end
+local function push(q, v) q.last = q.last + 1; q[q.last] = v end
+local function peek(q) return q[q.first] end
+local function pop(q)
+  local v = q[q.first]
+  q[q.first] = nil
+  q.first = q.first + 1
+  return v
+end
+
+---------------------------------------------------------------------------
+
+-- Milliseconds on the monotonic clock, counted from the instance's
+-- creation so that nonces do not tell the host's uptime.
+local function now_ms(self) return math.floor(core.now() * 1000) - self._t0 end
+
+local Digest = { __name = "luasip.auth.digest" }
+Digest.__index = Digest
+
+function Digest:__tostring()
+  return string.format("luasip.auth.digest (realm %q, %s)", self.realm,
+    table.concat(self.algorithms, ", "))
+end
+
+
+local function quote(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"' end
+
+local function check_positive(opts, name, default, integer)
+  local v = opts[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or not (v > 0 and v < 1e12) or (integer and v ~= math.floor(v)) then
+    misuse(name .. " must be a positive " .. (integer and "integer" or "number"), 4)
+  end
+  return v
+end
+
+local function read_secret()
+  local f, err = io.open("/dev/urandom", "rb")
+  if not f then return nil, err end
+  local s = f:read(32)
+  f:close()
+  if not s or #s ~= 32 then return nil, "short read from /dev/urandom" end
+  return s
+end
+
+--- Create a digest authenticator (options above). Returns nil, msg if no
+--- random secret could be read.
+function M.digest(opts)
+  if type(opts) ~= "table" then misuse("expected a table of options") end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then misuse(string.format("unknown option '%s'", tostring(k))) end
+  end
+  if type(opts.realm) ~= "string" or opts.realm == "" then misuse("realm is required") end
+  if type(opts.lookup) ~= "function" then misuse("lookup is required (a function)") end
+  local algorithms, offered = {}, {}
+  local list = opts.algorithms or { "SHA-256", "MD5" }
+  if type(list) ~= "table" or #list == 0 then
+    misuse("algorithms must be a non-empty list")
+  end
+  for i, name in ipairs(list) do
+    local up = type(name) == "string" and name:upper() or ""
+    local base = up:gsub("%-SESS$", "")
+    if not HASHES[base] then
+      misuse(string.format("unknown algorithm '%s' (MD5, SHA-256, SHA-512-256, or -sess)",
+        tostring(name)))
+    end
+    local canonical = base .. (up ~= base and "-sess" or "")
+    if offered[up] then misuse("algorithm " .. canonical .. " offered twice") end
+    offered[up] = { name = canonical, hash = base, sess = up ~= base }
+    algorithms[i] = canonical
+  end
+  local secret, err = read_secret()
+  if not secret then return nil, "luasip.auth.digest: cannot read a secret: " .. tostring(err) end
+  local ipad, opad = hmac_keys(secret, "SHA-256")
+  local self = setmetatable({
+    realm = opts.realm,
+    algorithms = algorithms,
+    nonce_ttl = check_positive(opts, "nonce_ttl", 300),
+    max_failures = check_positive(opts, "max_failures", 10, true),
+    failure_window = check_positive(opts, "failure_window", 60),
+    max_nonces = check_positive(opts, "max_nonces", 10000, true),
+    max_sources = check_positive(opts, "max_sources", 10000, true),
+    _lookup = opts.lookup,
+    _offered = offered,
+    _ipad = ipad, _opad = opad,
+    _seed = core.hash("SHA-256", secret .. "seed"),
+    _counter = 0,
+    _t0 = math.floor(core.now() * 1000),
+    -- Not a secret: it only lets a client tell our challenges apart.
+    _opaque = core.hash("SHA-256", secret .. "opaque"):sub(1, 16),
+    -- nonce -> { ts, nc, expires } for nonces with an accepted response.
+    _nonces = {}, _nonce_queue = queue(), _nonce_count = 0,
+    -- Sequence of the newest nonce evicted for room: an untracked nonce
+    -- this old or older may have been evicted, so it is not trusted.
+    _nonce_floor = -1,
+    -- source -> { source, start, count } within the failure window.
+    _sources = {}, _source_queue = queue(), _source_count = 0,
+  }, Digest)
+  return self
+end
+
+local function check_self(self, what)
+  if getmetatable(self) ~= Digest then
+    error("luasip.auth: " .. what .. ": call it as a method (a:" .. what .. "(...))", 3)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Nonces: 12 hex digits of issue time (now_ms), 10 of a sequence number,
+-- 10 of the counter hashed with the secret (unguessable), then 32 of
+-- HMAC-SHA-256 over those. The sequence orders nonces for _count.
+
+local NONCE_BODY, NONCE_LEN = 32, 64
+
+function Digest:_new_nonce()
+  self._counter = self._counter + 1
+  local body = string.format("%012x%010x", now_ms(self), self._counter) ..
+    core.hash("SHA-256", self._seed .. ":" .. self._counter):sub(1, 10)
+  return body .. hmac(self._ipad, self._opad, "SHA-256", body):sub(1, NONCE_LEN - NONCE_BODY)
+end
+
+-- Issue time (ms) and sequence number of a nonce we signed, or nil.
+function Digest:_nonce_info(nonce)
+  if #nonce ~= NONCE_LEN or nonce:find("[^0-9a-f]") then return nil end
+  local body = nonce:sub(1, NONCE_BODY)
+  if hmac(self._ipad, self._opad, "SHA-256", body):sub(1, NONCE_LEN - NONCE_BODY) ~=
+     nonce:sub(NONCE_BODY + 1) then
+    return nil
+  end
+  return tonumber(body:sub(1, 12), 16), tonumber(body:sub(13, 22), 16)
+end
+
+-- Accept count nc for a fresh nonce, or say why not. Runs without
+-- yielding, so two requests racing on one nonce cannot both pass.
+function Digest:_count(nonce, ts, seq, nc)
+  local rec = self._nonces[nonce]
+  if rec then
+    if nc <= rec.nc then return "replay" end
+    rec.nc = nc
+    return nil
+  end
+  -- Untracked and no newer than one evicted for room: it may be that one,
+  -- so its count is unknown. The client retries with a new nonce.
+  if seq <= self._nonce_floor then return "stale" end
+  local now, q = now_ms(self), self._nonce_queue
+  -- Drop expired records (a second late, so that a dropped nonce is surely
+  -- stale by now), then the oldest if still full.
+  while peek(q) and (peek(q).expires + 1000 < now or self._nonce_count >= self.max_nonces) do
+    local old = pop(q)
+    self._nonces[old.nonce] = nil
+    self._nonce_count = self._nonce_count - 1
+    if old.expires + 1000 >= now and old.seq > self._nonce_floor then self._nonce_floor = old.seq end
+  end
+  rec = { nonce = nonce, seq = seq, nc = nc, expires = ts + self.nonce_ttl * 1000 }
+  self._nonces[nonce] = rec
+  self._nonce_count = self._nonce_count + 1
+  push(q, rec)
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- Failures per source address.
+
+function Digest:_throttled(source)
+  local rec = self._sources[source]
+  return rec ~= nil and core.now() - rec.start < self.failure_window
+    and rec.count >= self.max_failures
+end
+
+function Digest:_failed(source, why)
+  local now, q, sources = core.now(), self._source_queue, self._sources
+  local rec = sources[source]
+  if rec and now - rec.start < self.failure_window then
+    rec.count = rec.count + 1
+    return nil, why
+  end
+  -- Records are queued by start, so the expired ones are at the head; a
+  -- queued record that was since replaced is just dropped.
+  while peek(q) do
+    local old = peek(q)
+    local current = sources[old.source] == old
+    if current and now - old.start < self.failure_window and
+       self._source_count < self.max_sources then
+      break
+    end
+    pop(q)
+    if current then
+      sources[old.source] = nil
+      self._source_count = self._source_count - 1
+    end
+  end
+  if sources[source] == nil then self._source_count = self._source_count + 1 end
+  rec = { source = source, start = now, count = 1 }
+  sources[source] = rec
+  push(q, rec)
+  return nil, why
+end
+
+---------------------------------------------------------------------------
+-- Checking a request
+
+local function trim(s) return (s:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")) end
+
+local function header_values(msg, name)
+  if type(msg.headers) == "function" then
+    local list = msg:headers(name)
+    if type(list) == "table" then return list end
+  end
+  return { msg:header(name) }
+end
+
+-- The Request-URI as the client wrote it: a luasip.message gives sofia's
+-- re-encoding of the parsed URI, which can differ from the text in
+-- harmless ways, so the request line of the raw message is tried too.
+local function uri_matches(msg, uri)
+  uri = trim(uri)
+  local ruri = msg.uri
+  if type(ruri) == "table" then ruri = ruri.str end
+  if type(ruri) == "string" and trim(ruri) == uri then return true end
+  if type(msg.raw) == "function" then
+    local raw = msg:raw()
+    local line = raw and raw:match("^[^ \r\n]+ +([^ \r\n]+) +SIP/")
+    return line ~= nil and line == uri
+  end
+  return false
+end
+
+-- HA1 for hash from what lookup returned, or nil. A bare { ha1 = "hex" }
+-- is MD5's: it cannot answer a SHA-256 response.
+local function lookup_ha1(found, user, realm, hash)
+  local password = found
+  if type(found) == "table" then password = found.password end
+  if type(password) == "string" then return core.hash(hash, user .. ":" .. realm .. ":" .. password) end
+  if type(found) ~= "table" then return nil end
+  local ha1 = found.ha1
+  if type(ha1) == "table" then
+    ha1 = ha1[hash]
+  elseif hash ~= "MD5" then
+    return nil
+  end
+  return type(ha1) == "string" and ha1:lower() or nil
+end
+
+-- The credentials for our realm among the header's values: params, or
+-- nil and "missing" / "invalid" (some value was malformed). Values of
+-- another scheme (Basic, ...) are someone else's and are skipped unparsed;
+-- a value that does not even start with a scheme is malformed.
+function Digest:_credentials(msg, name)
+  local malformed = false
+  for _, value in ipairs(header_values(msg, name)) do
+    local scheme = type(value) == "string" and value:match("^[ \t]*([%w%-%.!%%%*_%+`'~]+)")
+    if not scheme then
+      malformed = true
+    elseif scheme:lower() == "digest" then
+      local cred = M.parse_credentials(value)
+      local realm = cred and cred.params.realm
+      if realm == self.realm then return cred.params end
+      if realm == nil then malformed = true end
+    end
+  end
+  return nil, malformed and "invalid" or "missing"
+end
+
+-- Everything about credentials p that needs no password: the algorithm
+-- entry and the nonce's issue time and sequence, or nil. qop=auth is required: we
+-- always offer it, and RFC 2069 responses without it carry no nc or cnonce.
+function Digest:_acceptable(msg, p)
+  if not (p.username and p.nonce and p.uri and p.response and p.cnonce and p.cnonce ~= ""
+          and p.qop and p.qop:lower() == "auth"
+          and p.nc and p.nc:find("^%x%x%x%x%x%x%x%x$") and tonumber(p.nc, 16) > 0) then
+    return nil
+  end
+  -- opaque is optional to return, but must be ours when it is
+  if p.opaque ~= nil and p.opaque ~= self._opaque then return nil end
+  local alg = self._offered[(p.algorithm or "MD5"):upper()]
+  local ts, seq = self:_nonce_info(p.nonce)
+  if not (alg and ts and ts <= now_ms(self) + 1000 and uri_matches(msg, p.uri)) then return nil end
+  return alg, ts, seq
+end
+
+--- Check the credentials of request msg (see the top of the file).
+function Digest:check(msg, opts)
+  check_self(self, "check")
+  local mt = type(msg)
+  if (mt ~= "table" and mt ~= "userdata") or type(msg.header) ~= "function" then
+    error("luasip.auth: check: expected a request (a luasip.message or a table with header())", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("luasip.auth: check: options must be a table", 2)
+  end
+  local method = msg.method
+  if type(method) ~= "string" then error("luasip.auth: check: the request has no method", 2) end
+  local source = msg.source
+  source = type(source) == "string" and source or "?"
+  if self:_throttled(source) then return nil, "throttled" end
+
+  local p, why = self:_credentials(msg, opts and opts.proxy and "Proxy-Authorization"
+    or "Authorization")
+  if not p then
+    if why == "invalid" then return self:_failed(source, why) end
+    return nil, why
+  end
+  local alg, ts, seq = self:_acceptable(msg, p)
+  if not alg then return self:_failed(source, "invalid") end
+  local user, nonce, uri = p.username, p.nonce, p.uri
+
+  local found = self._lookup(user, self.realm)
+  local ha1 = found ~= nil and lookup_ha1(found, user, self.realm, alg.hash)
+  if not ha1 then return self:_failed(source, "invalid") end
+  local function H(s) return core.hash(alg.hash, s) end
+  if alg.sess then ha1 = H(ha1 .. ":" .. nonce .. ":" .. p.cnonce) end
+  local want = H(table.concat({ ha1, nonce, p.nc, p.cnonce, p.qop, H(method .. ":" .. uri) }, ":"))
+  if p.response:lower() ~= want then return self:_failed(source, "invalid") end
+
+  if now_ms(self) - ts > self.nonce_ttl * 1000 then return nil, "stale" end
+  why = self:_count(nonce, ts, seq, tonumber(p.nc, 16))
+  if why == "replay" then return self:_failed(source, why) end
+  if why then return nil, why end
+  return user
+end
+
+--- The challenge for an unauthenticated request: status, headers, reason.
+function Digest:challenge(msg, opts)
+  check_self(self, "challenge")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("luasip.auth: challenge: options must be a table", 2)
+  end
+  local _ = msg -- nonces bind to nothing in the request
+  local proxy, stale = opts and opts.proxy, opts and opts.stale
+  local values = {}
+  for i, alg in ipairs(self.algorithms) do
+    values[i] = string.format('Digest realm=%s, nonce="%s", opaque="%s", algorithm=%s, qop="auth"%s',
+      quote(self.realm), self:_new_nonce(), self._opaque, alg, stale and ", stale=true" or "")
+  end
+  if proxy then
+    return 407, { ["Proxy-Authenticate"] = values }, "Proxy Authentication Required"
+  end
+  return 401, { ["WWW-Authenticate"] = values }, "Unauthorized"
+end
+
+return M

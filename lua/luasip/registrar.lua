@@ -1,0 +1,275 @@
+--- luasip.registrar{...}: a REGISTER handler for luasip.server, RFC 3261
+--- §10.3 with Path (RFC 3327), over a luasip.location store.
+--
+--   local loc = luasip.location("sqlite:/var/lib/sip/location.db")
+--   local reg = luasip.registrar { location = loc, auth = digest, min_expires = 60 }
+--   srv:on("REGISTER", reg)           -- or function(req) ... reg(req) end
+--
+-- For each REGISTER: Require is checked (only "path" is supported: 420
+-- otherwise); with auth, the request is challenged (401) until it carries
+-- valid credentials for the To user (403 for another user's AOR unless
+-- `authorize` allows it); the AOR is the To URI canonicalised
+-- (sip:user@host, host in lower case, no port or parameters); each
+-- Contact's expiry comes from its expires parameter, else Expires, else
+-- default_expires, capped at max_expires; a non-zero expiry below
+-- min_expires gets 423 with Min-Expires; `*` with Expires: 0 removes every
+-- binding; a binding from the same Call-ID with a CSeq not above the stored
+-- one is left alone (an equal CSeq is a retransmission and succeeds, a
+-- lower one fails with 500); the change is durable before the 200, which
+-- lists every current binding with its remaining expires. A REGISTER
+-- without Contact fetches the bindings. REGISTERs for one AOR are
+-- processed one at a time. Replies are stateless: a retransmitted REGISTER
+-- is simply processed again.
+--
+-- Options:
+--   location         a luasip.location (default: a new memory one)
+--   auth             a luasip.auth.digest; nil: no authentication
+--   authorize        fn(user, aor, req) -> true when user may register aor
+--                    (default: the user part of the AOR equals user)
+--   domains          list of domains served; others get 404 (default: any)
+--   min_expires      60; max_expires 3600; default_expires 3600
+--   max_contacts     bindings per AOR (default 10; more: 403)
+local log = require "luasip.log"
+local task = require "luasip.task"
+
+local M = {}
+
+local Registrar = { __name = "luasip.registrar" }
+Registrar.__index = Registrar
+
+local KNOWN = {
+  location = true, auth = true, authorize = true, domains = true, min_expires = true,
+  max_expires = true, default_expires = true, max_contacts = true,
+}
+
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("luasip.registrar: expected a table of options", 3) end
+  for k in pairs(opts) do
+    if not KNOWN[k] then error("luasip.registrar: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local self = setmetatable({
+    location = opts.location or require("luasip.location").open("memory:"),
+    own_location = opts.location == nil,
+    auth = opts.auth,
+    authorize = opts.authorize,
+    min_expires = opts.min_expires or 60,
+    max_expires = opts.max_expires or 3600,
+    default_expires = opts.default_expires or 3600,
+    max_contacts = opts.max_contacts or 10,
+    locks = {},
+  }, Registrar)
+  if opts.domains then
+    self.domains = {}
+    for _, d in ipairs(opts.domains) do self.domains[d:lower()] = true end
+  end
+  if self.min_expires > self.default_expires then self.default_expires = self.min_expires end
+  return self
+end
+
+--- The canonical AOR of a URI table (from msg.to.uri): sip:user@host.
+function M.aor(uri)
+  if not uri or not uri.host then return nil end
+  local host = uri.host:lower()
+  if uri.user then return "sip:" .. uri.user .. "@" .. host end
+  return "sip:" .. host
+end
+
+-- One REGISTER per AOR at a time: a durable store yields between the
+-- lookup and the write, and the CSeq checks need both to see one state.
+local function lock(self, aor)
+  local q = self.locks[aor]
+  if not q then
+    self.locks[aor] = {}
+    return true
+  end
+  return task.wait(function(done)
+    q[#q + 1] = done
+    return function(reason)
+      if reason then
+        for i, w in ipairs(q) do if w == done then table.remove(q, i) break end end
+      end
+    end
+  end, 30, "registrar")
+end
+
+local function unlock(self, aor)
+  local q = self.locks[aor]
+  if not q then return end
+  local nxt = table.remove(q, 1)
+  if nxt then nxt(true) else self.locks[aor] = nil end
+end
+
+local function contact_header(b, now)
+  local v = "<" .. b.contact .. ">;expires=" .. math.max(0, math.floor(b.expires - now + 0.5))
+  if b.q then v = v .. ";q=" .. string.format("%.3g", b.q) end
+  return v
+end
+
+local function ok_reply(req, bindings, path)
+  local now = os.time()
+  local lines = {}
+  for i, b in ipairs(bindings) do lines[i] = contact_header(b, now) end
+  local headers = { Date = os.date("!%a, %d %b %Y %H:%M:%S GMT", now) }
+  if #lines > 0 then headers.Contact = lines end
+  if path then headers.Path = path end
+  return req:reply(200, "OK", { headers = headers })
+end
+
+local function supports_path(req)
+  for _, v in ipairs(req:headers("Supported")) do
+    for tag in v:gmatch("[^,%s]+") do
+      if tag:lower() == "path" then return true end
+    end
+  end
+  return false
+end
+
+-- The contacts of the request with their expiry, or nil, status, reason, headers.
+local function parse_contacts(self, req, now)
+  local contacts = req.msg.contacts
+  local hdr = req:header("Expires")
+  local expires_hdr
+  if hdr then
+    expires_hdr = tonumber(hdr:match("^%s*(%d+)%s*$"))
+    if not expires_hdr then return nil, 400, "Bad Expires" end
+  end
+  local list, star = {}, false
+  for _, c in ipairs(contacts) do
+    local uri = c.uri and c.uri.str
+    if uri == "*" then
+      star = true
+    else
+      if not uri then return nil, 400, "Bad Contact" end
+      local e = c.params and c.params.expires
+      if e ~= nil then
+        e = tonumber(e)
+        if not e or e < 0 then return nil, 400, "Bad Contact Expires" end
+      end
+      e = math.floor(e or expires_hdr or self.default_expires)
+      if e > 0 and e < self.min_expires then
+        return nil, 423, "Interval Too Brief", { ["Min-Expires"] = tostring(self.min_expires) }
+      end
+      if e > self.max_expires then e = self.max_expires end
+      local q = c.params and c.params.q and tonumber(c.params.q)
+      if q and (q < 0 or q > 1) then return nil, 400, "Bad q-value" end
+      list[#list + 1] = {
+        contact = uri, expires = e, q = q,
+        instance = c.params and c.params["+sip.instance"],
+        reg_id = c.params and tonumber(c.params["reg-id"] or ""),
+      }
+    end
+  end
+  if star and (#contacts > 1 or expires_hdr ~= 0) then
+    return nil, 400, "Invalid Wildcard Contact"
+  end
+  return list, star
+end
+
+--- Handle one REGISTER (the registrar is also callable: reg(req)).
+function Registrar:handle(req)
+  if req.method ~= "REGISTER" then return req:reply(405, nil, { headers = { Allow = "REGISTER" } }) end
+  local bad = {}
+  for _, v in ipairs(req:headers("Require")) do
+    for tag in v:gmatch("[^,%s]+") do
+      if tag:lower() ~= "path" then bad[#bad + 1] = tag end
+    end
+  end
+  if #bad > 0 then
+    return req:reply(420, "Bad Extension", { headers = { Unsupported = table.concat(bad, ", ") } })
+  end
+  local to = req.msg.to
+  local aor = to and M.aor(to.uri)
+  if not aor or (to.uri.scheme ~= "sip" and to.uri.scheme ~= "sips") then
+    return req:reply(404, "Not Found")
+  end
+  if self.domains and not self.domains[to.uri.host:lower()] then
+    return req:reply(404, "Domain Not Served")
+  end
+  if self.auth then
+    local user, why = req:authenticate(self.auth, { proxy = false })
+    if not user then
+      if why ~= "missing" then log.info("registrar: %s from %s: %s", aor, tostring(req.source), why) end
+      return req:challenge(self.auth, { proxy = false })
+    end
+    local allowed
+    if self.authorize then allowed = self.authorize(user, aor, req) else allowed = (to.uri.user == user) end
+    if not allowed then return req:reply(403, "Forbidden") end
+  end
+  local now = os.time()
+  local list, star, reason, headers = parse_contacts(self, req, now)
+  if not list then return req:reply(star, reason, { headers = headers }) end
+
+  local path
+  local path_values = req:headers("Path")
+  if #path_values > 0 then path = path_values end
+  local call_id, cseq = req.msg.call_id, req.msg.cseq
+  local loc = self.location
+  if not lock(self, aor) then return req:reply(500, "Registrar Busy") end
+  local ok, status, why = pcall(function()
+    local current = loc:lookup(aor)
+    if #list == 0 and not star then return 200 end
+    local by_contact = {}
+    for _, b in ipairs(current) do by_contact[b.contact] = b end
+    local changes = { set = {}, remove = {} }
+    local function newer(b)
+      if b.call_id ~= call_id then return true end
+      return cseq > (b.cseq or 0)
+    end
+    if star then
+      for _, b in ipairs(current) do
+        if newer(b) then changes.remove[#changes.remove + 1] = b.contact end
+      end
+    else
+      local source = req.msg.source
+      local received
+      if source then
+        received = (req.msg.transport or "udp") .. ":" .. source .. ":" .. tostring(req.msg.source_port)
+      end
+      local ua = req:header("User-Agent")
+      for _, c in ipairs(list) do
+        local old = by_contact[c.contact]
+        if old and not newer(old) then
+          if old.call_id == call_id and cseq < (old.cseq or 0) then
+            return 500, "Out of Order CSeq"
+          end
+          -- the same CSeq again: a retransmission, already applied
+        elseif c.expires == 0 then
+          if old then changes.remove[#changes.remove + 1] = c.contact end
+        else
+          changes.set[#changes.set + 1] = {
+            contact = c.contact, expires = now + c.expires, q = c.q, call_id = call_id, cseq = cseq,
+            path = path, received = received, user_agent = ua, instance = c.instance, reg_id = c.reg_id,
+            updated = now,
+          }
+          by_contact[c.contact] = changes.set[#changes.set]
+        end
+      end
+      local n = 0
+      local removed = {}
+      for _, ct in ipairs(changes.remove) do removed[ct] = true end
+      for ct in pairs(by_contact) do if not removed[ct] then n = n + 1 end end
+      if n > self.max_contacts then return 403, "Too Many Contacts" end
+    end
+    if #changes.set == 0 and #changes.remove == 0 then return 200 end
+    local done, err = loc:apply(aor, changes)
+    if not done then
+      log.error("registrar: cannot store %s: %s", aor, tostring(err))
+      return 500, "Location Store Failed"
+    end
+    return 200
+  end)
+  unlock(self, aor)
+  if not ok then error(status, 0) end
+  if status ~= 200 then return req:reply(status, why) end
+  return ok_reply(req, loc:lookup(aor), path and supports_path(req) and path or nil)
+end
+
+Registrar.__call = Registrar.handle
+
+--- Close the location store if the registrar made it.
+function Registrar:close()
+  if self.own_location then self.location:close() end
+end
+
+return M
