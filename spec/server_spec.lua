@@ -168,4 +168,113 @@ describe("luasip.server", function()
     end
     assert.matches("\nforged\n", recv) -- the rest of the body stayed in the record
   end)
+
+  describe("request routing", function()
+    local function ask(port, method, opts)
+      return H.parse_response(H.udp_exchange(port, H.request(method, port, opts)))
+    end
+
+    it("runs each request's handler in its own task and answers what it replies", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
+      local seen = {}
+      srv:on("MESSAGE", function(req)
+        seen[#seen + 1] = req
+        luasip.sleep(0.05)                    -- a handler may block: others go on
+        req:reply(202, "Taken", { headers = { ["X-Seen"] = tostring(#seen) } })
+      end)
+      H.run(function()
+        local r = ask(srv.port, "MESSAGE")
+        assert.are.equal(202, r.status)
+        assert.are.equal("Taken", r.reason)
+        assert.are.same({ "1" }, r.headers["x-seen"])
+        assert.are.equal("MESSAGE", seen[1].method)
+        assert.are.equal("127.0.0.1", seen[1].source)
+        assert.matches("^sip:luasip@127.0.0.1:", seen[1].ruri)
+      end)
+      srv:close()
+    end)
+
+    it("answers 500 when a handler fails or ends without a final response, and keeps serving", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
+      srv:on("MESSAGE", function() error("handler bug") end)
+      srv:on("INFO", function() end)                   -- no response at all
+      srv:on("PUBLISH", function(req) req:reply(200) end)
+      local log = H.capture_log(function()
+        H.run(function()
+          assert.are.equal(500, ask(srv.port, "MESSAGE").status)
+          assert.are.equal(500, ask(srv.port, "INFO").status)
+          assert.are.equal(200, ask(srv.port, "PUBLISH").status)
+        end)
+      end)
+      srv:close()
+      local text = {}
+      for _, r in ipairs(log) do text[#text + 1] = r.message end
+      text = table.concat(text, "\n")
+      assert.matches("handler bug", text)
+      assert.matches("ended without a final response", text)
+    end)
+
+    it("answers 405 with Allow for a known method without a handler, 501 for an unknown one", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
+      srv:on("MESSAGE", function(req) req:reply(200) end)
+      H.run(function()
+        local r = ask(srv.port, "SUBSCRIBE")
+        assert.are.equal(405, r.status)
+        assert.are.same({ "MESSAGE, OPTIONS" }, r.headers.allow)
+        r = ask(srv.port, "FROBNICATE")
+        assert.are.equal(501, r.status)
+        -- OPTIONS answered with the methods the server handles
+        assert.are.same({ "MESSAGE, OPTIONS" }, ask(srv.port, "OPTIONS").headers.allow)
+      end)
+      srv:close()
+    end)
+
+    it("turns a 2xx of its own into 420 when the request requires an unsupported extension", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" }, supported = { "timer" } })
+      srv:on("MESSAGE", function(req) req:reply(200) end)
+      H.run(function()
+        local r = ask(srv.port, "MESSAGE", { headers = { "Require: foo, timer" } })
+        assert.are.equal(420, r.status)
+        assert.are.same({ "foo" }, r.headers.unsupported)
+        assert.are.equal(200, ask(srv.port, "MESSAGE", { headers = { "Require: timer" } }).status)
+        -- Proxy-Require: nothing is supported (RFC 3261 §16.3 step 5)
+        r = ask(srv.port, "MESSAGE", { headers = { "Proxy-Require: bar" } })
+        assert.are.equal(420, r.status)
+        assert.are.same({ "bar" }, r.headers.unsupported)
+      end)
+      srv:close()
+    end)
+
+    it("rejects misuse with one-line errors", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
+      assert.has_error(function() srv:on(5, function() end) end,
+        "server:on: method must be a string such as \"INVITE\" or \"*\"")
+      assert.has_error(function() srv:on("INVITE", 5) end, "server:on: handler must be a function")
+      assert.has_error(function() luasip.server { lisen = "x" } end, "luasip.server: unknown option 'lisen'")
+      srv:close()
+    end)
+  end)
+
+  describe("luasip.ratelimit", function()
+    it("blocks a key over its rate without affecting other keys", function()
+      local pike = luasip.ratelimit { rate = 5, burst = 5, block = 60 }
+      local allowed = 0
+      for _ = 1, 20 do
+        if pike:allow("192.0.2.1") then allowed = allowed + 1 end
+      end
+      assert.are.equal(5, allowed)
+      assert.is_true(pike:blocked("192.0.2.1"))
+      assert.is_true(pike:allow("192.0.2.2"))
+      assert.is_false(pike:allow("192.0.2.1"))
+      assert.has_error(function() luasip.ratelimit { rate = 0 } end, "luasip.ratelimit: rate must be a positive number")
+    end)
+
+    it("refills the bucket over time", function()
+      local pike = luasip.ratelimit { rate = 50, burst = 1, block = 0 }
+      assert.is_true(pike:allow("k"))
+      assert.is_false(pike:allow("k"))
+      H.run(function() luasip.sleep(0.1) end)
+      assert.is_true(pike:allow("k"))
+    end)
+  end)
 end)

@@ -10,6 +10,9 @@ usage: luasip [options] [script [args...]]
   -l name            require library 'name' into global 'name'
   -i                 open the REPL after the script or -e code
   --trace            print every SIP message sent or received
+  --reload           reload the script on SIGHUP or when its file changes:
+                     new requests get the new handlers, those in progress
+                     finish with the old ones
   --log-level LEVEL  error, warn, info (default), debug or trace
   -v, --version      print the version and exit
   -h, --help         print this help and exit
@@ -48,6 +51,7 @@ function M.parse(argv)
     elseif a == "-l" then o.libs[#o.libs + 1] = value(a)
     elseif a == "-i" then o.interactive = true
     elseif a == "--trace" then o.trace = true
+    elseif a == "--reload" then o.reload = true
     elseif a == "--log-level" then o.log_level = value(a)
     elseif a:match("^%-%-log%-level=") then o.log_level = a:match("=(.*)$")
     elseif a == "-v" or a == "--version" then o.version = true
@@ -167,6 +171,10 @@ function M.main(argv)
     if not chunk then die(err, 1) end
     local args = {}
     for k = 1, #script_arg do args[k] = script_arg[k] end
+    if o.reload then
+      if o.script == "-" then usage_error("--reload needs a script file") end
+      require("luasip.reload").enable(o.script, args, luasip)
+    end
     ok = protected(chunk, (table.unpack or unpack)(args))
     if not ok then finish(luasip, 1) end
   elseif #o.exec == 0 and not o.interactive then

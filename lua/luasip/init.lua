@@ -39,6 +39,7 @@ local shutdown_state = nil -- nil, "running" (hooks in progress), "done"
 
 --- Run the loop until luasip.stop() (or a clean shutdown on SIGINT/SIGTERM).
 function luasip.run()
+  if package.loaded["luasip.reload"] and package.loaded["luasip.reload"].staging() then return end
   in_task_or_callback("luasip.run()")
   if shutdown_state == "done" then return end
   core.run()
@@ -159,6 +160,10 @@ function luasip.on(event, fn)
   end
   check_fn(fn, "luasip.on", 2)
   local entry = { fn = fn }
+  if package.loaded["luasip.reload"] and package.loaded["luasip.reload"].staging() then
+    -- a reloaded script: its first run's hooks stay, over the same objects
+    return { remove = function() end }
+  end
   list[#list + 1] = entry
   return {
     remove = function()
@@ -271,13 +276,13 @@ end
 
 --- A SIP server; see luasip.server.
 function luasip.server(opts)
-  return require("luasip.server").new(opts)
+  return require("luasip.reload").server(opts, require("luasip.server").new)
 end
 
 --- A location service (registrar bindings): "memory:" or "sqlite:/path/file.db";
 --- see luasip.location.
 function luasip.location(url, opts)
-  return require("luasip.location").open(url, opts)
+  return require("luasip.reload").location(url, opts, require("luasip.location").open)
 end
 
 --- A REGISTER handler (RFC 3261 §10.3); see luasip.registrar.

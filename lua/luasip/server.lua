@@ -167,6 +167,10 @@ function Server:on(method, fn)
   end
   if fn ~= nil and type(fn) ~= "function" then error("server:on: handler must be a function", 2) end
   method = method == "*" and "*" or method:upper()
+  if self.staged then            -- a hot reload in progress (luasip.reload)
+    self.staged[method] = fn
+    return self
+  end
   self.handlers[method] = fn
   self:_sync()
   return self
