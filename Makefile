@@ -82,7 +82,7 @@ asan-test: deps
 
 # libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
 # writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
-FUZZERS      := sofialog message
+FUZZERS      := sofialog message proxy
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
 fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
@@ -93,6 +93,10 @@ $(BUILD)/fuzz/sofialog: spec/fuzz/sofialog_fuzz.c csrc/sip/sofialog.c csrc/sip/s
 $(BUILD)/fuzz/message: spec/fuzz/message_fuzz.c csrc/lmsg.c csrc/lcore.h csrc/compat.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(LUA_CFLAGS_lua5.4) $(SOFIA_CFLAGS) -o $@ spec/fuzz/message_fuzz.c csrc/lmsg.c $(SOFIA_LIBS) $(shell pkg-config --libs lua5.4)
+
+$(BUILD)/fuzz/proxy: spec/fuzz/proxy_fuzz.c csrc/sip/proxy.c csrc/sip/proxy.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/proxy_fuzz.c csrc/sip/proxy.c $(SOFIA_LIBS)
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

@@ -384,13 +384,12 @@ static int msg_index(lua_State *L)
   sip_t const *sip = sip_of(L, &m);
   char const *k = luaL_checkstring(L, 2);
 
-  /* methods first */
-  luaL_getmetatable(L, MSG_CLASS);
-  lua_getfield(L, -1, "methods");
-  lua_getfield(L, -1, k);
+  /* methods first (the methods table is this function's upvalue) */
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1))
     return 1;
-  lua_pop(L, 3);
+  lua_pop(L, 1);
   if (!sip) {
     lua_pushnil(L);
     return 1;
@@ -516,12 +515,13 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx)
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, msg_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, msg_index);
-  lua_setfield(L, -2, "__index");
   lua_pushstring(L, MSG_CLASS);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "methods");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_pushcclosure(L, msg_index, 1);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

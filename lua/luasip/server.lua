@@ -326,8 +326,8 @@ end
 
 -- The option tags of Require that we do not support (§8.2.2.3).
 function Request:_unsupported()
+  if not self.msg:header("Require") then return nil end
   local req = self.msg:headers("Require")
-  if #req == 0 then return nil end
   local bad = {}
   for _, v in ipairs(req) do
     for tag in v:gmatch("[^,%s]+") do
@@ -338,6 +338,8 @@ function Request:_unsupported()
 end
 
 --- req:reply(status [, reason] [, {headers=, body=, content_type=}]) —
+--- (header_text = "Name: value\r\n..." instead of headers: lines built
+--- and checked by the caller)
 --- a provisional or final response. A 2xx of our own to a request whose
 --- Require we do not support becomes 420 with Unsupported. Returns true,
 --- or nil, err.
@@ -352,7 +354,7 @@ function Request:reply(status, reason, opts)
       status, reason, opts = 420, "Bad Extension", { headers = { Unsupported = bad } }
     end
   end
-  local ok, err = self.r:reply(status, reason, header_lines(opts.headers), opts.body,
+  local ok, err = self.r:reply(status, reason, opts.header_text or header_lines(opts.headers), opts.body,
     opts.body and (opts.content_type or "text/plain") or nil)
   if ok and status >= 200 then self.final = status end
   return ok, err

@@ -28,6 +28,8 @@ static char const reader[] =
   "  end\n"
   "  t.all = m:headers(); t.raw = m:raw(); t.ch = m:challenges(); t.s = tostring(m)\n"
   "  for _, a in ipairs(t.all) do assert(type(a[1]) == 'string' and type(a[2]) == 'string') end\n"
+  "  m:remove_header('Via'); m:remove_header('X-Unknown'); pcall(m.set_header, m, 'X-Set', 'v')\n"
+  "  pcall(m.add_header, m, 'Contact', '<sip:a@b>'); t.raw2 = m:raw()\n"
   "  return t\n"
   "end\n";
 
