@@ -3,7 +3,9 @@
  *
  *   luasip.request  one incoming request: its message, an optional server
  *                   transaction (made on demand: REGISTER and other
- *                   requests answered at once stay stateless), replies,
+ *                   requests answered at once stay stateless; an INVITE
+ *                   gets one at its first response, so that nta absorbs
+ *                   the ACK of a non-2xx), replies,
  *                   stateless forwarding and relaying of branch responses.
  *   luasip.branch   one client transaction forwarding the request to one
  *                   target (a stateful proxy's branch, RFC 3261 §16.6).
@@ -53,6 +55,32 @@ typedef struct {
   int invite;
   int status;       /* last status received */
 } lbranch;
+
+/* Forget the Lua callback once C will not call it again: the closures
+ * proxy.lua gives (cancel, branch responses) hold the request and its
+ * branches, so a registry reference kept until close() would keep them all
+ * alive until the server closes. */
+static void drop_callback(lsip_obj *o)
+{
+  if (o->fn_ref == LUA_NOREF)
+    return;
+  if (!o->ctx->closing)
+    luaL_unref(o->ctx->L, LUA_REGISTRYINDEX, o->fn_ref);
+  o->fn_ref = LUA_NOREF;
+}
+
+/* Push the callback and the object for a call from C: returns the number
+ * of arguments pushed (the object, nil if unanchored), or -1 with nothing
+ * pushed when there is no callback. */
+static int push_callback(lsip_obj *o)
+{
+  int n = lsip_obj_push_call(o);
+  if (n == 1) {
+    lua_pushnil(o->ctx->L);
+    n = 2;
+  }
+  return n > 0 ? n - 1 : -1;
+}
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -110,8 +138,11 @@ static void finished(lreq *r, int status)
     nta_incoming_destroy(r->irq);
     r->irq = NULL;
   }
+  drop_callback(&r->s.obj);
   lsip_obj_unanchor(&r->s.obj);
 }
+
+static int make_transaction(lua_State *L, lreq *r, int idx);
 
 /* r:reply(status, reason, headers_string, body, content_type) -> true | nil, err */
 static int req_reply(lua_State *L)
@@ -125,8 +156,12 @@ static int req_reply(lua_State *L)
   char const *ctype = luaL_optstring(L, 6, NULL);
   char const *server = sip_agent_user_agent(r->s.agent);
   sip_t *sip = sip_object(r->msg);
+  sip_payload_t pl[1]; /* the body, copied by sofia into the response */
   int rc;
 
+  sip_payload_init(pl);
+  pl->pl_data = (char *)body;
+  pl->pl_len = (usize_t)blen;
   if (status < 100 || status > 699)
     return luaL_error(L, "luasip.request: status must be 100..699");
   if (!reason)
@@ -137,19 +172,25 @@ static int req_reply(lua_State *L)
     return lsip_fail(L, "a final response was already sent", "EALREADY");
   if (sip->sip_request->rq_method == sip_method_ack)
     return lsip_fail(L, "ACK gets no response", "EINVAL");
+  /* An INVITE is answered through a server transaction (§17.2.1): nta
+   * absorbs the retransmissions and the ACK of a non-2xx final response,
+   * which would otherwise reach the handlers as a new request (and be
+   * proxied on by a catch-all one). */
+  if (!r->irq && sip->sip_request->rq_method == sip_method_invite)
+    make_transaction(L, r, 1);
   if (r->irq) {
     rc = nta_incoming_treply(r->irq, status, reason,
                              TAG_IF(server, SIPTAG_SERVER_STR(server)),
                              TAG_IF(headers && *headers, SIPTAG_HEADER_STR(headers)),
                              TAG_IF(ctype, SIPTAG_CONTENT_TYPE_STR(ctype)),
-                             TAG_IF(body, SIPTAG_PAYLOAD(sip_payload_create(NULL, body, (isize_t)blen))),
+                             TAG_IF(body, SIPTAG_PAYLOAD(pl)),
                              TAG_END());
   } else {
     rc = nta_msg_treply(sip_agent_nta(r->s.agent), msg_ref_create(r->msg), status, reason,
                         TAG_IF(server, SIPTAG_SERVER_STR(server)),
                         TAG_IF(headers && *headers, SIPTAG_HEADER_STR(headers)),
                         TAG_IF(ctype, SIPTAG_CONTENT_TYPE_STR(ctype)),
-                        TAG_IF(body, SIPTAG_PAYLOAD_STR(body)),
+                        TAG_IF(body, SIPTAG_PAYLOAD(pl)),
                         TAG_END());
   }
   if (rc < 0)
@@ -165,12 +206,28 @@ static int req_cancelled(nta_incoming_magic_t *magic, nta_incoming_t *irq, sip_t
   (void)irq;
   if (!sip) /* the transaction timed out in nta */
     return 0;
-  if (sip->sip_request && sip->sip_request->rq_method == sip_method_cancel &&
-      lsip_obj_push_call(&r->s.obj) > 0) {
-    lua_pushstring(r->s.obj.ctx->L, "cancel");
-    lsip_pcall(r->s.obj.ctx, 2, 0);
+  if (sip->sip_request && sip->sip_request->rq_method == sip_method_cancel) {
+    int n = push_callback(&r->s.obj);
+    if (n > 0) {
+      lua_pushstring(r->s.obj.ctx->L, "cancel");
+      lsip_pcall(r->s.obj.ctx, n + 1, 0);
+    }
   }
-  return 200; /* nta answers the CANCEL itself */
+  return 200; /* nta answered the CANCEL already, before this call */
+}
+
+/* Create the server transaction of request r (the userdata at idx). */
+static int make_transaction(lua_State *L, lreq *r, int idx)
+{
+  sip_t *sip = sip_object(r->msg);
+  r->irq = nta_incoming_create(sip_agent_nta(r->s.agent), NULL, msg_ref_create(r->msg), sip,
+                               TAG_END());
+  if (!r->irq)
+    return -1;
+  if (sip->sip_request->rq_method != sip_method_cancel)
+    nta_incoming_bind(r->irq, req_cancelled, (nta_incoming_magic_t *)r);
+  lsip_obj_anchor(L, &r->s.obj, idx);
+  return 0;
 }
 
 /* r:transaction(on_event) — make the request stateful: retransmissions
@@ -181,20 +238,17 @@ static int req_transaction(lua_State *L)
   lreq *r = check_req(L);
   sip_t *sip = sip_object(r->msg);
   if (r->irq || r->final) {
+    if (r->irq && lua_isfunction(L, 2))
+      lsip_obj_set_fn(L, &r->s.obj, 2);
     lua_pushboolean(L, r->irq != NULL);
     return 1;
   }
   if (sip->sip_request->rq_method == sip_method_ack)
     return lsip_fail(L, "ACK has no transaction", "EINVAL");
-  r->irq = nta_incoming_create(sip_agent_nta(r->s.agent), NULL, msg_ref_create(r->msg), sip,
-                               TAG_END());
-  if (!r->irq)
+  if (make_transaction(L, r, 1) < 0)
     return lsip_fail(L, "cannot create the server transaction", "ENOMEM");
-  if (sip->sip_request->rq_method != sip_method_cancel)
-    nta_incoming_bind(r->irq, req_cancelled, (nta_incoming_magic_t *)r);
   if (lua_isfunction(L, 2))
     lsip_obj_set_fn(L, &r->s.obj, 2);
-  lsip_obj_anchor(L, &r->s.obj, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -242,6 +296,11 @@ static int req_set_uri(lua_State *L)
   sip_request_t *rq;
   if (!url || url->url_type == url_invalid || url->url_type == url_unknown)
     return luaL_error(L, "luasip.request: bad URI '%s'", uri);
+  /* The loop hash is of the Request-URI as received (§16.6 step 8): fix it
+   * now, or a request rewritten here and relayed back to us (a spiral)
+   * would carry the hash of its new URI and look like a loop on return. */
+  if (!r->hash[0])
+    proxy_loop_hash(sip, r->hash);
   rq = sip_request_create(home, sip->sip_request->rq_method, sip->sip_request->rq_method_name,
                           (url_string_t *)url, NULL);
   if (!rq || msg_header_replace(r->msg, (msg_pub_t *)sip, (msg_header_t *)sip->sip_request,
@@ -286,8 +345,10 @@ static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip
   lsip_ctx *ctx = b->s.obj.ctx;
   int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
   int final = status >= 200;
+  int n;
   b->status = status;
-  if (lsip_obj_push_call(&b->s.obj) > 0) {
+  n = push_callback(&b->s.obj);
+  if (n > 0) {
     lua_pushinteger(ctx->L, status);
     if (sip) {
       msg_t *resp = nta_outgoing_getresponse(orq); /* a new reference */
@@ -296,13 +357,14 @@ static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip
     } else {
       lua_pushnil(ctx->L);
     }
-    lsip_pcall(ctx, 3, 0);
+    lsip_pcall(ctx, n + 2, 0);
   }
   if (final && b->orq) {
     /* Later 2xx from other forks arrive as stray responses and go
      * upstream statelessly (agent.c). */
     nta_outgoing_destroy(b->orq);
     b->orq = NULL;
+    drop_callback(&b->s.obj);
     lsip_obj_unanchor(&b->s.obj);
   }
   return 0;
@@ -399,6 +461,10 @@ static int req_relay(lua_State *L)
   if (r->final && !r->irq && !(status >= 200 && status < 300))
     return lsip_fail(L, "a final response was already sent", "EALREADY");
   copy = msg_copy(resp);
+  if (copy && proxy_order_chain(copy) < 0) { /* an on_response hook's headers */
+    msg_destroy(copy);
+    return lsip_fail(L, "out of memory", "ENOMEM");
+  }
   if (!copy || !sip->sip_via || !sip->sip_via->v_next) {
     msg_destroy(copy);
     return lsip_fail(L, "the response has no Via to go back to", "EINVAL");

@@ -64,7 +64,7 @@ function H.spin(seconds)
 end
 
 --- Live counts after a full collection: C timers, watches, SIP agents,
---- tasks and open file descriptors.
+--- server requests and proxy branches, tasks and open file descriptors.
 function H.counts()
   collectgarbage("collect")
   collectgarbage("collect")
@@ -79,7 +79,7 @@ function H.leakcheck()
   busted.before_each(function() before = H.counts() end)
   busted.after_each(function()
     local after = H.counts()
-    for _, k in ipairs { "timers", "watches", "agents", "stores", "tasks", "fds" } do
+    for _, k in ipairs { "timers", "watches", "agents", "stores", "requests", "tasks", "fds" } do
       assert(after[k] <= before[k], string.format("leaked %s: %d before, %d after",
         k, before[k], after[k]))
     end

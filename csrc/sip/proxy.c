@@ -98,12 +98,63 @@ int proxy_is_loop(sip_t const *sip, char const *hash, proxy_is_me_f *is_me, void
   return 0;
 }
 
+static int is_body_part(msg_header_t const *h)
+{
+  /* header lines sofia could not parse (sip_error_class) stay where they
+   * are, among the headers */
+  return h->sh_class == sip_separator_class || h->sh_class == sip_payload_class;
+}
+
+int proxy_order_chain(msg_t *msg)
+{
+  sip_t *sip = sip_object(msg);
+  msg_header_t **head = msg_chain_head(msg);
+  msg_header_t *h, *next;
+  int after_body = 0, moved = 0, left = 0;
+
+  if (!sip || !head)
+    return -1;
+  /* Visit only the fragments there are now: a moved header must never be
+   * met again, whatever place sofia gives it. */
+  for (h = *head; h; h = (msg_header_t *)h->sh_succ)
+    left++;
+  for (h = *head; h && left-- > 0; h = next) {
+    msg_header_t *copy;
+    next = (msg_header_t *)h->sh_succ;
+    if (is_body_part(h)) {
+      after_body = 1;
+      continue;
+    }
+    /* a second single-valued header (two Content-Lengths) cannot be
+     * inserted again: sofia asserts when it serializes such a list */
+    if (!after_body || h->sh_class->hc_kind == msg_kind_single)
+      continue;
+    copy = msg_header_dup_one(msg_home(msg), h);
+    if (!copy || msg_header_remove(msg, (msg_pub_t *)sip, h) < 0 ||
+        msg_header_insert(msg, (msg_pub_t *)sip, copy) < 0)
+      return -1;
+    moved++;
+  }
+  return moved;
+}
+
 msg_t *proxy_branch_request(msg_t *orig, char const *target, char const *record_route,
                             char const *headers, char *err, size_t errlen)
 {
-  msg_t *msg = msg_copy(orig);
-  sip_t *sip = sip_object(msg);
-  su_home_t *home = msg_home(msg);
+  msg_t *msg;
+  sip_t *sip;
+  su_home_t *home;
+
+  /* nta answers requests with unparsable headers 400 before we see them;
+   * a copy of one (two Content-Lengths) would make sofia assert when it
+   * serializes it, so never forward one that got here another way */
+  if (!sip_object(orig) || sip_object(orig)->sip_error) {
+    snprintf(err, errlen, "the request has malformed headers");
+    return NULL;
+  }
+  msg = msg_copy(orig);
+  sip = sip_object(msg);
+  home = msg_home(msg);
 
   if (!msg || !sip || !sip->sip_request) {
     snprintf(err, errlen, "out of memory");
@@ -162,6 +213,12 @@ msg_t *proxy_branch_request(msg_t *orig, char const *target, char const *record_
       return NULL;
     }
     msg_header_remove(msg, (msg_pub_t *)sip, (msg_header_t *)top);
+  }
+  /* what the handler and `headers` added, above the body */
+  if (proxy_order_chain(msg) < 0) {
+    snprintf(err, errlen, "out of memory");
+    msg_destroy(msg);
+    return NULL;
   }
   return msg;
 }

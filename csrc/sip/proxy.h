@@ -39,6 +39,13 @@ int proxy_is_loop(sip_t const *sip, char const *hash, proxy_is_me_f *is_me, void
 msg_t *proxy_branch_request(msg_t *orig, char const *target, char const *record_route,
                             char const *headers, char *err, size_t errlen);
 
+/* Headers added to a parsed message with sip_add_tl(SIPTAG_HEADER_STR())
+ * (luasip.message add_header/set_header) go to the end of its fragment
+ * chain, after the body, and would be sent as part of it: move every header
+ * found after the body back above it. Returns how many moved, -1 on memory
+ * failure. proxy_branch_request() does it on its copy, last. */
+int proxy_order_chain(msg_t *msg);
+
 /* Remove the top Via of a response (ours) before it goes upstream.
  * Returns 0, or -1 when there is no Via left to send it to. */
 int proxy_strip_via(msg_t *response);

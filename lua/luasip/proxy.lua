@@ -151,7 +151,10 @@ end
 local function on_response(req, state, opts, br, status, resp)
   if br.final then
     -- late: a 2xx still goes upstream (the caller must ACK or BYE it)
-    if status >= 200 and status < 300 and resp then req.r:relay(resp) end
+    -- (and a later proxy() must know a final response went upstream)
+    if status >= 200 and status < 300 and resp and req.r:relay(resp) then
+      req.final = req.final or status
+    end
     return
   end
   br.info.status = status
@@ -266,7 +269,12 @@ local function proxy(req, targets, opts)
   local method = req.method
   if method == "ACK" or method == "CANCEL" then
     -- an ACK to a 2xx, or a CANCEL no transaction of ours matched (§16.10):
-    -- both go on statelessly
+    -- both go on statelessly. An ACK out of hops is dropped (§16.3 step
+    -- 3: it gets no 483), or one looping back to us would go round forever.
+    if method == "ACK" and req.r:max_forwards() == 0 then
+      log.debug("req:proxy: ACK with Max-Forwards 0 dropped")
+      return nil, "Max-Forwards is 0"
+    end
     local ok, err = req:forward(list[1].uri, { headers = opts.headers, next_hop = list[1].hop or opts.next_hop })
     return ok and 0 or nil, err
   end
