@@ -360,6 +360,7 @@ local function relay(req, resp)
 end
 
 function M.install(Request)
+  Request._on_cancel = on_cancel
   Request.proxy = proxy
   Request._relay_best = relay_best
   Request.relay = relay

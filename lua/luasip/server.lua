@@ -235,7 +235,9 @@ local function run_handler(req, fn)
     end
     if not req.final then req:reply(500, "Server Internal Error") end
   elseif not req.final then
-    if req.best_response then
+    if req.cancelled and not req.best_status then
+      req:reply(487, "Request Terminated")
+    elseif req.best_response then
       req:_relay_best()
     elseif req.best_status then
       req:reply(req.best_status)
@@ -272,6 +274,11 @@ function Server:_dispatch(r)
       req:reply(501, nil, { headers = { Allow = self:allow() } })
     end
     return observe(req)
+  end
+  if method == "INVITE" then
+    -- a transaction from the start: a CANCEL that comes while the handler
+    -- is still busy (auth, a lookup) then finds it, and sets req.cancelled
+    r:transaction(function() req:_on_cancel() end)
   end
   task.spawn(run_handler, req, fn)
 end
@@ -388,7 +395,10 @@ end
 function Request:forward(uri, opts)
   opts = opts or {}
   local mf = self.r:max_forwards()
-  if mf == 0 and self.method ~= "ACK" then return self:reply(483, "Too Many Hops") end
+  if mf == 0 then
+    if self.method == "ACK" then return nil, "Max-Forwards is 0" end  -- dropped (§16.3)
+    return self:reply(483, "Too Many Hops")
+  end
   local ok, err = self.r:forward(uri, nil, header_lines(opts.headers), opts.next_hop)
   if ok and self.method ~= "ACK" then self.final = self.final or 0 end
   self.forwarded = ok
