@@ -119,8 +119,18 @@ static void push_url(lua_State *L, url_t const *u)
   }
   lua_setfield(L, -2, "params");
   if (u->url_headers) { lua_pushstring(L, u->url_headers); lua_setfield(L, -2, "headers"); }
-  s = url_as_string(home, u);
-  if (s) { lua_pushstring(L, s); lua_setfield(L, -2, "str"); }
+  {
+    /* most URIs fit the stack buffer: no allocation then */
+    char buf[256];
+    isize_t n = url_e(buf, sizeof buf, u);
+    if (n >= 0 && (size_t)n < sizeof buf) {
+      lua_pushlstring(L, buf, (size_t)n);
+      lua_setfield(L, -2, "str");
+    } else {
+      s = url_as_string(home, u);
+      if (s) { lua_pushstring(L, s); lua_setfield(L, -2, "str"); }
+    }
+  }
   su_home_deinit(home);
 }
 
