@@ -224,6 +224,10 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
        * master; set it on the bound transports. */
       if (cfg->trace)
         sip_agent_set_trace(a, 1);
+      /* An idle TCP connection closes after 2 min, like Kamailio's
+       * tcp_connection_lifetime. tport stops reading a connection that
+       * sent garbage and never sees its FIN: this bounds those too. */
+      tport_set_params(nta_agent_tports(a->nta), TPTAG_IDLE(120000), TAG_END());
       return a;
     }
     nta_agent_destroy(a->nta);

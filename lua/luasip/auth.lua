@@ -38,7 +38,8 @@
 --   "stale"      right response to an expired nonce: challenge with stale=true
 --   "invalid"    bad response, unknown user, forged nonce, uri mismatch,
 --                malformed header...
---   "replay"     nc not above the last one accepted for that nonce
+--   "replay"     nc not above the last one accepted for that nonce (but
+--                see retransmissions below)
 --   "throttled"  the source is over its failure budget: answer 403 and send
 --                no challenge
 -- msg is a luasip.message or any table with method, uri (the Request-URI
@@ -55,11 +56,19 @@
 -- /dev/urandom), so a nonce altered, forged or issued by another instance
 -- (or before a restart) fails. Only nonces with an accepted response are
 -- remembered, with their highest nc (sofia's auth_module keeps none).
+--
+-- Retransmissions: requests answered statelessly (REGISTER) reach check
+-- again when the client retransmits because the response was lost. The
+-- same request with the same nc is accepted again for 64*T1 (32 s) when
+-- it is that transaction: the same top Via branch (RFC 3261 magic
+-- cookie), Call-ID and CSeq as the request that last raised the count.
+-- A new branch, CSeq or Call-ID with an old nc is a "replay".
 local core = require "luasip.core"
 
 local M = {}
 
 local HASHES = { ["MD5"] = 64, ["SHA-256"] = 64, ["SHA-512-256"] = 128 } -- block sizes
+local RETRANSMIT_MS = 32000 -- 64*T1: how long a client retransmits a non-INVITE request
 local OPTIONS = {
   realm = true, lookup = true, algorithms = true, nonce_ttl = true, max_failures = true,
   failure_window = true, max_nonces = true, max_sources = true,
@@ -315,12 +324,19 @@ function Digest:_nonce_info(nonce)
 end
 
 -- Accept count nc for a fresh nonce, or say why not. Runs without
--- yielding, so two requests racing on one nonce cannot both pass.
-function Digest:_count(nonce, ts, seq, nc)
+-- yielding, so two requests racing on one nonce cannot both pass. key
+-- names the request's transaction (or is nil): a retransmission of the
+-- request that raised the count passes again.
+function Digest:_count(nonce, ts, seq, nc, key)
   local rec = self._nonces[nonce]
   if rec then
-    if nc <= rec.nc then return "replay" end
-    rec.nc = nc
+    if nc <= rec.nc then
+      if nc == rec.nc and key and key == rec.key and now_ms(self) - rec.at <= RETRANSMIT_MS then
+        return nil
+      end
+      return "replay"
+    end
+    rec.nc, rec.key, rec.at = nc, key, now_ms(self)
     return nil
   end
   -- Untracked and no newer than one evicted for room: it may be that one,
@@ -335,7 +351,7 @@ function Digest:_count(nonce, ts, seq, nc)
     self._nonce_count = self._nonce_count - 1
     if old.expires + 1000 >= now and old.seq > self._nonce_floor then self._nonce_floor = old.seq end
   end
-  rec = { nonce = nonce, seq = seq, nc = nc, expires = ts + self.nonce_ttl * 1000 }
+  rec = { nonce = nonce, seq = seq, nc = nc, expires = ts + self.nonce_ttl * 1000, key = key, at = now }
   self._nonces[nonce] = rec
   self._nonce_count = self._nonce_count + 1
   push(q, rec)
@@ -462,6 +478,17 @@ function Digest:_acceptable(msg, p)
   return alg, ts, seq
 end
 
+-- The transaction of a request, for telling a retransmission from a
+-- replay: top Via branch (RFC 3261 ones only), Call-ID and CSeq; or nil.
+local function transaction_key(msg)
+  local via, call_id, cseq = msg:header("Via"), msg:header("Call-ID"), msg:header("CSeq")
+  if type(via) ~= "string" or type(call_id) ~= "string" or type(cseq) ~= "string" then return nil end
+  via = via:match("^[^,]*") -- the first value when several share a line
+  local branch = via:match(";%s*[Bb][Rr][Aa][Nn][Cc][Hh]%s*=%s*(z9hG4bK[^;,%s]+)")
+  if not branch then return nil end
+  return branch .. "\0" .. trim(call_id) .. "\0" .. trim(cseq)
+end
+
 --- Check the credentials of request msg (see the top of the file).
 function Digest:check(msg, opts)
   check_self(self, "check")
@@ -497,7 +524,7 @@ function Digest:check(msg, opts)
   if p.response:lower() ~= want then return self:_failed(source, "invalid") end
 
   if now_ms(self) - ts > self.nonce_ttl * 1000 then return nil, "stale" end
-  why = self:_count(nonce, ts, seq, tonumber(p.nc, 16))
+  why = self:_count(nonce, ts, seq, tonumber(p.nc, 16), transaction_key(msg))
   if why == "replay" then return self:_failed(source, why) end
   if why then return nil, why end
   return user

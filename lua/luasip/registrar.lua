@@ -15,11 +15,14 @@
 -- min_expires gets 423 with Min-Expires; `*` with Expires: 0 removes every
 -- binding; a binding from the same Call-ID with a CSeq not above the stored
 -- one is left alone (an equal CSeq is a retransmission and succeeds, a
--- lower one fails with 500); the change is durable before the 200, which
+-- lower one fails with 500; `*` fails with 500 and removes nothing when a
+-- binding has its Call-ID and a CSeq not below its own, §10.3 step 6);
+-- the change is durable before the 200, which
 -- lists every current binding with its remaining expires. A REGISTER
 -- without Contact fetches the bindings. REGISTERs for one AOR are
 -- processed one at a time. Replies are stateless: a retransmitted REGISTER
--- is simply processed again.
+-- is simply processed again (with auth too: luasip.auth accepts the same
+-- credentials again in the same transaction, see there).
 --
 -- Options:
 --   location         a luasip.location (default: a new memory one)
@@ -29,6 +32,7 @@
 --   domains          list of domains served; others get 404 (default: any)
 --   min_expires      60; max_expires 3600; default_expires 3600
 --   max_contacts     bindings per AOR (default 10; more: 403)
+local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
 
@@ -51,6 +55,7 @@ function M.new(opts)
   local self = setmetatable({
     location = opts.location or require("luasip.location").open("memory:"),
     own_location = opts.location == nil,
+    supported = { "path" },             -- merged into the server's by server:on
     auth = opts.auth,
     authorize = opts.authorize,
     min_expires = opts.min_expires or 60,
@@ -101,19 +106,30 @@ local function unlock(self, aor)
 end
 
 local function contact_header(b, now)
-  local v = "<" .. b.contact .. ">;expires=" .. math.max(0, math.floor(b.expires - now + 0.5))
+  local v = "Contact: <" .. b.contact .. ">;expires=" .. math.max(0, math.floor(b.expires - now + 0.5))
   if b.q then v = v .. ";q=" .. string.format("%.3g", b.q) end
-  return v
+  return v .. "\r\n"
 end
 
+local date_at, date_line = nil, nil
+local function date_header(now)
+  now = math.floor(now)
+  if now ~= date_at then
+    date_at, date_line = now, os.date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", now)
+  end
+  return date_line
+end
+
+-- The 200: every binding with its remaining expires (the values were
+-- parsed by sofia on the way in, so they are safe to echo).
 local function ok_reply(req, bindings, path)
-  local now = os.time()
-  local lines = {}
-  for i, b in ipairs(bindings) do lines[i] = contact_header(b, now) end
-  local headers = { Date = os.date("!%a, %d %b %Y %H:%M:%S GMT", now) }
-  if #lines > 0 then headers.Contact = lines end
-  if path then headers.Path = path end
-  return req:reply(200, "OK", { headers = headers })
+  local now = core.time()
+  local lines = { date_header(now) }
+  for i, b in ipairs(bindings) do lines[i + 1] = contact_header(b, now) end
+  if path then
+    for _, p in ipairs(path) do lines[#lines + 1] = "Path: " .. p .. "\r\n" end
+  end
+  return req:reply(200, "OK", { header_text = table.concat(lines) })
 end
 
 local function supports_path(req)
@@ -128,7 +144,7 @@ end
 -- The contacts of the request with their expiry, or nil, status, reason, headers.
 local function parse_contacts(self, req, now)
   local contacts = req.msg.contacts
-  local hdr = req:header("Expires")
+  local hdr = req.msg:header("Expires")
   local expires_hdr
   if hdr then
     expires_hdr = tonumber(hdr:match("^%s*(%d+)%s*$"))
@@ -169,16 +185,19 @@ end
 --- Handle one REGISTER (the registrar is also callable: reg(req)).
 function Registrar:handle(req)
   if req.method ~= "REGISTER" then return req:reply(405, nil, { headers = { Allow = "REGISTER" } }) end
-  local bad = {}
-  for _, v in ipairs(req:headers("Require")) do
-    for tag in v:gmatch("[^,%s]+") do
-      if tag:lower() ~= "path" then bad[#bad + 1] = tag end
+  local msg = req.msg
+  if msg:header("Require") then
+    local bad = {}
+    for _, v in ipairs(msg:headers("Require")) do
+      for tag in v:gmatch("[^,%s]+") do
+        if tag:lower() ~= "path" then bad[#bad + 1] = tag end
+      end
+    end
+    if #bad > 0 then
+      return req:reply(420, "Bad Extension", { headers = { Unsupported = table.concat(bad, ", ") } })
     end
   end
-  if #bad > 0 then
-    return req:reply(420, "Bad Extension", { headers = { Unsupported = table.concat(bad, ", ") } })
-  end
-  local to = req.msg.to
+  local to = msg.to
   local aor = to and M.aor(to.uri)
   if not aor or (to.uri.scheme ~= "sip" and to.uri.scheme ~= "sips") then
     return req:reply(404, "Not Found")
@@ -196,14 +215,15 @@ function Registrar:handle(req)
     if self.authorize then allowed = self.authorize(user, aor, req) else allowed = (to.uri.user == user) end
     if not allowed then return req:reply(403, "Forbidden") end
   end
-  local now = os.time()
+  -- Fractional wall-clock seconds: with os.time() a binding for N
+  -- seconds would live anywhere from N - 1 to N seconds.
+  local now = core.time()
   local list, star, reason, headers = parse_contacts(self, req, now)
   if not list then return req:reply(star, reason, { headers = headers }) end
 
   local path
-  local path_values = req:headers("Path")
-  if #path_values > 0 then path = path_values end
-  local call_id, cseq = req.msg.call_id, req.msg.cseq
+  if msg:header("Path") then path = msg:headers("Path") end
+  local call_id, cseq = msg.call_id, msg.cseq
   local loc = self.location
   if not lock(self, aor) then return req:reply(500, "Registrar Busy") end
   local ok, status, why = pcall(function()
@@ -217,16 +237,19 @@ function Registrar:handle(req)
       return cseq > (b.cseq or 0)
     end
     if star then
+      -- §10.3 step 6: a binding from this Call-ID with a CSeq not below
+      -- the request's aborts the whole update.
       for _, b in ipairs(current) do
-        if newer(b) then changes.remove[#changes.remove + 1] = b.contact end
+        if not newer(b) then return 500, "Out of Order CSeq" end
+        changes.remove[#changes.remove + 1] = b.contact
       end
     else
-      local source = req.msg.source
+      local source, port = msg.source, msg.source_port
       local received
       if source then
-        received = (req.msg.transport or "udp") .. ":" .. source .. ":" .. tostring(req.msg.source_port)
+        received = (msg.transport or "udp") .. ":" .. source .. ":" .. tostring(port)
       end
-      local ua = req:header("User-Agent")
+      local ua = msg:header("User-Agent")
       for _, c in ipairs(list) do
         local old = by_contact[c.contact]
         if old and not newer(old) then

@@ -13,7 +13,8 @@
 -- relayed, or 500 (logged). An error in a handler answers 500; the loop
 -- runs on. Requests following a Route this server recorded (in-dialog
 -- ACK, BYE, re-INVITE) are relayed without a handler unless the server was
--- created with auto_route = false (then req.routed tells).
+-- created with auto_route = false (then req.routed tells), or the
+-- Request-URI is ours (a request for this server or its domain).
 --
 -- Options:
 --   listen       "host:port", "[v6]:port" or "host" (port 5060); port 0
@@ -164,6 +165,8 @@ function Server:on(method, fn)
   if type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call then
     local obj = fn                      -- a callable handler object (a registrar)
     fn = function(req) return obj(req) end
+    -- the extensions it implements (the registrar: path) are ours now
+    for _, tag in ipairs(obj.supported or {}) do self.supported[tag:lower()] = true end
   end
   if fn ~= nil and type(fn) ~= "function" then error("server:on: handler must be a function", 2) end
   method = method == "*" and "*" or method:upper()
@@ -257,7 +260,7 @@ function Server:_dispatch(r)
   req.routed = routed
   self.requests = self.requests + 1
   local fn = self.handlers[method]
-  if routed and self.auto_route then
+  if routed and self.auto_route and not self:is_me(msg.uri) then
     fn = Request.proxy
   elseif not fn then
     fn = self.handlers["*"]
