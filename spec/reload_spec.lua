@@ -42,6 +42,7 @@ describe("hot reload", function()
     local port = 19561
     write(script, router(port, "A", 19562))
     local p = H.process(H.luasip_argv("--reload", script))
+    finally(function() p:cleanup() end)
     H.run(function()
       p:expect("loaded A", 10)
       assert.are.equal("Version A", options_reason(port))
@@ -61,7 +62,6 @@ describe("hot reload", function()
       p:signal("TERM")
       assert.are.equal(0, p:wait(10))
     end, 40)
-    p:cleanup()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
@@ -76,6 +76,11 @@ describe("hot reload", function()
     local b = H.process { "sipp", "-sf", SIPP .. "rr_uas.xml", "-i", "127.0.0.1", "-p", tostring(uas_b),
       "-mp", "19584", "-nostdin", "-timeout", "40" }
     local uac
+    finally(function()
+      for _, proc in ipairs { uac, a, b, p } do
+        if proc then proc:signal("KILL"); proc:cleanup() end
+      end
+    end)
     H.run(function()
       p:expect("loaded A", 10)
       uac = H.process { "sipp", "127.0.0.1:" .. port, "-sf", SIPP .. "reload_uac.xml", "-s", "uas",
@@ -98,9 +103,6 @@ describe("hot reload", function()
       p:signal("TERM")
       assert.are.equal(0, p:wait(10))
     end, 60)
-    for _, proc in ipairs { uac, a, b, p } do
-      if proc then proc:signal("KILL"); proc:cleanup() end
-    end
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 end)

@@ -187,16 +187,20 @@ function Server:set_handlers(handlers)
   self:_sync()
 end
 
---- Is this URI (a string or a parsed table) one of ours (address or domain)?
-function Server:is_me(host)
-  if type(host) == "table" then host = host.host end
+--- Is this URI one of ours: our address with our port (a parsed URI, as
+--- req.uri), or one of our domains? A bare host string is compared as a
+--- host only.
+function Server:is_me(uri)
+  local host, port = uri, nil
+  if type(uri) == "table" then host, port = uri.host, uri.port end
   if not host then return false end
   host = host:lower():gsub("^%[(.*)%]$", "%1")
-  if host == self.host then return true end
   for _, d in ipairs(self.domains) do
-    if d:lower() == host then return true end
+    if d:lower() == host then return port == nil or port == self.port end
   end
-  return false
+  if host ~= self.host then return false end
+  if type(uri) ~= "table" then return true end
+  return (port or (uri.scheme == "sips" and 5061 or 5060)) == self.port
 end
 
 --- Stop listening; requests in progress are answered 500 and released. Idempotent.
