@@ -5,10 +5,24 @@
 #     sleepers), on Lua 5.4 and LuaJIT, median CPU seconds of RUNS runs;
 #  2. SIP OPTIONS: SIPp offers RATE/s for DUR s to luasip
 #     (bench/options_server.lua) and to Kamailio 5.6 with the reference KEMI
-#     Lua routing in ../shared/peers/kamailio; server CPU per request.
+#     Lua routing in ../shared/peers/kamailio; server CPU per request;
+#  3. servers (bench/server.sh): SIPp vs examples/registrar.lua and
+#     examples/proxy.lua and vs Kamailio + KEMI Lua: highest REGISTER/s (no
+#     auth, digest auth; memory and sqlite stores) and calls/s, CPU per
+#     operation, peak RSS. BENCH_QUICK=1 for short runs; BENCH_SERVER=0 skips
+#     it, BENCH_SERVER=only runs only it.
 # Bounded: every load has a fixed count and a timeout; loopback only.
 set -u
-KPID=""; UPID=""
+KPID=""; UPID=""; LPID=""
+# Whatever happens, no Kamailio, luasip or SIPp of ours outlives the run.
+cleanup() {
+  local p
+  for p in $KPID $UPID $LPID; do kill "$p" 2>/dev/null; done
+  for p in $KPID $UPID $LPID; do wait "$p" 2>/dev/null; done
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers=${PEERS:-$root/../shared/peers/kamailio}
 RUNS=${RUNS:-5}
@@ -17,6 +31,7 @@ RATES=${RATES:-"2000 5000"}
 DUR=${DUR:-10}
 cd "$root"
 sh tools/deps.sh bench || exit 1
+if [ "${BENCH_SERVER:-1}" = only ]; then bash "$root/bench/server.sh"; exit $?; fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lua_env() { echo "LUA_PATH=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_PATH_5_4=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_CPATH=$root/build/$1/?.so;; LUA_CPATH_5_4=$root/build/$1/?.so;;"; }
@@ -34,7 +49,7 @@ for rt in lua5.4 luajit; do
 done
 
 echo "== SIP OPTIONS: luasip vs Kamailio 5.6 + KEMI Lua (SIPp, ${DUR}s per rate)"
-if [ ! -f "$peers/lib.sh" ]; then echo "no peer configuration at $peers; skipped"; exit 0; fi
+if [ ! -f "$peers/lib.sh" ]; then echo "no peer configuration at $peers; skipped"; exit 0; fi   # (server.sh too)
 export PERF_WORK=$(mktemp -d /tmp/luasip-bench.XXXXXX)
 # shellcheck source=/dev/null
 set +u
@@ -81,3 +96,4 @@ for RATE in ${CALL_RATES:-200 500}; do
     "$RATE" "$lok" "$((RATE * DUR))" "$sok" "$((RATE * DUR))" "$lu" "$su" "$(echo "$lu / $su" | bc -l)"
 done
 echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"
+[ "${BENCH_SERVER:-1}" = 0 ] || bash "$root/bench/server.sh"
