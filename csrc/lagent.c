@@ -52,7 +52,7 @@ static char const *opt_string(lua_State *L, char const *field, char const *dflt)
 }
 
 /* agent{host=, port=, transports={"udp","tcp"}, max_size=, user_agent=,
- *       on_request=fn(info)} -> agent, or nil, msg, code */
+ *       aliases={...}, on_request=fn(request)} -> agent, or nil, msg, code */
 static int l_agent(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
