@@ -89,6 +89,10 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx);
 struct msg_s;
 void lsip_push_msg(lua_State *L, struct msg_s *msg);
 struct msg_s *lsip_check_msg(lua_State *L, int idx);
+/* Raise "<what>: bad header name" / "has a line break in its value" for a
+ * header that would not stay one line (lmsg.c). */
+void lsip_check_header(lua_State *L, char const *name, size_t nlen, char const *value,
+                       size_t vlen, char const *what);
 /* The server side (lrequest.c): requests and proxy branches over nta. */
 struct sip_agent;
 void lsip_open_request(lua_State *L, lsip_ctx *ctx);

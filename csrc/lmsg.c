@@ -231,17 +231,21 @@ static int msg_headers(lua_State *L)
   return 1;
 }
 
-/* Reject what would smuggle a header line into a message. */
-static void check_header_text(lua_State *L, char const *name, char const *value)
+/* Reject what would smuggle a header line into a message: a name that
+ * is not a token, a value with CR, LF or NUL. Shared with lsiptags.c. */
+void lsip_check_header(lua_State *L, char const *name, size_t nlen, char const *value,
+                       size_t vlen, char const *what)
 {
-  if (!*name)
-    luaL_error(L, "luasip.message: empty header name");
-  for (char const *p = name; *p; p++)
-    if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p))
-      luaL_error(L, "luasip.message: bad header name '%s'", name);
-  for (char const *p = value; *p; p++)
-    if (*p == '\r' || *p == '\n')
-      luaL_error(L, "luasip.message: header '%s' has a line break in its value", name);
+  int ok = nlen > 0;
+  for (size_t i = 0; ok && i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    ok = c > ' ' && c < 127 && !strchr("()<>@,;:\\\"/[]?={}", c);
+  }
+  if (!ok)
+    luaL_error(L, "%s: bad header name '%s'", what, name);
+  for (size_t i = 0; i < vlen; i++)
+    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+      luaL_error(L, "%s: header '%s' has a line break in its value", what, name);
 }
 
 /* m:remove_header(name) -> how many were removed */
@@ -268,11 +272,12 @@ static int msg_add_header(lua_State *L)
 {
   lmsg *m;
   sip_t *sip = (sip_t *)sip_of(L, &m);
-  char const *name = luaL_checkstring(L, 2);
-  char const *value = luaL_checkstring(L, 3);
+  size_t nlen, vlen;
+  char const *name = luaL_checklstring(L, 2, &nlen);
+  char const *value = luaL_checklstring(L, 3, &vlen);
   char *line;
   int rc;
-  check_header_text(L, name, value);
+  lsip_check_header(L, name, nlen, value, vlen, "luasip.message");
   line = su_sprintf(NULL, "%s: %s", name, value);
   rc = line ? sip_add_tl(m->msg, sip, SIPTAG_HEADER_STR(line), TAG_END()) : -1;
   su_free(NULL, line);

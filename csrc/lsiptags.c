@@ -101,27 +101,11 @@ static optmap const ua_opts[] = {
   { NULL, NULL, K_STR },
 };
 
-static int valid_token(char const *s, size_t len)
-{
-  if (len == 0)
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c <= ' ' || c >= 127 || strchr("()<>@,;:\\\"/[]?={}", c))
-      return 0;
-  }
-  return 1;
-}
-
 /* Check one header and push its "Name: value\r\n" line. */
 static void push_header_line(lua_State *L, char const *name, size_t nlen,
                              char const *value, size_t vlen, char const *what)
 {
-  if (!valid_token(name, nlen))
-    luaL_error(L, "%s: bad header name '%s'", what, name);
-  for (size_t i = 0; i < vlen; i++)
-    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
-      luaL_error(L, "%s: header '%s' has a line break in its value", what, name);
+  lsip_check_header(L, name, nlen, value, vlen, what);
   lua_pushlstring(L, name, nlen);
   lua_pushliteral(L, ": ");
   lua_pushlstring(L, value, vlen);

@@ -12,21 +12,13 @@ local opt = luasip.flags(arg, {
 }, "proxy.lua [flags]: registrar + forking proxy")
 luasip.trace(opt.trace)
 
-local users = { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }
-if opt.users ~= "" then
-  users = {}
-  for line in assert(io.lines(opt.users)) do
-    local name, password = line:match("^%s*([^%s#]+)%s+(%S+)")
-    if name then users[name] = password end
-  end
-end
+local users = opt.users ~= "" and luasip.auth.read_users(opt.users)
+  or { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }
 
 local srv = assert(luasip.server { listen = opt.listen, domain = opt.domain ~= "" and opt.domain or nil })
-local algorithms = {}
-for a in opt.algorithms:gmatch("[^,%s]+") do algorithms[#algorithms + 1] = a end
 local location = assert(luasip.location(opt.db))
 local auth = opt.auth and luasip.auth.digest {
-  realm = opt.domain ~= "" and opt.domain or srv.host, algorithms = algorithms,
+  realm = opt.domain ~= "" and opt.domain or srv.host, algorithms = opt.algorithms,
   lookup = function(user) return users[user] end,
 } or nil
 srv:on("REGISTER", luasip.registrar { location = location, auth = auth })

@@ -190,6 +190,44 @@ function H.luasip_argv(...)
 end
 
 ---------------------------------------------------------------------------
+-- SIPp (Debian sip-tester) and the UDP ports it needs
+
+--- Fail when sipp is missing: `make test` installs it, so that is an
+--- error, not a reason to skip.
+function H.require_sipp()
+  local ok = os.execute("command -v sipp >/dev/null 2>&1")
+  assert(ok == true or ok == 0, "sipp (Debian sip-tester) is not installed: run make deps")
+end
+
+--- The UDP ports bound on this host right now (any address), as a set.
+function H.udp_ports_in_use()
+  local used = {}
+  for _, f in ipairs { "/proc/net/udp", "/proc/net/udp6" } do
+    for port in (read_file(f) or ""):gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
+  end
+  return used
+end
+
+--- A block of 8 consecutive UDP ports in [first, last] that nothing uses
+--- now: SIPp's -p (base), -cp (base + 1) and -mp (base + 4 and base + 6).
+--- Specs running at the same time get different blocks (the start is
+--- drawn from the time in microseconds).
+function H.udp_port_block(first, last)
+  local used = H.udp_ports_in_use()
+  local blocks = math.floor((last - first + 1) / 8)
+  for _ = 1, 1000 do
+    local n = math.random(0, 1e6) + math.floor(socket.gettime() * 1e6)
+    local base = first + 8 * (n % blocks)
+    local free = true
+    for p = base, base + 7 do
+      if used[p] then free = false break end
+    end
+    if free then return base end
+  end
+  error(string.format("no free block of UDP ports in %d-%d", first, last))
+end
+
+---------------------------------------------------------------------------
 -- Raw SIP over real sockets, driven by luasip.poll (a blocking verb).
 
 local seq = 0

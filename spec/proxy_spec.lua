@@ -13,40 +13,17 @@ local socket = require "socket"
 
 local SCENARIOS = H.root .. "/spec/sipp"
 
-local function have_sipp()
-  local ok = os.execute("command -v sipp >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
-
--- make test installs sip-tester: a missing sipp is a failure, not a skip
-assert(have_sipp(), "sipp (Debian sip-tester) is not installed: run make deps")
+H.require_sipp()
 
 ---------------------------------------------------------------------------
 -- SIPp
 
 -- Is anything bound to this UDP port (on 127.0.0.1 or any address)?
-local function udp_bound(port)
-  local t = (H.read_file("/proc/net/udp") or "") .. (H.read_file("/proc/net/udp6") or "")
-  return t:find(string.format(":%04X ", port), 1, true) ~= nil
-end
+local function udp_bound(port) return H.udp_ports_in_use()[port] ~= nil end
 
 -- A block of 8 ports: SIP at base, control at base+1, media at base+4
 -- and base+6 (SIPp binds both).
-local BLOCK = 8
-local function port_block()
-  for _ = 1, 50 do
-    -- (busted seeds math.random with the time in seconds: mix in the
-    -- microseconds so runs started together probe different blocks)
-    local n = math.random(0, 1e6) + math.floor(socket.gettime() * 1e6)
-    local base = 15000 + BLOCK * (n % math.floor(2000 / BLOCK))
-    local free = true
-    for p = base, base + BLOCK - 1 do
-      if udp_bound(p) then free = false break end
-    end
-    if free then return base end
-  end
-  error("no free block of UDP ports in 15000-16999")
-end
+local function port_block() return H.udp_port_block(15000, 16999) end
 
 -- Every SIPp a test started, killed (if still running) after it.
 local started = {}

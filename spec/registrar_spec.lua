@@ -22,12 +22,7 @@ local N = 1000
 -- LuaJIT does not seed math.random: two runs would pick the same ports.
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
 
-local function have_sipp()
-  local ok = os.execute("command -v sipp >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
--- make test installs sip-tester: a missing sipp is a failure, not a skip
-assert(have_sipp(), "sipp (Debian sip-tester) is not installed: run make deps")
+H.require_sipp()
 
 local function rm(dir) os.execute("rm -rf " .. H.shell_quote(dir)) end
 
@@ -45,29 +40,9 @@ end
 ---------------------------------------------------------------------------
 -- SIPp
 
--- UDP ports bound on this host now, any address.
-local function udp_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/udp", "/proc/net/udp6" } do
-    for port in (H.read_file(f) or ""):gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-  end
-  return used
-end
-
 -- A block of 8 UDP ports in 17000-18999 that nothing uses right now, for
 -- SIPp's -p (base), -cp (base + 1) and -mp (base + 4 and base + 6).
-local function port_block()
-  local used = udp_in_use()
-  for _ = 1, 1000 do
-    local base = 17000 + 10 * math.random(0, 199)
-    local free = true
-    for p = base, base + 7 do
-      if used[p] then free = false break end
-    end
-    if free then return base end
-  end
-  error("no free block of UDP ports in 17000-18999")
-end
+local function port_block() return H.udp_port_block(17000, 18999) end
 
 local running = {} -- SIPp and luasip children of the current test
 

@@ -14,11 +14,6 @@ local socket = require "socket"
 
 local SCENARIOS = H.root .. "/spec/sipp"
 
-local function have_sipp()
-  local ok = os.execute("command -v sipp >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
-
 ---------------------------------------------------------------------------
 -- Running sipp
 
@@ -32,11 +27,8 @@ local function free_port()
   return tonumber(port)
 end
 
--- Is something bound to udp 127.0.0.1:port?
-local function udp_bound(port)
-  local t = H.read_file("/proc/net/udp") or ""
-  return t:find(string.format(" 0100007F:%04X ", port), 1, true) ~= nil
-end
+-- Is something bound to this UDP port?
+local function udp_bound(port) return H.udp_ports_in_use()[port] ~= nil end
 
 --- Start sipp as a child (a blocking verb): `args` are the scenario
 --- arguments (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}).
@@ -166,7 +158,7 @@ end
 ---------------------------------------------------------------------------
 
 -- make test installs sip-tester: a missing sipp is a failure, not a skip
-assert(have_sipp(), "sipp (Debian sip-tester) is not installed: run make deps")
+H.require_sipp()
 
 describe("luasip.ua against SIPp", function()
   H.leakcheck()

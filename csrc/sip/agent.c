@@ -280,7 +280,6 @@ void sip_agent_answer_options(sip_agent_t *a, int on, char const *allow)
 }
 
 nta_agent_t *sip_agent_nta(sip_agent_t const *a) { return a->nta; }
-char const *sip_agent_host(sip_agent_t const *a) { return a->host; }
 char const *sip_agent_user_agent(sip_agent_t const *a) { return a->user_agent; }
 
 /* Compare hosts ignoring IPv6 brackets and case. */

@@ -47,7 +47,6 @@ void sip_agent_answer_options(sip_agent_t *a, int on, char const *allow);
 /* Is this URI one of ours: a bound address with our port, or an alias? */
 int sip_agent_is_me(void *agent, url_t const *url);
 struct nta_agent_s *sip_agent_nta(sip_agent_t const *a);
-char const *sip_agent_host(sip_agent_t const *a);
 char const *sip_agent_user_agent(sip_agent_t const *a);
 
 #endif

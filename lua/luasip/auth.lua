@@ -22,7 +22,8 @@
 --                  caller's task); an error it raises propagates.
 --   algorithms     offered, one challenge header each, in this order
 --                  (RFC 8760 §2.4: most preferred first); any of MD5,
---                  SHA-256, SHA-512-256 and their -sess variants.
+--                  SHA-256, SHA-512-256 and their -sess variants; a
+--                  comma-separated string ("SHA-256,MD5") works too.
 --                  Default { "SHA-256", "MD5" }.
 --   nonce_ttl      seconds a nonce stays fresh (default 300); an older one
 --                  with an otherwise right response gives "stale"
@@ -238,6 +239,20 @@ end
 
 --- Create a digest authenticator (options above). Returns nil, msg if no
 --- random secret could be read.
+--- Users and passwords from a file of "name password" lines (blank lines
+--- and # comments skipped): a table for a lookup function.
+function M.read_users(path)
+  local users = {}
+  local f, err = io.open(path, "r")
+  if not f then error("luasip.auth.read_users: " .. err, 2) end
+  for line in f:lines() do
+    local name, password = line:match("^%s*([^%s#]+)%s+(%S+)")
+    if name then users[name] = password end
+  end
+  f:close()
+  return users
+end
+
 function M.digest(opts)
   if type(opts) ~= "table" then misuse("expected a table of options") end
   for k in pairs(opts) do
@@ -247,6 +262,11 @@ function M.digest(opts)
   if type(opts.lookup) ~= "function" then misuse("lookup is required (a function)") end
   local algorithms, offered = {}, {}
   local list = opts.algorithms or { "SHA-256", "MD5" }
+  if type(list) == "string" then
+    local names = {}
+    for a in list:gmatch("[^,%s]+") do names[#names + 1] = a end
+    list = names
+  end
   if type(list) ~= "table" or #list == 0 then
     misuse("algorithms must be a non-empty list")
   end

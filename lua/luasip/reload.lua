@@ -82,14 +82,13 @@ function M.reload(why)
     srv.staged = nil
     srv:set_handlers(h)
   end
-  state.generation = state.generation + 1
   log.info("reload (%s): %s loaded; new requests use the new handlers", why or "request", state.path)
   return true
 end
 
 --- Called by the CLI before the script first runs.
 function M.enable(path, args, luasip)
-  state = { path = path, args = args, servers = {}, locations = {}, generation = 0,
+  state = { path = path, args = args, servers = {}, locations = {},
             content = read_all(path) }
   luasip.on("hup", function() M.reload("SIGHUP") end)
   -- Watch the file (by content: no stat in plain Lua) once a second.
@@ -102,7 +101,5 @@ function M.enable(path, args, luasip)
   end)
   luasip.on("shutdown", function() t:close() end)
 end
-
-function M.generation() return state and state.generation or 0 end
 
 return M

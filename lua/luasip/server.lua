@@ -48,7 +48,6 @@ local STANDARD = {}
 for m in ("INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE UPDATE"):gmatch("%S+") do
   STANDARD[m] = true
 end
-local DIALOG_FORMING = { INVITE = true, SUBSCRIBE = true, REFER = true }
 
 function Server:__tostring()
   return string.format("luasip.server (%s): %s",
