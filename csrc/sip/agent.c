@@ -62,6 +62,11 @@ static void agent_reap(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
   agent_free(arg);
 }
 
+#define SIP_AGENT_UDP_RMEM (4u << 20)
+#ifndef SIP_AGENT_PRELOAD
+#define SIP_AGENT_PRELOAD 2048
+#endif
+
 /* nta_agent_create() binds no transport when given this as its URL. */
 #define NO_TRANSPORTS ((url_string_t const *)(intptr_t)-1)
 
@@ -165,7 +170,12 @@ static int bind_all(sip_agent_t *a, sip_agent_config_t const *cfg, int port,
     char url[256];
     snprintf(url, sizeof url, "sip:%s%s%s:%d;transport=%s", v6 ? "[" : "",
              cfg->host, v6 ? "]" : "", port, cfg->transports[i]);
-    if (nta_agent_add_tport(a->nta, (url_string_t const *)url, TAG_END()) < 0) {
+    /* A 4 MiB UDP receive buffer (the kernel caps it at net.core.rmem_max
+     * unless we may force it) rides out a burst or a slow handler instead
+     * of dropping requests; the default 208 KiB holds ~300 REGISTERs. */
+    if (nta_agent_add_tport(a->nta, (url_string_t const *)url,
+                            TPTAG_UDP_RMEM(SIP_AGENT_UDP_RMEM),
+                            TPTAG_UDP_WMEM(SIP_AGENT_UDP_RMEM), TAG_END()) < 0) {
       snprintf(err, errlen, "cannot listen on %s/%s:%d: %s", cfg->transports[i],
                cfg->host, port, strerror(errno ? errno : EADDRINUSE));
       return -1;
@@ -212,6 +222,7 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
                               NTATAG_CANCEL_487(0),   /* CANCEL goes to the branches */
                               NTATAG_MERGE_482(0),    /* merging is for UASes (§8.2.2.2) */
                               NTATAG_PASS_100(0),
+                              NTATAG_PRELOAD(SIP_AGENT_PRELOAD),
                               NTATAG_SERVER_RPORT(1),
                               NTATAG_CLIENT_RPORT(1),
                               TAG_END());
