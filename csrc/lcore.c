@@ -172,6 +172,37 @@ void lsip_class(lua_State *L, char const *name, luaL_Reg const *methods,
   lua_pop(L, 1);
 }
 
+void lsip_classref_init(lua_State *L, lsip_classref *c)
+{
+  luaL_getmetatable(L, c->name);
+  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void *lsip_checkclass(lua_State *L, int idx, lsip_classref const *c)
+{
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int same;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same)
+      return p;
+  }
+  return luaL_checkudata(L, idx, c->name); /* raises the usual error */
+}
+
+void lsip_setclass(lua_State *L, lsip_classref const *c)
+{
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+  if (lua_istable(L, -1))
+    lua_setmetatable(L, -2);
+  else {
+    lua_pop(L, 1);
+    luaL_setmetatable(L, c->name);
+  }
+}
+
 void lsip_setfuncs(lua_State *L, lsip_ctx *ctx, luaL_Reg const *funcs)
 {
   for (; funcs->name; funcs++) {

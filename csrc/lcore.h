@@ -74,6 +74,21 @@ void lsip_obj_unanchor(lsip_obj *o);
 /* Metatable with __name, __index = methods and the given metamethods. */
 void lsip_class(lua_State *L, char const *name, luaL_Reg const *methods,
                 luaL_Reg const *meta);
+/* A class's metatable under an integer registry key: type checks without
+ * luaL_checkudata's lookup by name, which hashes the name every call (a
+ * visible cost on per-request paths). A ref from another Lua state never
+ * matches, so a mismatch falls back to the checked lookup by name. */
+typedef struct {
+  char const *name;
+  int ref; /* LUA_NOREF until lsip_classref_init */
+} lsip_classref;
+#define LSIP_CLASSREF(n) { (n), LUA_NOREF }
+/* After lsip_class()/luaL_newmetatable() registered c->name. */
+void lsip_classref_init(lua_State *L, lsip_classref *c);
+/* luaL_checkudata(L, idx, c->name), fast when it is one. */
+void *lsip_checkclass(lua_State *L, int idx, lsip_classref const *c);
+/* luaL_setmetatable(L, c->name) for the value at the top. */
+void lsip_setclass(lua_State *L, lsip_classref const *c);
 /* Register funcs into the table at the top with the context as upvalue. */
 void lsip_setfuncs(lua_State *L, lsip_ctx *ctx, luaL_Reg const *funcs);
 

@@ -9,6 +9,8 @@
 #include <sofia-sip/msg.h>
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/msg_header.h>
+#include <sofia-sip/msg_mclass.h>
+#include <sofia-sip/msg_mclass_hash.h>
 #include <sofia-sip/sip.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_protos.h>
@@ -19,6 +21,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,17 +32,19 @@ typedef struct {
   msg_t *msg;
 } lmsg;
 
+static lsip_classref msg_class = LSIP_CLASSREF(MSG_CLASS);
+
 void lsip_push_msg(lua_State *L, msg_t *msg)
 {
   lmsg *m = compat_newuserdata(L, sizeof *m);
   m->msg = msg_ref_create(msg);
-  luaL_setmetatable(L, MSG_CLASS);
+  lsip_setclass(L, &msg_class);
 }
 
 /* The msg_t of the luasip.message at idx (borrowed). */
 msg_t *lsip_check_msg(lua_State *L, int idx)
 {
-  lmsg *m = luaL_checkudata(L, idx, MSG_CLASS);
+  lmsg *m = lsip_checkclass(L, idx, &msg_class);
   if (!m->msg)
     luaL_argerror(L, idx, "message already released");
   return m->msg;
@@ -47,7 +52,7 @@ msg_t *lsip_check_msg(lua_State *L, int idx)
 
 static sip_t const *sip_of(lua_State *L, lmsg **pm)
 {
-  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  lmsg *m = lsip_checkclass(L, 1, &msg_class);
   if (pm)
     *pm = m;
   return sip_object(m->msg);
@@ -188,20 +193,57 @@ static int name_matches(msg_header_t const *h, char const *name)
          su_casenmatch(h->sh_class->hc_short, name, 1);
 }
 
+/* The list a header named name lives on: a parsed header's own slot in
+ * the sip_t (found through sofia's name hash, long or compact form, any
+ * case), or the list of unknown headers (*unknown is set then). NULL when
+ * no header can have that name. Headers sofia could not parse are on
+ * neither list. O(1) instead of comparing every header's name. */
+static msg_header_t **header_slot(msg_t *msg, sip_t const *sip, char const *name, int *unknown)
+{
+  msg_mclass_t const *mc = msg_mclass(msg);
+  msg_href_t const *hr;
+  isize_t len = 0;
+  *unknown = 0;
+  if (!mc || !sip)
+    return NULL;
+  msg_header_name_hash(name, &len);
+  if (len == 0 || (size_t)len != strlen(name))
+    return NULL; /* not a token: no such header */
+  hr = msg_find_hclass(mc, name, NULL);
+  if (!hr || !hr->hr_class || hr->hr_class == mc->mc_error->hr_class)
+    return NULL;
+  if (hr->hr_class == mc->mc_unknown->hr_class) {
+    *unknown = 1;
+    return (msg_header_t **)&((sip_t *)sip)->sip_unknown;
+  }
+  return msg_hclass_offset(mc, (msg_pub_t *)sip, hr->hr_class);
+}
+
+/* The next header on the list from h named name (unknown headers are
+ * matched by name, case-insensitively). */
+static msg_header_t *next_named(msg_header_t *h, char const *name, int unknown)
+{
+  if (!unknown)
+    return h;
+  for (; h; h = h->sh_next)
+    if (h->sh_unknown->un_name && su_casematch(h->sh_unknown->un_name, name))
+      return h;
+  return NULL;
+}
+
 /* m:header(name) -> the first value, or nil */
 static int msg_header(lua_State *L)
 {
   lmsg *m;
   sip_t const *sip = sip_of(L, &m);
   char const *name = luaL_checkstring(L, 2);
-  msg_header_t **head = msg_chain_head(m->msg);
-  for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
-    if (is_body_or_line(sip, h) || !name_matches(h, name))
-      continue;
+  int unknown;
+  msg_header_t **slot = header_slot(m->msg, sip, name, &unknown);
+  msg_header_t *h = slot ? next_named(*slot, name, unknown) : NULL;
+  if (h)
     push_field(L, h);
-    return 1;
-  }
-  lua_pushnil(L);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -211,21 +253,123 @@ static int msg_headers(lua_State *L)
   lmsg *m;
   sip_t const *sip = sip_of(L, &m);
   char const *name = luaL_optstring(L, 2, NULL);
-  msg_header_t **head = msg_chain_head(m->msg);
+  msg_header_t **head;
   int n = 0;
   lua_newtable(L);
-  for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
-    if (is_body_or_line(sip, h) || (name && !name_matches(h, name)))
-      continue;
-    if (name) {
+  if (name) {
+    int unknown;
+    msg_header_t **slot = header_slot(m->msg, sip, name, &unknown);
+    for (msg_header_t *h = slot ? next_named(*slot, name, unknown) : NULL; h;
+         h = next_named(h->sh_next, name, unknown)) {
       push_field(L, h);
-    } else {
-      lua_createtable(L, 2, 0);
-      lua_pushstring(L, header_name(h));
-      lua_rawseti(L, -2, 1);
-      push_field(L, h);
-      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, ++n);
     }
+    return 1;
+  }
+  head = msg_chain_head(m->msg);
+  for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
+    if (is_body_or_line(sip, h))
+      continue;
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, header_name(h));
+    lua_rawseti(L, -2, 1);
+    push_field(L, h);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* m:aor() -> the To URI as an address-of-record, "sip:user@host" with the
+ * user unescaped, the host in lower case and no port or parameters (RFC
+ * 3261 §10.3 step 5; a sips To gives the same AOR as sip), then the user
+ * (or nil) and the host; nil for no To or a scheme other than sip/sips.
+ * Flat values: the registrar's hot path reads these per REGISTER, and a
+ * URI table costs a dozen allocations. */
+static int msg_aor(lua_State *L)
+{
+  sip_t const *sip = sip_of(L, NULL);
+  url_t const *u = sip && sip->sip_to ? sip->sip_to->a_url : NULL;
+  char host[256], user[256];
+  size_t hlen, ulen = 0;
+  luaL_Buffer b;
+  if (!u || !u->url_host || (u->url_type != url_sip && u->url_type != url_sips) ||
+      strlen(u->url_host) >= sizeof host || (u->url_user && strlen(u->url_user) >= sizeof user)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  hlen = strlen(u->url_host);
+  for (size_t i = 0; i < hlen; i++) {
+    char c = u->url_host[i];
+    host[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+  }
+  host[hlen] = '\0';
+  if (u->url_user) /* by length: a %00 stays in the Lua string */
+    ulen = url_unescape_to(user, u->url_user, SIZE_MAX);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "sip:");
+  if (u->url_user) {
+    luaL_addlstring(&b, user, ulen);
+    luaL_addchar(&b, '@');
+  }
+  luaL_addlstring(&b, host, hlen);
+  luaL_pushresult(&b);
+  if (u->url_user)
+    lua_pushlstring(L, user, ulen);
+  else
+    lua_pushnil(L);
+  lua_pushlstring(L, host, hlen);
+  return 3;
+}
+
+/* The value of parameter name (lower case) in params, or NULL; "" for a
+ * parameter without a value. */
+static char const *param_value(msg_param_t const *params, char const *name, size_t nlen)
+{
+  for (int i = 0; params && params[i]; i++) {
+    char const *p = params[i];
+    if (su_casenmatch(p, name, nlen) && (p[nlen] == '=' || p[nlen] == '\0'))
+      return p[nlen] == '=' ? p + nlen + 1 : "";
+  }
+  return NULL;
+}
+
+static void set_param_field(lua_State *L, msg_param_t const *params, char const *name,
+                            char const *field)
+{
+  char const *v = param_value(params, name, strlen(name));
+  if (v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, field);
+  }
+}
+
+/* m:contact_list() -> list of {uri=, expires=, q=, instance=, reg_id=}, one
+ * per Contact, with the parameters as their raw strings (absent ones nil);
+ * uri is "*" for a wildcard. The flat form of m.contacts for registrars. */
+static int msg_contact_list(lua_State *L)
+{
+  sip_t const *sip = sip_of(L, NULL);
+  int n = 0;
+  lua_newtable(L);
+  for (sip_contact_t const *c = sip ? sip->sip_contact : NULL; c; c = c->m_next) {
+    char buf[256];
+    isize_t len;
+    lua_createtable(L, 0, 3);
+    len = url_e(buf, sizeof buf, c->m_url);
+    if (len >= 0 && (size_t)len < sizeof buf) {
+      lua_pushlstring(L, buf, (size_t)len);
+    } else {
+      su_home_t home[1] = { SU_HOME_INIT(home) };
+      char *str = url_as_string(home, c->m_url);
+      lua_pushstring(L, str ? str : "");
+      su_home_deinit(home);
+    }
+    lua_setfield(L, -2, "uri");
+    set_param_field(L, c->m_params, "expires", "expires");
+    set_param_field(L, c->m_params, "q", "q");
+    set_param_field(L, c->m_params, "+sip.instance", "instance");
+    set_param_field(L, c->m_params, "reg-id", "reg_id");
     lua_rawseti(L, -2, ++n);
   }
   return 1;
@@ -302,7 +446,7 @@ static int msg_set_header(lua_State *L)
 /* m:raw() -> the whole message as text */
 static int msg_raw(lua_State *L)
 {
-  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  lmsg *m = lsip_checkclass(L, 1, &msg_class);
   su_home_t home[1] = { SU_HOME_INIT(home) };
   size_t len = 0;
   char *s = msg_as_string(home, m->msg, NULL, 0, &len);
@@ -380,7 +524,16 @@ static void push_source(lua_State *L, msg_t *msg)
       inet_ntop(AF_INET6, &su->su_sin6.sin6_addr, addr, sizeof addr);
       port = ntohs(su->su_sin6.sin6_port);
     } else if (su->su_family == AF_INET) {
-      inet_ntop(AF_INET, &su->su_sin.sin_addr, addr, sizeof addr);
+      /* by hand: glibc's inet_ntop goes through sprintf */
+      unsigned char const *b = (unsigned char const *)&su->su_sin.sin_addr;
+      char *p = addr;
+      for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100) *p++ = (char)('0' + v / 100);
+        if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+      }
       port = ntohs(su->su_sin.sin_port);
     }
   }
@@ -495,7 +648,7 @@ static int msg_index(lua_State *L)
 
 static int msg_gc(lua_State *L)
 {
-  lmsg *m = luaL_checkudata(L, 1, MSG_CLASS);
+  lmsg *m = lsip_checkclass(L, 1, &msg_class);
   if (m->msg) {
     msg_destroy(m->msg);
     m->msg = NULL;
@@ -522,7 +675,8 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx)
   static luaL_Reg const methods[] = {
     { "header", msg_header }, { "headers", msg_headers }, { "raw", msg_raw },
     { "challenges", msg_challenges }, { "add_header", msg_add_header },
-    { "set_header", msg_set_header }, { "remove_header", msg_remove_header }, { NULL, NULL },
+    { "set_header", msg_set_header }, { "remove_header", msg_remove_header },
+    { "aor", msg_aor }, { "contact_list", msg_contact_list }, { NULL, NULL },
   };
   (void)ctx;
   luaL_newmetatable(L, MSG_CLASS);
@@ -539,4 +693,5 @@ void lsip_open_msg(lua_State *L, lsip_ctx *ctx)
   lua_pushcclosure(L, msg_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  lsip_classref_init(L, &msg_class);
 }

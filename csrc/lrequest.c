@@ -33,6 +33,9 @@
 #define REQUEST_CLASS "luasip.request"
 #define BRANCH_CLASS "luasip.branch"
 
+static lsip_classref req_class = LSIP_CLASSREF(REQUEST_CLASS);
+static lsip_classref branch_class = LSIP_CLASSREF(BRANCH_CLASS);
+
 /* What requests and branches share, so an agent can find its own. */
 typedef struct {
   lsip_obj obj;
@@ -109,13 +112,13 @@ void lsip_push_request(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent, msg_t *m
   r->s.agent = agent;
   r->msg = msg;
   r->routed = proxy_preprocess_routes(msg, sip, sip_agent_is_me, agent) > 0;
-  luaL_setmetatable(L, REQUEST_CLASS);
+  lsip_setclass(L, &req_class);
   lsip_obj_init(ctx, &r->s.obj, LSIP_REQUESTS, req_release);
 }
 
 static lreq *check_req(lua_State *L)
 {
-  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  lreq *r = lsip_checkclass(L, 1, &req_class);
   if (!r->msg)
     luaL_error(L, "luasip.request: used after its server closed");
   return r;
@@ -405,7 +408,7 @@ static int req_branch(lua_State *L)
     msg_destroy(copy);
     return lsip_fail(L, "cannot send the request to this target", "EIO");
   }
-  luaL_setmetatable(L, BRANCH_CLASS);
+  lsip_setclass(L, &branch_class);
   lsip_obj_init(ctx, &b->s.obj, LSIP_REQUESTS, branch_release);
   lsip_obj_set_fn(L, &b->s.obj, 6);
   lsip_obj_anchor(L, &b->s.obj, -1);
@@ -416,7 +419,7 @@ static int req_branch(lua_State *L)
  * is just abandoned (its final response is ignored). */
 static int branch_cancel(lua_State *L)
 {
-  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  lbranch *b = lsip_checkclass(L, 1, &branch_class);
   if (!b->orq || b->status >= 200) {
     lua_pushboolean(L, 0);
     return 1;
@@ -433,14 +436,14 @@ static int branch_cancel(lua_State *L)
 
 static int branch_status(lua_State *L)
 {
-  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  lbranch *b = lsip_checkclass(L, 1, &branch_class);
   lua_pushinteger(L, b->status);
   return 1;
 }
 
 static int branch_close(lua_State *L)
 {
-  lbranch *b = luaL_checkudata(L, 1, BRANCH_CLASS);
+  lbranch *b = lsip_checkclass(L, 1, &branch_class);
   lsip_obj_close(&b->s.obj);
   return 0;
 }
@@ -484,14 +487,14 @@ static int req_relay(lua_State *L)
 
 static int req_close(lua_State *L)
 {
-  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  lreq *r = lsip_checkclass(L, 1, &req_class);
   lsip_obj_close(&r->s.obj);
   return 0;
 }
 
 static int req_tostring(lua_State *L)
 {
-  lreq *r = luaL_checkudata(L, 1, REQUEST_CLASS);
+  lreq *r = lsip_checkclass(L, 1, &req_class);
   sip_t const *sip = r->msg ? sip_object(r->msg) : NULL;
   if (sip && sip->sip_request)
     lua_pushfstring(L, "luasip.request (%s %s)", sip->sip_request->rq_method_name,
@@ -542,4 +545,6 @@ void lsip_open_request(lua_State *L, lsip_ctx *ctx)
   lsip_setfuncs(L, ctx, funcs);
   lsip_class(L, REQUEST_CLASS, req_methods, req_meta);
   lsip_class(L, BRANCH_CLASS, branch_methods, branch_meta);
+  lsip_classref_init(L, &req_class);
+  lsip_classref_init(L, &branch_class);
 }

@@ -243,7 +243,7 @@ function H.request(method, port, opts)
       lport, seq, math.random(1e9)),
     "Max-Forwards: 70",
     string.format("From: <sip:spec@127.0.0.1>;tag=spec%d", seq),
-    string.format("To: <sip:luasip@127.0.0.1:%d>", port),
+    opts.to and ("To: " .. opts.to) or string.format("To: <sip:luasip@127.0.0.1:%d>", port),
     string.format("Call-ID: spec-%d-%d@127.0.0.1", seq, math.random(1e9)),
     string.format("CSeq: %d %s", opts.cseq or 1, method),
   }

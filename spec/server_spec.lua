@@ -194,6 +194,39 @@ describe("luasip.server", function()
       srv:close()
     end)
 
+    it("gives registrars the To AOR and the Contact parameters in flat form", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
+      local got = {}
+      srv:on("REGISTER", function(req)
+        got[#got + 1] = { aor = { req.msg:aor() }, contacts = req.msg:contact_list() }
+        req:reply(200)
+      end)
+      H.run(function()
+        ask(srv.port, "REGISTER", {
+          to = "<sip:Al%69ce@EXAMPLE.Com:5070;transport=tcp?x=y>",
+          headers = {
+            'Contact: <sip:alice@192.0.2.1:5060;transport=udp>;expires=60;q=0.5;+sip.instance="<urn:uuid:1>";reg-id=2',
+            "Contact: sip:alice@192.0.2.2",
+          },
+        })
+        ask(srv.port, "REGISTER", { to = "<sips:EXAMPLE.com>", headers = { "Contact: *" } })
+        ask(srv.port, "REGISTER", { to = "<tel:+15551234>" })
+        ask(srv.port, "REGISTER", { to = "<sip:a%00b@example.com>" })
+      end)
+      srv:close()
+      assert.are.same({ "sip:Alice@example.com", "Alice", "example.com" }, got[1].aor)
+      assert.are.same({
+        { uri = "sip:alice@192.0.2.1:5060;transport=udp", expires = "60", q = "0.5",
+          instance = '"<urn:uuid:1>"', reg_id = "2" },
+        { uri = "sip:alice@192.0.2.2" },
+      }, got[1].contacts)
+      assert.are.same({ "sip:example.com", nil, "example.com" }, got[2].aor)
+      assert.are.same({ { uri = "*" } }, got[2].contacts)
+      assert.are.same({}, got[3].aor)                 -- not a SIP URI: no AOR
+      assert.are.same({}, got[3].contacts)
+      assert.are.same({ "sip:a\0b@example.com", "a\0b", "example.com" }, got[4].aor)
+    end)
+
     it("answers 500 when a handler fails or ends without a final response, and keeps serving", function()
       local srv = assert(luasip.server { listen = "127.0.0.1:0", transports = { "udp" } })
       srv:on("MESSAGE", function() error("handler bug") end)
