@@ -55,6 +55,32 @@ describe("tasks", function()
     assert.are.equal(0, luasip.stats().tasks)
   end)
 
+  it("let go of a finished task's function, arguments and results (pooled workers keep none)", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local function track(v) weak[v] = true return v end
+    for n = 0, 5 do                      -- every argument count the pool passes
+      local args = {}
+      for i = 1, n do args[i] = track({}) end
+      local fn = track(function(...)
+        assert(select("#", ...) == n)
+        return track({})
+      end)
+      local t = luasip.spawn(fn, (table.unpack or unpack)(args, 1, n))
+      assert.are.equal("done", t:status())
+    end
+    local records = H.capture_log(function()
+      local t = luasip.spawn(function() error(track({}), 0) end)
+      assert.are.equal("failed", t:status())
+    end)
+    assert.are.equal(1, #records)
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local left = 0
+    for _ in pairs(weak) do left = left + 1 end
+    -- the tasks were not kept, so their results went with them
+    assert.are.equal(0, left)
+  end)
+
   it("log a failing task with its traceback and keep the loop running", function()
     local records = H.capture_log(function()
       local t = luasip.spawn(function()

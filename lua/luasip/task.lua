@@ -53,6 +53,54 @@ function M.set_error_reporter(fn) report_error = fn end
 
 local resume
 
+-- Tasks run on pooled worker coroutines: a new coroutine per task costs
+-- its creation and, above all, growing its stack again as the task calls
+-- deeper (a reallocation per doubling); a server runs a task per request.
+-- A worker runs fn(...) under xpcall, yields DONE with the outcome, and
+-- waits there for its next job. One that is cancelled in a bare yield is
+-- closed, never reused.
+local DONE = {}
+local POOL_MAX = 128
+local pool, npool = {}, 0
+local EMPTY = { n = 0 }
+
+-- The message handler: a failure's traceback is taken where it happened
+-- (the worker's stack is unwound by the time the task is finished).
+local function on_error(e)
+  if e ~= M.CANCELLED then
+    local t = by_co[coroutine.running()]
+    if t and not t.quiet then
+      t.traceback = debug.traceback(type(e) == "string" and e or tostring(e), 2)
+    end
+  end
+  return e
+end
+
+local IDLE = {}
+local idle
+-- A job: fn with n arguments, up to three of them in a, b, c, more packed
+-- in a (no varargs: LuaJIT keeps a vararg frame's values alive across
+-- the tail call below). Its outcome is yielded with DONE; the next resume
+-- (at once, by resumed()) lets go of the job and tail-calls idle(), so a
+-- pooled worker keeps no reference to its last job's function or
+-- arguments (a request would otherwise live until the worker's reuse).
+local function work(fn, n, a, b, c)
+  if n == 0 then
+    coroutine.yield(DONE, xpcall(fn, on_error))
+  elseif n == 1 then
+    coroutine.yield(DONE, xpcall(fn, on_error, a))
+  elseif n == 2 then
+    coroutine.yield(DONE, xpcall(fn, on_error, a, b))
+  elseif n == 3 then
+    coroutine.yield(DONE, xpcall(fn, on_error, a, b, c))
+  else
+    coroutine.yield(DONE, xpcall(fn, on_error, unpack(a, 1, a.n)))
+  end
+  fn, a, b, c = nil, nil, nil, nil
+  return idle()
+end
+function idle() return work(coroutine.yield(IDLE)) end
+
 local function finish(t, ok, res)
   by_co[t.co] = nil
   nlive = nlive - 1
@@ -67,9 +115,10 @@ local function finish(t, ok, res)
     if not t.quiet then
       local msg = res[1]
       if type(msg) ~= "string" then msg = tostring(msg) end
-      report_error("task " .. task_name(t) .. " failed: " .. debug.traceback(t.co, msg))
+      report_error("task " .. task_name(t) .. " failed: " .. (t.traceback or debug.traceback(t.co, msg)))
     end
   end
+  t.traceback = nil
   local joiners = t.joiners
   t.joiners = nil
   if joiners then
@@ -78,8 +127,24 @@ local function finish(t, ok, res)
   if t.done_fn then t.done_fn(t) end
 end
 
+local function outcome(...)
+  if select("#", ...) == 0 then return EMPTY end
+  return pack(...)
+end
+
 -- What a resume returned: the task ended, waits, or yielded bare.
 local function resumed(t, ok, first, ...)
+  if ok and first == DONE then
+    local co = t.co
+    if npool < POOL_MAX and not t.cancelled then
+      local parked, state = coroutine.resume(co)   -- into idle()
+      if parked and state == IDLE then
+        npool = npool + 1
+        pool[npool] = co
+      end
+    end
+    return finish(t, (...), outcome(select(2, ...)))
+  end
   if coroutine.status(t.co) == "dead" then
     return finish(t, ok, pack(first, ...))
   end
@@ -111,10 +176,24 @@ function M.spawn(fn, ...)
   if type(fn) ~= "function" then
     error("luasip.spawn: expected a function, got " .. type(fn), 2)
   end
-  local t = setmetatable({ co = coroutine.create(fn), fn = fn, state = "ready" }, Task)
-  by_co[t.co] = t
+  local co
+  if npool > 0 then
+    co = pool[npool]
+    pool[npool] = nil
+    npool = npool - 1
+  else
+    co = coroutine.create(work)
+  end
+  local t = setmetatable({ co = co, fn = fn, state = "running" }, Task)
+  by_co[co] = t
   nlive = nlive + 1
-  resume(t, ...)
+  -- a worker waiting for a job is resumed with the job
+  local n = select("#", ...)
+  if n <= 3 then
+    resumed(t, coroutine.resume(co, fn, n, ...))
+  else
+    resumed(t, coroutine.resume(co, fn, n, pack(...)))
+  end
   return t
 end
 
