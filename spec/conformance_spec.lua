@@ -64,7 +64,8 @@ local DOMAINS = {
 -- location before the run (REGISTERs among the messages add their own).
 local UAS_AORS = {
   "sip:user@example.com", "sip:user@example.org", "sip:vivekg@chair-dnrc.example.com",
-  "sip:sips%3Auser%40example.com@example.net", "sip:user;par=u%40example.net@example.com",
+  -- canonical AORs (§10.3: unescaped), as luasip.registrar_aor() makes them
+  "sip:sips:user@example.com@example.net", "sip:user;par=u@example.net@example.com",
   "sip:kumiko@example.org", "sip:UserB@example.com", "sip:registrar.example.com",
   "sip:remote-target@example.com", "sip:j_user@example.com", "sip:joe@example.com",
   "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
@@ -476,7 +477,7 @@ local EXPECT = {
   wsinv = { registrar = INVITE_NO_HANDLER, proxy = FORWARDED_INVITE },
   esc01 = { registrar = INVITE_NO_HANDLER, proxy = FORWARDED_INVITE },
   escnull = { registrar = CHALLENGED,
-              proxy = { status = 200, bound = { "sip:null-%00-null@example.com", "sip:%00@host5.example.com",
+              proxy = { status = 200, bound = { "sip:null-\0-null@example.com", "sip:%00@host5.example.com",
                                                 "sip:%00%00@host5.example.com" } } },
   lwsdisp = { registrar = OPTIONS_OK, proxy = FORWARDED },
   longreq = { registrar = INVITE_NO_HANDLER, proxy = FORWARDED_INVITE },

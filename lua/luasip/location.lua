@@ -381,16 +381,20 @@ local function count_live(map, now)
   return n
 end
 
--- Apply durable ops to the view; returns the events.
+local NO_EVENTS = {}     -- (never written to)
+
+-- Apply durable ops to the view; returns the events (none are made when
+-- nobody listens: this runs once per REGISTER).
 function Location:_apply_view(aor, ops)
-  local events = {}
+  local events = #self.listeners > 0 and {} or nil
   local map = self.aors[aor]
+  local n = self.n
   local function drop(contact)
     local old = map and map[contact]
     if old then
       map[contact] = nil
-      self.n = self.n - 1
-      events[#events + 1] = { aor = aor, kind = "remove", binding = old }
+      n = n - 1
+      if events then events[#events + 1] = { aor = aor, kind = "remove", binding = old } end
     end
   end
   if ops.remove_all and map then
@@ -400,17 +404,21 @@ function Location:_apply_view(aor, ops)
     for _, c in ipairs(contacts) do drop(c) end
   end
   for _, c in ipairs(ops.remove) do drop(c) end
-  for _, b in ipairs(ops.set) do
+  local set = ops.set
+  for i = 1, #set do
+    local b = set[i]
     if not map then
       map = {}
       self.aors[aor] = map
     end
-    if not map[b.contact] then self.n = self.n + 1 end
+    if not map[b.contact] then n = n + 1 end
     map[b.contact] = b
     if b.expires < self.next_expiry then self.next_expiry = b.expires end
-    events[#events + 1] = { aor = aor, kind = "set", binding = b }
+    if events then events[#events + 1] = { aor = aor, kind = "set", binding = b } end
   end
+  self.n = n
   if map and next(map) == nil then self.aors[aor] = nil end
+  if not events then return NO_EVENTS end
   local remaining = count_live(self.aors[aor], core.time())
   for _, ev in ipairs(events) do
     ev.binding = copy(ev.binding)
@@ -520,11 +528,46 @@ function Location:lookup(aor)
   return out
 end
 
+-- Commit checked ops: returns true once durable, or nil, err.
+local function commit(self, aor, ops, what, level)
+  if not ops.remove_all and #ops.remove == 0 and #ops.set == 0 then return true end
+  if self.backend.sync then             -- memory: no callbacks, no waiting
+    self:_emit(self:_apply_view(aor, ops))
+    return true
+  end
+  return self:_wait(function(cb) self:_commit(aor, ops, cb) end, what, level + 1)
+end
+
 local function apply(self, aor, changes, what)
   local ops, err = check_changes(aor, changes, core.time())
   if not ops then error("luasip.location: " .. what .. ": " .. err, 3) end
-  if not ops.remove_all and #ops.remove == 0 and #ops.set == 0 then return true end
-  return self:_wait(function(cb) self:_commit(aor, ops, cb) end, what, 3)
+  return commit(self, aor, ops, what, 3)
+end
+
+-- For luasip.registrar, which builds its bindings itself from parsed
+-- messages: the view's own tables, no copies (read them, never change
+-- them), and a change whose ops need no checking ({ remove_all =,
+-- remove = {contact}, set = {complete binding with aor and updated} };
+-- each binding's expires is in the future).
+function Location:_bindings(aor) return self.aors[aor] end
+
+function Location:_apply_trusted(aor, ops)
+  check_open(self, "apply")
+  return commit(self, aor, ops, "apply", 2)
+end
+
+-- The unexpired bindings of aor best first, as the view's own tables
+-- (lookup() without the copies).
+function Location:_live(aor, now)
+  local out = {}
+  local map = self.aors[aor]
+  if map then
+    for _, b in pairs(map) do
+      if b.expires > now then out[#out + 1] = b end
+    end
+    if #out > 1 then table.sort(out, better) end
+  end
+  return out
 end
 
 --- Change aor's bindings atomically: changes = { set = {binding, ...},

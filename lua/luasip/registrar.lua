@@ -72,11 +72,15 @@ function M.new(opts)
   return self
 end
 
---- The canonical AOR of a URI table (from msg.to.uri): sip:user@host.
+--- The canonical AOR of a URI table (from msg.to.uri): sip:user@host,
+--- the user unescaped and the host in lower case (msg:aor() for a message).
 function M.aor(uri)
   if not uri or not uri.host then return nil end
   local host = uri.host:lower()
-  if uri.user then return "sip:" .. uri.user .. "@" .. host end
+  if uri.user then
+    local user = uri.user:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    return "sip:" .. user .. "@" .. host
+  end
   return "sip:" .. host
 end
 
@@ -124,16 +128,23 @@ end
 -- parsed by sofia on the way in, so they are safe to echo).
 local function ok_reply(req, bindings, path)
   local now = core.time()
-  local lines = { date_header(now) }
-  for i, b in ipairs(bindings) do lines[i + 1] = contact_header(b, now) end
-  if path then
-    for _, p in ipairs(path) do lines[#lines + 1] = "Path: " .. p .. "\r\n" end
+  local n = #bindings
+  local text
+  if n == 1 and not path then           -- the common case, no table
+    text = date_header(now) .. contact_header(bindings[1], now)
+  else
+    local lines = { date_header(now) }
+    for i = 1, n do lines[i + 1] = contact_header(bindings[i], now) end
+    if path then
+      for _, p in ipairs(path) do lines[#lines + 1] = "Path: " .. p .. "\r\n" end
+    end
+    text = table.concat(lines)
   end
-  return req:reply(200, "OK", { header_text = table.concat(lines) })
+  return req:reply(200, "OK", { header_text = text })
 end
 
-local function supports_path(req)
-  for _, v in ipairs(req:headers("Supported")) do
+local function supports_path(msg)
+  for _, v in ipairs(msg:headers("Supported")) do
     for tag in v:gmatch("[^,%s]+") do
       if tag:lower() == "path" then return true end
     end
@@ -141,23 +152,26 @@ local function supports_path(req)
   return false
 end
 
--- The contacts of the request with their expiry, or nil, status, reason, headers.
-local function parse_contacts(self, req, now)
-  local contacts = req.msg.contacts
-  local hdr = req.msg:header("Expires")
+-- The contacts of the request with their expiry (seconds from now), or
+-- nil, status, reason, headers. msg:contact_list() gives the parameters
+-- as strings; each entry becomes { contact, expires, q, instance, reg_id }.
+local function parse_contacts(self, msg)
+  local contacts = msg:contact_list()
+  local hdr = msg:header("Expires")
   local expires_hdr
   if hdr then
     expires_hdr = tonumber(hdr:match("^%s*(%d+)%s*$"))
     if not expires_hdr then return nil, 400, "Bad Expires" end
   end
-  local list, star = {}, false
-  for _, c in ipairs(contacts) do
-    local uri = c.uri and c.uri.str
+  local star = false
+  for i = 1, #contacts do
+    local c = contacts[i]
+    local uri = c.uri
     if uri == "*" then
       star = true
     else
-      if not uri then return nil, 400, "Bad Contact" end
-      local e = c.params and c.params.expires
+      c.contact, c.uri = uri, nil
+      local e = c.expires
       if e ~= nil then
         e = tonumber(e)
         if not e or e < 0 then return nil, 400, "Bad Contact Expires" end
@@ -167,19 +181,96 @@ local function parse_contacts(self, req, now)
         return nil, 423, "Interval Too Brief", { ["Min-Expires"] = tostring(self.min_expires) }
       end
       if e > self.max_expires then e = self.max_expires end
-      local q = c.params and c.params.q and tonumber(c.params.q)
-      if q and (q < 0 or q > 1) then return nil, 400, "Bad q-value" end
-      list[#list + 1] = {
-        contact = uri, expires = e, q = q,
-        instance = c.params and c.params["+sip.instance"],
-        reg_id = c.params and tonumber(c.params["reg-id"] or ""),
-      }
+      c.expires = e
+      local q = c.q
+      if q then
+        q = tonumber(q)
+        if not q or q < 0 or q > 1 then return nil, 400, "Bad q-value" end
+        c.q = q
+      end
+      if c.reg_id then c.reg_id = math.tointeger(tonumber(c.reg_id)) end
     end
   end
-  if star and (#contacts > 1 or expires_hdr ~= 0) then
-    return nil, 400, "Invalid Wildcard Contact"
+  if star then
+    if #contacts > 1 or expires_hdr ~= 0 then return nil, 400, "Invalid Wildcard Contact" end
+    return {}, true
   end
-  return list, star
+  return contacts, false
+end
+
+local function newer(b, call_id, cseq)
+  if b.call_id ~= call_id then return true end
+  return cseq > (b.cseq or 0)
+end
+
+-- The update of §10.3 steps 6-8 for one AOR: returns 200, or a status
+-- and reason. Runs under the AOR's lock when the store can yield.
+local function update(self, msg, aor, list, star, path, now)
+  local loc = self.location
+  local current = loc:_bindings(aor)     -- contact -> binding, maybe expired ones
+  if #list == 0 and not star then return 200 end
+  local call_id, cseq = msg.call_id, msg.cseq
+  local set, remove = {}, {}
+  if star then
+    -- §10.3 step 6: a binding from this Call-ID with a CSeq not below
+    -- the request's aborts the whole update.
+    if current then
+      for contact, b in pairs(current) do
+        if b.expires > now then
+          if not newer(b, call_id, cseq) then return 500, "Out of Order CSeq" end
+          remove[#remove + 1] = contact
+        end
+      end
+    end
+  else
+    local source, received = msg.source, nil
+    if source then
+      received = (msg.transport or "udp") .. ":" .. source .. ":" .. tostring(msg.source_port)
+    end
+    local ua = msg:header("User-Agent")
+    local added                          -- contact -> true, for the count
+    for i = 1, #list do
+      local c = list[i]
+      local contact = c.contact
+      local old = current and current[contact]
+      if old and old.expires <= now then old = nil end
+      if old and not newer(old, call_id, cseq) then
+        if old.call_id == call_id and cseq < (old.cseq or 0) then
+          return 500, "Out of Order CSeq"
+        end
+        -- the same CSeq again: a retransmission, already applied
+      elseif c.expires == 0 then
+        if old then remove[#remove + 1] = contact end
+      else
+        set[#set + 1] = {
+          aor = aor, contact = contact, expires = now + c.expires, q = c.q, call_id = call_id,
+          cseq = cseq, path = path, received = received, user_agent = ua, instance = c.instance,
+          reg_id = c.reg_id, updated = now,
+        }
+        if not old then
+          added = added or {}
+          added[contact] = true
+        end
+      end
+    end
+    -- bindings after the change: the live ones kept plus the new contacts
+    local n = 0
+    if current then
+      for _, b in pairs(current) do
+        if b.expires > now then n = n + 1 end
+      end
+      n = n - #remove
+    end
+    if added then for _ in pairs(added) do n = n + 1 end end
+    if n > self.max_contacts then return 403, "Too Many Contacts" end
+  end
+  if #set == 0 and #remove == 0 then return 200 end
+  local done, err = loc:_apply_trusted(aor, { remove_all = false, remove = remove, set = set })
+  if not done then
+    log.error("registrar: cannot store %s: %s", aor, tostring(err))
+    return 500, "Location Store Failed"
+  end
+  return 200
 end
 
 --- Handle one REGISTER (the registrar is also callable: reg(req)).
@@ -197,12 +288,9 @@ function Registrar:handle(req)
       return req:reply(420, "Bad Extension", { headers = { Unsupported = table.concat(bad, ", ") } })
     end
   end
-  local to = msg.to
-  local aor = to and M.aor(to.uri)
-  if not aor or (to.uri.scheme ~= "sip" and to.uri.scheme ~= "sips") then
-    return req:reply(404, "Not Found")
-  end
-  if self.domains and not self.domains[to.uri.host:lower()] then
+  local aor, to_user, to_host = msg:aor()
+  if not aor then return req:reply(404, "Not Found") end
+  if self.domains and not self.domains[to_host] then
     return req:reply(404, "Domain Not Served")
   end
   if self.auth then
@@ -212,80 +300,25 @@ function Registrar:handle(req)
       return req:challenge(self.auth, { proxy = false })
     end
     local allowed
-    if self.authorize then allowed = self.authorize(user, aor, req) else allowed = (to.uri.user == user) end
+    if self.authorize then allowed = self.authorize(user, aor, req) else allowed = (to_user == user) end
     if not allowed then return req:reply(403, "Forbidden") end
   end
-  -- Fractional wall-clock seconds: with os.time() a binding for N
-  -- seconds would live anywhere from N - 1 to N seconds.
-  local now = core.time()
-  local list, star, reason, headers = parse_contacts(self, req, now)
+  local list, star, reason, headers = parse_contacts(self, msg)
   if not list then return req:reply(star, reason, { headers = headers }) end
 
   local path
   if msg:header("Path") then path = msg:headers("Path") end
-  local call_id, cseq = msg.call_id, msg.cseq
   local loc = self.location
-  if not lock(self, aor) then return req:reply(500, "Registrar Busy") end
-  local ok, status, why = pcall(function()
-    local current = loc:lookup(aor)
-    if #list == 0 and not star then return 200 end
-    local by_contact = {}
-    for _, b in ipairs(current) do by_contact[b.contact] = b end
-    local changes = { set = {}, remove = {} }
-    local function newer(b)
-      if b.call_id ~= call_id then return true end
-      return cseq > (b.cseq or 0)
-    end
-    if star then
-      -- §10.3 step 6: a binding from this Call-ID with a CSeq not below
-      -- the request's aborts the whole update.
-      for _, b in ipairs(current) do
-        if not newer(b) then return 500, "Out of Order CSeq" end
-        changes.remove[#changes.remove + 1] = b.contact
-      end
-    else
-      local source, port = msg.source, msg.source_port
-      local received
-      if source then
-        received = (msg.transport or "udp") .. ":" .. source .. ":" .. tostring(port)
-      end
-      local ua = msg:header("User-Agent")
-      for _, c in ipairs(list) do
-        local old = by_contact[c.contact]
-        if old and not newer(old) then
-          if old.call_id == call_id and cseq < (old.cseq or 0) then
-            return 500, "Out of Order CSeq"
-          end
-          -- the same CSeq again: a retransmission, already applied
-        elseif c.expires == 0 then
-          if old then changes.remove[#changes.remove + 1] = c.contact end
-        else
-          changes.set[#changes.set + 1] = {
-            contact = c.contact, expires = now + c.expires, q = c.q, call_id = call_id, cseq = cseq,
-            path = path, received = received, user_agent = ua, instance = c.instance, reg_id = c.reg_id,
-            updated = now,
-          }
-          by_contact[c.contact] = changes.set[#changes.set]
-        end
-      end
-      local n = 0
-      local removed = {}
-      for _, ct in ipairs(changes.remove) do removed[ct] = true end
-      for ct in pairs(by_contact) do if not removed[ct] then n = n + 1 end end
-      if n > self.max_contacts then return 403, "Too Many Contacts" end
-    end
-    if #changes.set == 0 and #changes.remove == 0 then return 200 end
-    local done, err = loc:apply(aor, changes)
-    if not done then
-      log.error("registrar: cannot store %s: %s", aor, tostring(err))
-      return 500, "Location Store Failed"
-    end
-    return 200
-  end)
-  unlock(self, aor)
+  -- A store that yields between the lookup and the write needs the lock.
+  local locked = not loc.backend.sync
+  if locked and not lock(self, aor) then return req:reply(500, "Registrar Busy") end
+  -- Fractional wall-clock seconds: with os.time() a binding for N
+  -- seconds would live anywhere from N - 1 to N seconds.
+  local ok, status, why = pcall(update, self, msg, aor, list, star, path, core.time())
+  if locked then unlock(self, aor) end
   if not ok then error(status, 0) end
   if status ~= 200 then return req:reply(status, why) end
-  return ok_reply(req, loc:lookup(aor), path and supports_path(req) and path or nil)
+  return ok_reply(req, loc:_live(aor, core.time()), path and supports_path(msg) and path or nil)
 end
 
 Registrar.__call = Registrar.handle
