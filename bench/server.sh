@@ -49,6 +49,10 @@ else
   RAMP_DUR=5; CONF_DUR=20; NBIS=3; MAXRAMP=7; CONF_TRIES=5
 fi
 HZ=$(getconf CLK_TCK)
+# SIPp's sockets get 4 MiB buffers like the servers' (its default, 64 KiB,
+# holds ~50 responses: a server answering a backlog in a burst then shows
+# as "retransmissions" that are SIPp's own drops).
+SIPP_BUF="-buff_size 4194304"
 
 if [ ! -f "$peers/route.lua" ] || ! command -v kamailio > /dev/null || ! command -v sipp > /dev/null; then
   echo "== server benchmark: no Kamailio peer at $peers (or no kamailio/sipp); skipped"
@@ -85,6 +89,9 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 # From ../shared/peers/kamailio/lib.sh (prepare): the configs with
 # @PEERDIR@ replaced, the users as SIPp CSV, and the same users for luasip.
 for f in common.inc.cfg kamailio-lua.cfg route.lua; do sed "s#@PEERDIR@#$W#g" "$B/$f" > "$W/$f"; done
+# Like with like: Kamailio probes its UDP receive buffer up to maxbuffer
+# (256 KiB by default); luasip asks for 4 MiB. Both get 4 MiB here.
+sed -i 's#^children=#maxbuffer=4194304\nchildren=#' "$W/common.inc.cfg"
 { echo SEQUENTIAL; for i in $(seq -w 1 10000); do echo "user0$i;secret"; done; } > "$W/users.csv"
 { echo SEQUENTIAL; for i in $(seq -w 1 10000); do echo "user0$i;[authentication username=user0$i password=secret]"; done; } > "$W/users_auth.csv"
 for i in $(seq -w 1 10000); do echo "user0$i secret"; done > "$W/users.txt"
@@ -179,7 +186,7 @@ srv_start() {
   if [ $up = 0 ]; then echo "!! $IMPL did not start (see $L)" >&2; stop_pid "$SPID"; SPID=""; return 1; fi
   [ "$IMPL" = kamailio ] && { sleep 0.5; KIDS=$(ps -o pid= --ppid "$SPID" | tr '\n' ' '); }
   if [ "$ROW" = call ]; then
-    sipp -sf "$B/uas_call.xml" -i 127.0.0.1 -p 5070 -cp 5071 -mp 5072 -nostdin -t u1 \
+    sipp -sf "$B/uas_call.xml" -i 127.0.0.1 -p 5070 -cp 5071 -mp 5072 -nostdin -t u1 $SIPP_BUF \
       -trace_stat -stf "$W/uas_stat.csv" -fd 1 -trace_err -error_file "$L/uas_err.log" > /dev/null 2>&1 &
     UPID=$!
     sleep 0.3
@@ -219,7 +226,7 @@ step() {
   rb0=$(rcvbuf_errors); t0=$(ticks_of $pids); w0=$(date +%s.%N); b0=$(busy_ticks)
   [ -n "$UPID" ] && u0=$(ticks_of "$UPID")
   # shellcheck disable=SC2086
-  sipp 127.0.0.1:5060 $sargs -i 127.0.0.1 -r "$RATE" -m "$m" -nostdin -t u1 \
+  sipp 127.0.0.1:5060 $sargs -i 127.0.0.1 -r "$RATE" -m "$m" -nostdin -t u1 $SIPP_BUF \
     -trace_stat -stf "$stf" -fd 1 -trace_err -error_file "$L/uac_${IMPL}_${ROW}_err.log" \
     -recv_timeout 5000 -timeout $((DUR + 30)) > /dev/null 2>> "$L/uac_${IMPL}_${ROW}.stderr" &
   CPID=$!
