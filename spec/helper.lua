@@ -227,6 +227,70 @@ function H.udp_port_block(first, last)
   error(string.format("no free block of UDP ports in %d-%d", first, last))
 end
 
+--- Start SIPp as a child listening on 127.0.0.1 (a blocking verb).
+--- `args` are the scenario arguments ({"-sf", file, ...} or {"-sn", "uas"});
+--- opts.port() gives the port to try (-p), opts.argv adds arguments that
+--- depend on it (opts.argv(port) -> list: -cp, -mp, -m ...), opts.limit
+--- is its -timeout in seconds (default 20; -timeout_error makes it fail
+--- then), opts.name names it in diagnostics. Its traces (messages, errors,
+--- <log> actions) go into a temp dir. Returns once SIPp listens, retrying
+--- on another port when the one drawn was taken meanwhile. The object has
+--- .port, .name, :finish(timeout) -> exit code, :raw_messages(), :logs(),
+--- :diag() (everything, for failure messages) and :cleanup().
+function H.sipp(args, opts)
+  local limit = opts.limit or 20
+  for _ = 1, 5 do
+    local port = opts.port()
+    local dir = H.tmpdir()
+    local argv = { "sipp" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    for _, a in ipairs {
+      "-i", "127.0.0.1", "-bind_local", "-p", tostring(port), "-nostdin",
+      "-timeout", limit .. "s", "-timeout_error",
+      "-trace_msg", "-message_file", dir .. "/messages.log",
+      "-trace_err", "-error_file", dir .. "/errors.log",
+      "-trace_logs", "-log_file", dir .. "/logs.log",
+    } do argv[#argv + 1] = a end
+    for _, a in ipairs(opts.argv and opts.argv(port) or {}) do argv[#argv + 1] = a end
+    local p = H.process(argv)
+    p.port = port
+    p.name = opts.name or args[2] and args[2]:match("([^/]+)%.xml$") or "sipp"
+    local cleanup = p.cleanup
+    function p:cleanup()
+      if self.cleaned then return end
+      self.cleaned = true
+      cleanup(self)
+      os.execute("rm -rf " .. shell_quote(dir))
+    end
+    local up = H.poll_until(function()
+      if H.udp_ports_in_use()[port] then return "up" end
+      if read_file(p.dir .. "/rc") then return "exited" end
+    end, 5)
+    if up == "up" then
+      function p:raw_messages() return read_file(dir .. "/messages.log") or "" end
+      function p:logs() return read_file(dir .. "/logs.log") or "" end
+      function p:diag()
+        return string.format(
+          "=== sipp %s (%s)\nexit: %s\n--- stderr:\n%s\n--- errors.log:\n%s\n--- logs.log:\n%s\n--- messages.log:\n%s",
+          self.name, table.concat(argv, " "), tostring(self.rc), self:errors(),
+          read_file(dir .. "/errors.log") or "", self:logs(), self:raw_messages())
+      end
+      function p:finish(timeout)
+        if self.rc then return self.rc end
+        return (self:wait(timeout or (limit + 5)))
+      end
+      return p
+    end
+    local errors, output = p:errors(), p:output()
+    p:cleanup()
+    if not (up == "exited" and errors:find("bind", 1, true)) then
+      error(string.format("sipp did not start (%s):\n%s\n%s", tostring(up), errors, output), 2)
+    end
+    -- the port was taken meanwhile: try another
+  end
+  error("could not start sipp on a free port", 2)
+end
+
 ---------------------------------------------------------------------------
 -- Raw SIP over real sockets, driven by luasip.poll (a blocking verb).
 

@@ -18,9 +18,6 @@ H.require_sipp()
 ---------------------------------------------------------------------------
 -- SIPp
 
--- Is anything bound to this UDP port (on 127.0.0.1 or any address)?
-local function udp_bound(port) return H.udp_ports_in_use()[port] ~= nil end
-
 -- A block of 8 ports: SIP at base, control at base+1, media at base+4
 -- and base+6 (SIPp binds both).
 local function port_block() return H.udp_port_block(15000, 16999) end
@@ -43,66 +40,22 @@ local function parse_trace(raw)
   return list
 end
 
---- Start SIPp as a child (a blocking verb): `args` are the scenario
---- arguments ({"-sf", file, ...}), opts.calls its -m (default 1),
---- opts.limit its -timeout in seconds (default 20; -timeout_error makes
---- it fail then). Returns once it listens; the object has .port,
---- :finish(timeout) -> exit code, :messages(), :logs(), :diag().
+--- Start SIPp as a child (H.sipp): `args` are the scenario arguments
+--- ({"-sf", file, ...}), opts.calls its -m (default 1), opts.limit its
+--- -timeout in seconds (default 20). It gets a block of 8 ports (-cp at
+--- base + 1, -mp at base + 4) and is killed after the test; :messages()
+--- is its parsed trace.
 local function sipp(args, opts)
   opts = opts or {}
-  local limit = opts.limit or 20
-  for _ = 1, 5 do
-    local port = port_block()
-    local dir = H.tmpdir()
-    local argv = { "sipp" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    for _, a in ipairs {
-      "-i", "127.0.0.1", "-bind_local", "-p", tostring(port), "-cp", tostring(port + 1),
-      "-mp", tostring(port + 4), "-m", tostring(opts.calls or 1), "-nostdin",
-      "-timeout", limit .. "s", "-timeout_error",
-      "-trace_msg", "-message_file", dir .. "/messages.log",
-      "-trace_err", "-error_file", dir .. "/errors.log",
-      "-trace_logs", "-log_file", dir .. "/logs.log",
-    } do argv[#argv + 1] = a end
-    local p = H.process(argv)
-    p.port = port
-    p.name = opts.name or args[2] and args[2]:match("([^/]+)%.xml$") or "sipp"
-    local cleanup = p.cleanup
-    function p:cleanup()
-      if self.cleaned then return end
-      self.cleaned = true
-      cleanup(self)
-      os.execute("rm -rf " .. H.shell_quote(dir))
-    end
-    local up = H.poll_until(function()
-      if udp_bound(port) then return "up" end
-      if H.read_file(p.dir .. "/rc") then return "exited" end
-    end, 5)
-    if up == "up" then
-      started[#started + 1] = p
-      function p:raw_messages() return H.read_file(dir .. "/messages.log") or "" end
-      function p:logs() return H.read_file(dir .. "/logs.log") or "" end
-      function p:diag()
-        return string.format(
-          "=== sipp %s (%s)\nexit: %s\n--- stderr:\n%s\n--- errors.log:\n%s\n--- logs.log:\n%s\n--- messages.log:\n%s",
-          self.name, table.concat(argv, " "), tostring(self.rc), self:errors(),
-          H.read_file(dir .. "/errors.log") or "", self:logs(), self:raw_messages())
-      end
-      function p:finish(timeout)
-        if self.rc then return self.rc end
-        return (self:wait(timeout or (limit + 5)))
-      end
-      function p:messages() return parse_trace(self:raw_messages()) end
-      return p
-    end
-    local errors = p:errors()
-    p:cleanup()
-    if not (up == "exited" and errors:find("bind", 1, true)) then
-      error(string.format("sipp did not start (%s):\n%s", tostring(up), errors), 2)
-    end
-    -- a port of the block was taken meanwhile: try another block
-  end
-  error("could not start sipp on a free block of ports", 2)
+  local p = H.sipp(args, {
+    port = port_block, limit = opts.limit, name = opts.name,
+    argv = function(port)
+      return { "-cp", tostring(port + 1), "-mp", tostring(port + 4), "-m", tostring(opts.calls or 1) }
+    end,
+  })
+  started[#started + 1] = p
+  function p:messages() return parse_trace(self:raw_messages()) end
+  return p
 end
 
 local function kill_sipps()

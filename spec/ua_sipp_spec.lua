@@ -27,79 +27,27 @@ local function free_port()
   return tonumber(port)
 end
 
--- Is something bound to this UDP port?
-local function udp_bound(port) return H.udp_ports_in_use()[port] ~= nil end
-
---- Start sipp as a child (a blocking verb): `args` are the scenario
---- arguments (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}).
---- SIPp binds 127.0.0.1 only, on a free port (`.port`), handles one call
---- (-m 1) and gives up after `limit` seconds (exit code non-zero).
---- Returns once SIPp listens. Its traces (messages, errors, <log>
---- actions) go into a temp dir. The object has :finish(timeout) -> exit
---- code, :messages() (parsed trace), :logs(), :diag() (everything, for
---- failure messages) and :cleanup().
+--- Start sipp as a child (H.sipp): `args` are the scenario arguments
+--- (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}). SIPp binds
+--- 127.0.0.1 only, on a free port (`.port`), handles one call (-m 1) and
+--- gives up after `limit` seconds (exit code non-zero). :messages() is
+--- its trace as a list of { dir = "recv" | "sent", text = message }.
 local function sipp(args, limit)
-  limit = limit or 20
-  for _ = 1, 5 do
-    local port = free_port()
-    local dir = H.tmpdir()
-    local argv = { "sipp" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    for _, a in ipairs {
-      "-i", "127.0.0.1", "-bind_local", "-p", tostring(port), "-m", "1", "-nostdin",
-      "-timeout", limit .. "s", "-timeout_error",
-      "-trace_msg", "-message_file", dir .. "/messages.log",
-      "-trace_err", "-error_file", dir .. "/errors.log",
-      "-trace_logs", "-log_file", dir .. "/logs.log",
-    } do argv[#argv + 1] = a end
-    local p = H.process(argv)
-    p.port = port
-    local cleanup = p.cleanup
-    function p:cleanup()
-      cleanup(self)
-      os.execute("rm -rf " .. H.shell_quote(dir))
+  local p = H.sipp(args, { port = free_port, limit = limit,
+                           argv = function() return { "-m", "1" } end })
+  function p:messages()
+    local list = {}
+    local raw = self:raw_messages()
+    for head, body in raw:gmatch("UDP message (%a+)[^\n]*\n\n(.-)\n%-%-%-%-%-%-%-%-%-%-") do
+      list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
     end
-    local up = H.poll_until(function()
-      if udp_bound(port) then return "up" end
-      if H.read_file(p.dir .. "/rc") then return "exited" end
-    end, 5)
-    if up == "up" then
-      function p:raw_messages() return H.read_file(dir .. "/messages.log") or "" end
-      function p:logs() return H.read_file(dir .. "/logs.log") or "" end
-      function p:diag()
-        return string.format(
-          "sipp %s\nexit: %s\n--- stderr:\n%s\n--- errors.log:\n%s\n--- logs.log:\n%s\n--- messages.log:\n%s",
-          table.concat(argv, " "), tostring(self.rc), self:errors(),
-          H.read_file(dir .. "/errors.log") or "", self:logs(), self:raw_messages())
-      end
-      function p:finish(timeout)
-        if self.rc then return self.rc end
-        return (self:wait(timeout or (limit + 5)))
-      end
-      --- The trace as a list of { dir = "recv" | "sent", text = message }.
-      function p:messages()
-        local list = {}
-        local raw = self:raw_messages()
-        for head, body in raw:gmatch("UDP message (%a+)[^\n]*\n\n(.-)\n%-%-%-%-%-%-%-%-%-%-") do
-          list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
-        end
-        local head, body = raw:match(".*UDP message (%a+)[^\n]*\n\n(.*)$")
-        if head and not body:find("\n%-%-%-%-%-%-%-%-%-%-") then
-          list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
-        end
-        return list
-      end
-      return p
+    local head, body = raw:match(".*UDP message (%a+)[^\n]*\n\n(.*)$")
+    if head and not body:find("\n%-%-%-%-%-%-%-%-%-%-") then
+      list[#list + 1] = { dir = head == "received" and "recv" or "sent", text = body }
     end
-    local failed_bind = up == "exited" and p:errors():find("Unable to bind", 1, true)
-    if not failed_bind then
-      local why = string.format("sipp did not start (%s):\n%s\n%s", tostring(up), p:errors(), p:output())
-      p:cleanup()
-      error(why, 2)
-    end
-    p:cleanup() -- the port was taken meanwhile: try another
+    return list
   end
-  error("could not start sipp on a free port", 2)
+  return p
 end
 
 -- Run fn(sipp) with a started sipp, always cleaning up; a failure carries

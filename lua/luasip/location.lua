@@ -517,14 +517,8 @@ end
 function Location:lookup(aor)
   check_open(self, "lookup")
   check_aor(aor, "lookup")
-  local now, out = core.time(), {}
-  local map = self.aors[aor]
-  if map then
-    for _, b in pairs(map) do
-      if b.expires > now then out[#out + 1] = copy(b) end
-    end
-    table.sort(out, better)
-  end
+  local out = self:_live(aor, core.time())
+  for i, b in ipairs(out) do out[i] = copy(b) end
   return out
 end
 

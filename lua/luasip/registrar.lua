@@ -35,6 +35,7 @@
 local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
+local server = require "luasip.server"
 
 local M = {}
 
@@ -142,6 +143,8 @@ local function ok_reply(req, bindings, path)
   end
   return req:reply(200, "OK", { header_text = text })
 end
+
+local ONLY_PATH = { path = true }
 
 local function supports_path(msg)
   for _, v in ipairs(msg:headers("Supported")) do
@@ -277,17 +280,8 @@ end
 function Registrar:handle(req)
   if req.method ~= "REGISTER" then return req:reply(405, nil, { headers = { Allow = "REGISTER" } }) end
   local msg = req.msg
-  if msg:header("Require") then
-    local bad = {}
-    for _, v in ipairs(msg:headers("Require")) do
-      for tag in v:gmatch("[^,%s]+") do
-        if tag:lower() ~= "path" then bad[#bad + 1] = tag end
-      end
-    end
-    if #bad > 0 then
-      return req:reply(420, "Bad Extension", { headers = { Unsupported = table.concat(bad, ", ") } })
-    end
-  end
+  local bad = server.unknown_option_tags(msg, "Require", ONLY_PATH)
+  if bad then return req:reply(420, "Bad Extension", { headers = { Unsupported = bad } }) end
   local aor, to_user, to_host = msg:aor()
   if not aor then return req:reply(404, "Not Found") end
   if self.domains and not self.domains[to_host] then

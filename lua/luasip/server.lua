@@ -337,17 +337,25 @@ local function header_lines(headers)
   return core.header_lines(headers, "req:reply")
 end
 
--- The option tags of Require that we do not support (§8.2.2.3).
-function Request:_unsupported()
-  if not self.msg:header("Require") then return nil end
-  local req = self.msg:headers("Require")
-  local bad = {}
-  for _, v in ipairs(req) do
+--- The option tags of msg's `name` headers (Require, Supported, ...) that
+--- are not in the set `known` (lower-case tag -> true), as "a, b", or nil.
+function M.unknown_option_tags(msg, name, known)
+  if not msg:header(name) then return nil end
+  local bad
+  for _, v in ipairs(msg:headers(name)) do
     for tag in v:gmatch("[^,%s]+") do
-      if not self.server.supported[tag:lower()] then bad[#bad + 1] = tag end
+      if not known[tag:lower()] then
+        bad = bad or {}
+        bad[#bad + 1] = tag
+      end
     end
   end
-  return #bad > 0 and table.concat(bad, ", ") or nil
+  return bad and table.concat(bad, ", ") or nil
+end
+
+-- The option tags of Require that we do not support (§8.2.2.3).
+function Request:_unsupported()
+  return M.unknown_option_tags(self.msg, "Require", self.server.supported)
 end
 
 --- req:reply(status [, reason] [, {headers=, body=, content_type=}]) —
