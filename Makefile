@@ -8,9 +8,10 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 ARGS      ?=
 
-CORE_SRC  = csrc/lcore.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
+CORE_SRC  = csrc/lcore.c csrc/lclass.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
              csrc/lstun.c csrc/ldigest.c \
              csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c \
+             csrc/sip/credentials.c \
              $(SERVER_SRC) $(STORE_SRC)
 # The server roles over nta (request dispatch, stateful proxy).
 SERVER_SRC := csrc/lrequest.c csrc/sip/proxy.c
@@ -82,7 +83,7 @@ asan-test: deps
 
 # libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
 # writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
-FUZZERS      := sofialog message proxy
+FUZZERS      := sofialog message proxy credentials
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
 fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
@@ -90,13 +91,17 @@ $(BUILD)/fuzz/sofialog: spec/fuzz/sofialog_fuzz.c csrc/sip/sofialog.c csrc/sip/s
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sofialog_fuzz.c csrc/sip/sofialog.c $(SOFIA_LIBS)
 
-$(BUILD)/fuzz/message: spec/fuzz/message_fuzz.c csrc/lmsg.c csrc/lcore.h csrc/compat.h
+$(BUILD)/fuzz/message: spec/fuzz/message_fuzz.c csrc/lmsg.c csrc/lclass.c csrc/lcore.h csrc/compat.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $(LUA_CFLAGS_lua5.4) $(SOFIA_CFLAGS) -o $@ spec/fuzz/message_fuzz.c csrc/lmsg.c $(SOFIA_LIBS) $(shell pkg-config --libs lua5.4)
+	clang $(FUZZ_FLAGS) $(LUA_CFLAGS_lua5.4) $(SOFIA_CFLAGS) -o $@ spec/fuzz/message_fuzz.c csrc/lmsg.c csrc/lclass.c $(SOFIA_LIBS) $(shell pkg-config --libs lua5.4)
 
 $(BUILD)/fuzz/proxy: spec/fuzz/proxy_fuzz.c csrc/sip/proxy.c csrc/sip/proxy.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/proxy_fuzz.c csrc/sip/proxy.c $(SOFIA_LIBS)
+
+$(BUILD)/fuzz/credentials: spec/fuzz/credentials_fuzz.c csrc/sip/credentials.c csrc/sip/credentials.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -o $@ spec/fuzz/credentials_fuzz.c csrc/sip/credentials.c
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

@@ -1,21 +1,20 @@
-/* ldigest.c — the hashes of HTTP digest authentication (MD5, SHA-256,
- * SHA-512-256) from OpenSSL, for lua/luasip/digest.lua. */
+/* ldigest.c — for lua/luasip/auth.lua: the hashes of HTTP digest
+ * authentication (MD5, SHA-256, SHA-512-256) and HMAC from OpenSSL, and
+ * the credentials parser of csrc/sip/credentials.c. */
 #include "lcore.h"
+#include "sip/credentials.h"
 
 #include <sofia-sip/su_string.h>
 
+#include <ctype.h>
+#include <limits.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
-/* core.hash(algorithm, data) -> lower-case hex */
-static int l_hash(lua_State *L)
+static EVP_MD const *digest_md(lua_State *L, char const *what)
 {
   char const *alg = luaL_checkstring(L, 1);
-  size_t len;
-  char const *data = luaL_checklstring(L, 2, &len);
   EVP_MD const *md = NULL;
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int outlen = 0;
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
   if (su_casematch(alg, "MD5"))
     md = EVP_md5();
   else if (su_casematch(alg, "SHA-256"))
@@ -23,20 +22,91 @@ static int l_hash(lua_State *L)
   else if (su_casematch(alg, "SHA-512-256"))
     md = EVP_sha512_256();
   if (!md)
-    return luaL_error(L, "core.hash: unknown algorithm '%s'", alg);
-  if (!EVP_Digest(data, len, out, &outlen, md, NULL))
-    return luaL_error(L, "core.hash: digest failed");
+    luaL_error(L, "core.%s: unknown algorithm '%s'", what, alg);
+  return md;
+}
+
+static void push_hex(lua_State *L, unsigned char const *out, unsigned outlen)
+{
+  char hex[2 * EVP_MAX_MD_SIZE];
+  static char const digits[] = "0123456789abcdef";
   for (unsigned i = 0; i < outlen; i++) {
-    static char const digits[] = "0123456789abcdef";
     hex[2 * i] = digits[out[i] >> 4];
     hex[2 * i + 1] = digits[out[i] & 15];
   }
   lua_pushlstring(L, hex, 2 * outlen);
+}
+
+/* core.hash(algorithm, data) -> lower-case hex */
+static int l_hash(lua_State *L)
+{
+  EVP_MD const *md = digest_md(L, "hash");
+  size_t len;
+  char const *data = luaL_checklstring(L, 2, &len);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int outlen = 0;
+  if (!EVP_Digest(data, len, out, &outlen, md, NULL))
+    return luaL_error(L, "core.hash: digest failed");
+  push_hex(L, out, outlen);
   return 1;
+}
+
+/* core.hmac(algorithm, key, data) -> lower-case hex (RFC 2104) */
+static int l_hmac(lua_State *L)
+{
+  EVP_MD const *md = digest_md(L, "hmac");
+  size_t klen, len;
+  char const *key = luaL_checklstring(L, 2, &klen);
+  char const *data = luaL_checklstring(L, 3, &len);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int outlen = 0;
+  if (klen > INT_MAX || !HMAC(md, key, (int)klen, (unsigned char const *)data, len, out, &outlen))
+    return luaL_error(L, "core.hmac: failed");
+  push_hex(L, out, outlen);
+  return 1;
+}
+
+/* core.credentials(value) -> scheme (lower case), { name = value } with
+ * lower-case names and unquoted values; or nil when malformed. */
+static int l_credentials(lua_State *L)
+{
+  size_t len, slen;
+  char const *s = luaL_checklstring(L, 1, &len), *scheme;
+  cred_param_t params[CRED_MAX_PARAMS];
+  char small[256];
+  int n = credentials_parse(s, len, &scheme, &slen, params, CRED_MAX_PARAMS);
+  luaL_Buffer b;
+  if (n < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < slen; i++)
+    luaL_addchar(&b, (char)tolower((unsigned char)scheme[i]));
+  luaL_pushresult(&b);
+  lua_createtable(L, 0, n);
+  for (int k = 0; k < n; k++) {
+    cred_param_t const *p = &params[k];
+    char *buf = p->value_len <= sizeof small ? small : lua_newuserdata(L, p->value_len);
+    size_t vlen;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < p->name_len; i++)
+      luaL_addchar(&b, (char)tolower((unsigned char)p->name[i]));
+    luaL_pushresult(&b);
+    vlen = credentials_unquote(p, buf);
+    lua_pushlstring(L, buf, vlen);
+    if (buf != small) {
+      lua_rawset(L, -4); /* under the userdata */
+      lua_pop(L, 1);
+    } else {
+      lua_rawset(L, -3);
+    }
+  }
+  return 2;
 }
 
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx)
 {
-  static luaL_Reg const funcs[] = { { "hash", l_hash }, { NULL, NULL } };
+  static luaL_Reg const funcs[] = { { "hash", l_hash }, { "hmac", l_hmac }, { "credentials", l_credentials }, { NULL, NULL } };
   lsip_setfuncs(L, ctx, funcs);
 }

@@ -83,6 +83,23 @@ describe("luasip.auth.digest", function()
       auth._hmac("Jefe", "what do ya want for nothing?"))
   end)
 
+  it("parses credentials by RFC 7616's grammar (parse_credentials, C parser)", function()
+    local c = auth.parse_credentials(' \tDigest  USERNAME = "a\\\"b,c" ,, realm=x\t,nc=01, q="\0z",')
+    assert.same({ scheme = "digest", params = { username = 'a"b,c', realm = "x", nc = "01", q = "\0z" } }, c)
+    assert.same({ scheme = "basic", params = {} }, auth.parse_credentials("Basic"))
+    local many = {}
+    for i = 1, 64 do many[i] = "p" .. i .. "=v" end
+    assert.equal(64, #(function() local n = {} for k in pairs(auth.parse_credentials("Digest " .. table.concat(many, ",")).params) do n[#n + 1] = k end return n end)())
+    many[65] = "p65=v"
+    for _, bad in ipairs {
+      "", "  ", '"Digest"', 'Digest"a"=b', "Digest,a=b", "Digest a", "Digest a=", "Digest a=b c=d",
+      'Digest a="b', 'Digest a="b\\', "Digest a=b, A=c", "Digest a=b;c", "Digest a=@",
+      "Digest " .. table.concat(many, ","), 42,
+    } do
+      assert.is_nil(auth.parse_credentials(bad), tostring(bad))
+    end
+  end)
+
   it("challenges with one header per algorithm, in order, each with its own nonce", function()
     local a = new { algorithms = { "SHA-512-256", "SHA-256", "MD5-sess" } }
     local status, headers, reason = a:challenge(request {})

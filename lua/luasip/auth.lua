@@ -68,7 +68,7 @@ local core = require "luasip.core"
 
 local M = {}
 
-local HASHES = { ["MD5"] = 64, ["SHA-256"] = 64, ["SHA-512-256"] = 128 } -- block sizes
+local HASHES = { ["MD5"] = true, ["SHA-256"] = true, ["SHA-512-256"] = true }
 local RETRANSMIT_MS = 32000 -- 64*T1: how long a client retransmits a non-INVITE request
 local OPTIONS = {
   realm = true, lookup = true, algorithms = true, nonce_ttl = true, max_failures = true,
@@ -78,68 +78,11 @@ local OPTIONS = {
 local function misuse(msg, level) error("luasip.auth.digest: " .. msg, level or 3) end
 
 ---------------------------------------------------------------------------
--- HMAC (RFC 2104) over core.hash, which returns hex.
+-- HMAC (RFC 2104) and the credentials parser are in C (csrc/ldigest.c,
+-- csrc/sip/credentials.c).
 
-local function from_hex(h)
-  return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
-end
-
--- Byte XOR without bit operators, so the file runs on Lua 5.4 and LuaJIT.
--- Only used to prepare the padded keys, once per instance.
-local function xor_byte(a, b)
-  local r, bit = 0, 1
-  for _ = 1, 8 do
-    local x, y = a % 2, b % 2
-    if x ~= y then r = r + bit end
-    a, b, bit = (a - x) / 2, (b - y) / 2, bit * 2
-  end
-  return r
-end
-
-local function hmac_keys(key, alg)
-  local block = HASHES[alg]
-  if #key > block then key = from_hex(core.hash(alg, key)) end
-  key = key .. string.rep("\0", block - #key)
-  local ipad, opad = {}, {}
-  for i = 1, block do
-    local b = key:byte(i)
-    ipad[i] = string.char(xor_byte(b, 0x36))
-    opad[i] = string.char(xor_byte(b, 0x5c))
-  end
-  return table.concat(ipad), table.concat(opad)
-end
-
-local function hmac(ipad, opad, alg, data)
-  return core.hash(alg, opad .. from_hex(core.hash(alg, ipad .. data)))
-end
 M._hmac = function(key, data, alg) -- for the spec's RFC 4231 vector
-  alg = alg or "SHA-256"
-  local i, o = hmac_keys(key, alg)
-  return hmac(i, o, alg, data)
-end
-
----------------------------------------------------------------------------
--- Parsing credentials (RFC 7616 §3.4, RFC 3261 §25.1). Malformed input
--- gives nil, never an error: the value comes from the network.
-
-local TOKEN = "^[%w%-%.!%%%*_%+`'~]+"
-
--- A quoted-string starting at s[i] == '"': its unescaped text and the
--- position after the closing quote, or nil if unterminated.
-local function quoted(s, i)
-  local parts, n = {}, 0
-  i = i + 1
-  while true do
-    local j = s:find('["\\]', i)
-    if not j then return nil end
-    n = n + 1
-    parts[n] = s:sub(i, j - 1)
-    if s:byte(j) == 34 then return table.concat(parts), j + 1 end
-    if j == #s then return nil end -- a backslash escaping nothing
-    n = n + 1
-    parts[n] = s:sub(j + 1, j + 1)
-    i = j + 2
-  end
+  return core.hmac(alg or "SHA-256", key, data)
 end
 
 --- Parse one credentials value: { scheme = lower-case, params = {name = value} }
@@ -147,46 +90,9 @@ end
 --- (including a parameter given twice, which could be read two ways).
 function M.parse_credentials(s)
   if type(s) ~= "string" then return nil end
-  local i = s:find("[^ \t]") or #s + 1
-  local scheme = s:match(TOKEN, i)
+  local scheme, params = core.credentials(s)
   if not scheme then return nil end
-  i = i + #scheme
-  local params = {}
-  local first = true
-  while true do
-    local ws = s:match("^[ \t]*", i)
-    i = i + #ws
-    if i > #s then break end
-    if first then
-      if ws == "" then return nil end -- "Digestfoo"
-    else
-      if s:sub(i, i) ~= "," then return nil end
-      i = i + 1
-      i = i + #s:match("^[ \t,]*", i) -- empty list elements are allowed
-      if i > #s then break end
-    end
-    first = false
-    local name = s:match(TOKEN, i)
-    if not name then return nil end
-    i = i + #name
-    i = i + #s:match("^[ \t]*", i)
-    if s:sub(i, i) ~= "=" then return nil end
-    i = i + 1
-    i = i + #s:match("^[ \t]*", i)
-    local value
-    if s:sub(i, i) == '"' then
-      value, i = quoted(s, i)
-      if not value then return nil end
-    else
-      value = s:match(TOKEN, i)
-      if not value then return nil end
-      i = i + #value
-    end
-    name = name:lower()
-    if params[name] then return nil end
-    params[name] = value
-  end
-  return { scheme = scheme:lower(), params = params }
+  return { scheme = scheme, params = params }
 end
 
 ---------------------------------------------------------------------------
@@ -284,7 +190,6 @@ function M.digest(opts)
   end
   local secret, err = read_secret()
   if not secret then return nil, "luasip.auth.digest: cannot read a secret: " .. tostring(err) end
-  local ipad, opad = hmac_keys(secret, "SHA-256")
   local self = setmetatable({
     realm = opts.realm,
     algorithms = algorithms,
@@ -295,7 +200,7 @@ function M.digest(opts)
     max_sources = check_positive(opts, "max_sources", 10000, true),
     _lookup = opts.lookup,
     _offered = offered,
-    _ipad = ipad, _opad = opad,
+    _secret = secret,
     _seed = core.hash("SHA-256", secret .. "seed"),
     _counter = 0,
     _t0 = math.floor(core.now() * 1000),
@@ -329,14 +234,14 @@ function Digest:_new_nonce()
   self._counter = self._counter + 1
   local body = string.format("%012x%010x", now_ms(self), self._counter) ..
     core.hash("SHA-256", self._seed .. ":" .. self._counter):sub(1, 10)
-  return body .. hmac(self._ipad, self._opad, "SHA-256", body):sub(1, NONCE_LEN - NONCE_BODY)
+  return body .. core.hmac("SHA-256", self._secret, body):sub(1, NONCE_LEN - NONCE_BODY)
 end
 
 -- Issue time (ms) and sequence number of a nonce we signed, or nil.
 function Digest:_nonce_info(nonce)
   if #nonce ~= NONCE_LEN or nonce:find("[^0-9a-f]") then return nil end
   local body = nonce:sub(1, NONCE_BODY)
-  if hmac(self._ipad, self._opad, "SHA-256", body):sub(1, NONCE_LEN - NONCE_BODY) ~=
+  if core.hmac("SHA-256", self._secret, body):sub(1, NONCE_LEN - NONCE_BODY) ~=
      nonce:sub(NONCE_BODY + 1) then
     return nil
   end
@@ -472,9 +377,9 @@ function Digest:_credentials(msg, name)
     if not scheme then
       malformed = true
     elseif scheme:lower() == "digest" then
-      local cred = M.parse_credentials(value)
-      local realm = cred and cred.params.realm
-      if realm == self.realm then return cred.params end
+      local _, params = core.credentials(value)
+      local realm = params and params.realm
+      if realm == self.realm then return params end
       if realm == nil then malformed = true end
     end
   end
