@@ -12,19 +12,22 @@ CORE_SRC  = csrc/lcore.c csrc/lclass.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c cs
              csrc/lstun.c csrc/ldigest.c \
              csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c \
              csrc/sip/credentials.c \
-             $(SERVER_SRC) $(STORE_SRC)
+             $(SERVER_SRC) $(STORE_SRC) $(MEDIA_SRC)
 # The server roles over nta (request dispatch, stateful proxy).
 SERVER_SRC := csrc/lrequest.c csrc/sip/proxy.c
 # Stores: SQLite with a writer thread (location, later presence, voicemail).
 STORE_SRC  := csrc/store/sqlite.c csrc/lstore.c
+# The media engine (RTP/RTCP, codecs, jitter buffer, tones, recording).
+MEDIA_SRC  := csrc/lmedia.c csrc/media/rtp.c csrc/media/sdpmap.c csrc/media/codec.c \
+              csrc/media/jitter.c csrc/media/tone.c csrc/media/recorder.c csrc/media/session.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
 LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3) -lpthread
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile) -lpthread -lm
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)
@@ -83,7 +86,7 @@ asan-test: deps
 
 # libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
 # writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
-FUZZERS      := sofialog message proxy credentials
+FUZZERS      := sofialog message proxy credentials rtp sdpmap
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
 fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
@@ -102,6 +105,14 @@ $(BUILD)/fuzz/proxy: spec/fuzz/proxy_fuzz.c csrc/sip/proxy.c csrc/sip/proxy.h
 $(BUILD)/fuzz/credentials: spec/fuzz/credentials_fuzz.c csrc/sip/credentials.c csrc/sip/credentials.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) -o $@ spec/fuzz/credentials_fuzz.c csrc/sip/credentials.c
+
+$(BUILD)/fuzz/rtp: spec/fuzz/rtp_fuzz.c csrc/media/rtp.c csrc/media/rtp.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -o $@ spec/fuzz/rtp_fuzz.c csrc/media/rtp.c
+
+$(BUILD)/fuzz/sdpmap: spec/fuzz/sdpmap_fuzz.c csrc/media/sdpmap.c csrc/media/sdpmap.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sdpmap_fuzz.c csrc/media/sdpmap.c $(SOFIA_LIBS)
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

@@ -218,6 +218,7 @@ static int ctx_gc(lua_State *L)
   while (ctx->objects.next != &ctx->objects)
     lsip_obj_close(ctx->objects.next);
   lsip_reap_uas(ctx, 3.0);
+  lsip_close_media(ctx);
   loop_destroy(ctx->loop);
   ctx->loop = NULL;
   lsip_close_sofialog(ctx);
@@ -287,6 +288,8 @@ static int l_counts(lua_State *L)
   lua_setfield(L, -2, "stores");
   lua_pushinteger(L, ctx->counts[LSIP_REQUESTS]);
   lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, ctx->counts[LSIP_MEDIA]);
+  lua_setfield(L, -2, "media_sessions");
   {
     int handles = 0, orphans = 0, closing = 0;
     lsip_ua_counts(ctx, &handles, &orphans, &closing);
@@ -358,6 +361,7 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_stun(L, ctx);
   lsip_open_digest(L, ctx);
   lsip_open_store(L, ctx);
+  lsip_open_media(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");

@@ -11,7 +11,7 @@ typedef struct lsip_ctx lsip_ctx;
 typedef struct lsip_obj lsip_obj;
 
 enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_UAS, LSIP_HANDLES,
-                  LSIP_STORES, LSIP_REQUESTS, LSIP_NCOUNTS };
+                  LSIP_STORES, LSIP_REQUESTS, LSIP_MEDIA, LSIP_NCOUNTS };
 
 /* Every binding object that owns engine resources starts with this header.
  * release() frees the engine side; the header's close path (close(), __gc,
@@ -42,6 +42,7 @@ struct lsip_ctx {
   struct sofialog *sofialog; /* capture of sofia's log output */
   lsip_obj objects; /* list head */
   void *closing_uas; /* UAs whose shutdown is in progress (lua_ua.c) */
+  struct media_engine *media; /* the RTP engine, made with the first session (lmedia.c) */
   int counts[LSIP_NCOUNTS];
 };
 
@@ -117,6 +118,8 @@ void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
 void lsip_open_stun(lua_State *L, lsip_ctx *ctx);
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx);
 void lsip_open_store(lua_State *L, lsip_ctx *ctx);
+void lsip_open_media(lua_State *L, lsip_ctx *ctx);
+void lsip_close_media(lsip_ctx *ctx);
 void lsip_reap_uas(lsip_ctx *ctx, double seconds);
 void lsip_ua_trace(lsip_ctx *ctx, int on);
 void lsip_ua_counts(lsip_ctx *ctx, int *handles, int *orphans, int *closing);

@@ -1,0 +1,358 @@
+/* lmedia.c — Lua binding of the media engine (csrc/media/): sessions with
+ * their sources, sinks, DTMF and statistics, for lua/luasip/media.lua. */
+#include "lcore.h"
+#include "media/sdpmap.h"
+#include "media/session.h"
+
+#include <string.h>
+
+#define SESSION_CLASS "luasip.media_session"
+
+typedef struct {
+  lsip_obj obj;
+  media_session_t *s;
+} lsession;
+
+static media_engine_t *engine(lua_State *L, lsip_ctx *ctx, unsigned lo, unsigned hi)
+{
+  char err[160];
+  if (!ctx->media) {
+    ctx->media = media_engine_create(ctx->loop, lo, hi, err, sizeof err);
+    if (!ctx->media)
+      luaL_error(L, "luasip.media: %s", err);
+  }
+  return ctx->media;
+}
+
+/* core.media_ports(min, max): the RTP port range, before the first session */
+static int l_media_ports(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, lo >= 1024 && lo <= 65534, 1, "port from 1024 to 65534");
+  luaL_argcheck(L, hi > lo && hi <= 65535, 2, "port above min, at most 65535");
+  if (ctx->media && media_engine_destroy(ctx->media) < 0)
+    return luaL_error(L, "luasip.media: the port range cannot change while sessions are open");
+  ctx->media = NULL;
+  engine(L, ctx, (unsigned)lo, (unsigned)hi);
+  return 0;
+}
+
+static void session_release(lsip_obj *o)
+{
+  lsession *ls = (lsession *)o;
+  media_session_destroy(ls->s);
+  ls->s = NULL;
+}
+
+static void on_dtmf(void *arg, char digit, unsigned duration_ms)
+{
+  lsession *ls = arg;
+  int n = lsip_obj_push_call(&ls->obj);
+  lua_State *L = ls->obj.ctx->L;
+  if (n < 0)
+    return;
+  lua_pushliteral(L, "dtmf");
+  lua_pushlstring(L, &digit, 1);
+  lua_pushinteger(L, duration_ms);
+  lsip_pcall(ls->obj.ctx, n + 2, 0);
+}
+
+static void on_event(void *arg, int kind, char const *detail)
+{
+  lsession *ls = arg;
+  int n = lsip_obj_push_call(&ls->obj);
+  lua_State *L = ls->obj.ctx->L;
+  if (n < 0)
+    return;
+  lua_pushstring(L, kind == MEDIA_PLAY_DONE     ? "play_done"
+                    : kind == MEDIA_RECORD_DONE ? "record_done"
+                                                : "dtmf_sent");
+  if (detail)
+    lua_pushstring(L, detail);
+  else
+    lua_pushnil(L);
+  lsip_pcall(ls->obj.ctx, n + 1, 0);
+}
+
+/* core.media_session(addr, fn) -> session; fn(session, what, ...) gets
+ * ("dtmf", digit, ms), ("play_done"), ("record_done", error or nil),
+ * ("dtmf_sent"). */
+static int l_media_session(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  char const *addr = luaL_checkstring(L, 1);
+  static media_cb_t const cb = { on_dtmf, on_event };
+  char err[160];
+  lsession *ls;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  engine(L, ctx, 16384, 32767);
+  ls = compat_newuserdata(L, sizeof *ls);
+  memset(ls, 0, sizeof *ls);
+  ls->s = media_session_create(ctx->media, addr, &cb, ls, err, sizeof err);
+  if (!ls->s)
+    return lsip_fail(L, err, "EADDRINUSE");
+  luaL_setmetatable(L, SESSION_CLASS);
+  lsip_obj_init(ctx, &ls->obj, LSIP_MEDIA, session_release);
+  lsip_obj_set_fn(L, &ls->obj, 2);
+  lsip_obj_anchor(L, &ls->obj, -1); /* until close: the engine calls back */
+  return 1;
+}
+
+static lsession *check(lua_State *L)
+{
+  lsession *ls = luaL_checkudata(L, 1, SESSION_CLASS);
+  if (!ls->s)
+    luaL_error(L, "luasip.media_session: used after close()");
+  return ls;
+}
+
+static int s_port(lua_State *L)
+{
+  lua_pushinteger(L, media_session_port(check(L)->s));
+  return 1;
+}
+
+static int s_codec(lua_State *L)
+{
+  char const *c = media_session_codec(check(L)->s);
+  if (c)
+    lua_pushstring(L, c);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* session:start(remote_sdp [, ptime_ms]) -> true, or nil, error */
+static int s_start(lua_State *L)
+{
+  lsession *ls = check(L);
+  size_t len;
+  char const *sdp = luaL_checklstring(L, 2, &len);
+  lua_Integer ptime = luaL_optinteger(L, 3, 0);
+  sdpmap_t m;
+  char err[160];
+  luaL_argcheck(L, ptime >= 0 && ptime <= 120, 3, "ptime in ms, 0 to 120");
+  if (sdpmap_parse(sdp, len, &m, err, sizeof err) < 0 ||
+      media_session_start(ls->s, &m, (unsigned)ptime, err, sizeof err) < 0)
+    return lsip_fail(L, err, "488");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static double field_num(lua_State *L, int idx, char const *k, double dflt)
+{
+  double v = dflt;
+  lua_getfield(L, idx, k);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1))
+      luaL_error(L, "tone: %s must be a number", k);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* session:tone{freqs = {440, 480}, cadence = {2000, 4000}, duration = ms,
+ * level = dBm0} */
+static int s_tone(lua_State *L)
+{
+  lsession *ls = check(L);
+  tone_spec_t spec;
+  double d;
+  memset(&spec, 0, sizeof spec);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "freqs");
+  luaL_argcheck(L, lua_istable(L, -1), 2, "freqs must be a list of 1 to 4 frequencies");
+  spec.nfreqs = (int)lua_rawlen(L, -1);
+  luaL_argcheck(L, spec.nfreqs >= 1 && spec.nfreqs <= TONE_MAX_FREQS, 2,
+                "freqs must be a list of 1 to 4 frequencies");
+  for (int i = 0; i < spec.nfreqs; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    spec.freqs[i] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "cadence");
+  if (lua_istable(L, -1)) {
+    spec.nsteps = (int)lua_rawlen(L, -1);
+    luaL_argcheck(L, spec.nsteps <= TONE_MAX_STEPS, 2, "cadence has at most 8 steps");
+    for (int i = 0; i < spec.nsteps; i++) {
+      lua_rawgeti(L, -1, i + 1);
+      d = lua_tonumber(L, -1);
+      luaL_argcheck(L, d >= 1 && d <= 600000, 2, "cadence steps are 1 to 600000 ms");
+      spec.cadence[i] = (unsigned)d;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  d = field_num(L, 2, "duration", 0);
+  luaL_argcheck(L, d >= 0 && d <= 86400000, 2, "duration is 0 to 86400000 ms");
+  spec.duration_ms = (unsigned)d;
+  spec.level_dbm0 = field_num(L, 2, "level", -13);
+  luaL_argcheck(L, spec.level_dbm0 >= -60 && spec.level_dbm0 <= 3, 2, "level is -60 to 3 dBm0");
+  if (media_session_play_tone(ls->s, &spec) < 0)
+    return luaL_argerror(L, 2, "frequencies must lie between 0 and half the sample rate");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_stop_play(lua_State *L)
+{
+  media_session_stop_play(check(L)->s);
+  return 0;
+}
+
+/* session:record(path [, max_seconds]) -> true, or nil, error */
+static int s_record(lua_State *L)
+{
+  lsession *ls = check(L);
+  char const *path = luaL_checkstring(L, 2);
+  lua_Number max = luaL_optnumber(L, 3, 0);
+  char err[300];
+  luaL_argcheck(L, max >= 0 && max <= 86400, 3, "max_seconds from 0 (no limit) to 86400");
+  if (media_session_record(ls->s, path, (unsigned)(max * 1000), err, sizeof err) < 0)
+    return lsip_fail(L, err, "EIO");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* session:stop_record([keep = true]) -> seconds, or nil, error */
+static int s_stop_record(lua_State *L)
+{
+  lsession *ls = check(L);
+  int keep = lua_isnone(L, 2) || lua_toboolean(L, 2);
+  double seconds = 0;
+  char err[300];
+  if (media_session_stop_record(ls->s, keep, &seconds, err, sizeof err) < 0)
+    return lsip_fail(L, err, "EIO");
+  lua_pushnumber(L, seconds);
+  return 1;
+}
+
+/* session:send_dtmf(digits [, ms]) -> true, or nil, error */
+static int s_send_dtmf(lua_State *L)
+{
+  lsession *ls = check(L);
+  char const *digits = luaL_checkstring(L, 2);
+  lua_Integer ms = luaL_optinteger(L, 3, 100);
+  luaL_argcheck(L, ms >= 40 && ms <= 5000, 3, "duration from 40 to 5000 ms");
+  if (media_session_send_dtmf(ls->s, digits, (unsigned)ms) < 0)
+    return lsip_fail(L, "cannot send these digits now (0-9 * # A-D, a running session "
+                        "that negotiated telephone-event, at most 64 queued)", "EINVAL");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+#define SETNUM(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
+static int s_stats(lua_State *L)
+{
+  media_stats_t st = media_session_stats(check(L)->s);
+  lua_createtable(L, 0, 16);
+  SETNUM("packets_sent", st.packets_sent);
+  SETNUM("bytes_sent", st.bytes_sent);
+  SETNUM("packets_received", st.packets_received);
+  SETNUM("bytes_received", st.bytes_received);
+  SETNUM("lost", st.lost);
+  SETNUM("jitter_ms", st.jitter_ms);
+  if (st.rtt_ms >= 0)
+    SETNUM("rtt_ms", st.rtt_ms);
+  if (st.remote_lost >= 0) {
+    SETNUM("remote_lost", st.remote_lost);
+    SETNUM("remote_jitter_ms", st.remote_jitter_ms);
+  }
+  SETNUM("rtcp_sent", st.rtcp_sent);
+  SETNUM("rtcp_received", st.rtcp_received);
+  SETNUM("malformed", st.malformed);
+  SETNUM("unknown_pt", st.unknown_pt);
+  SETNUM("late", st.late);
+  SETNUM("concealed_ms", st.concealed_ms);
+  lua_pushboolean(L, st.latched);
+  lua_setfield(L, -2, "latched");
+  return 1;
+}
+
+static int s_close(lua_State *L)
+{
+  lsession *ls = luaL_checkudata(L, 1, SESSION_CLASS);
+  lsip_obj_close(&ls->obj);
+  return 0;
+}
+
+static int s_tostring(lua_State *L)
+{
+  lsession *ls = luaL_checkudata(L, 1, SESSION_CLASS);
+  if (!ls->s)
+    lua_pushliteral(L, "luasip.media_session (closed)");
+  else
+    lua_pushfstring(L, "luasip.media_session (port %d, %s)", (int)media_session_port(ls->s),
+                    media_session_codec(ls->s) ? media_session_codec(ls->s) : "not started");
+  return 1;
+}
+
+/* core.sdp_map(sdp) -> the first audio stream as the engine sees it, or
+ * nil, error */
+static int l_sdp_map(lua_State *L)
+{
+  size_t len;
+  char const *sdp = luaL_checklstring(L, 1, &len);
+  sdpmap_t m;
+  char err[160];
+  if (sdpmap_parse(sdp, len, &m, err, sizeof err) < 0)
+    return lsip_fail(L, err, "488");
+  lua_createtable(L, 0, 12);
+  lua_pushstring(L, m.addr);
+  lua_setfield(L, -2, "addr");
+  SETNUM("port", m.port);
+  SETNUM("rtcp_port", m.rtcp_port);
+  lua_pushboolean(L, m.rtcp_mux);
+  lua_setfield(L, -2, "rtcp_mux");
+  if (m.pt >= 0) {
+    SETNUM("pt", m.pt);
+    lua_pushstring(L, m.codec);
+    lua_setfield(L, -2, "codec");
+    SETNUM("rate", m.rate);
+    SETNUM("channels", m.channels);
+  }
+  if (m.te_pt >= 0)
+    SETNUM("te_pt", m.te_pt);
+  if (m.ptime)
+    SETNUM("ptime", m.ptime);
+  lua_pushboolean(L, m.secure);
+  lua_setfield(L, -2, "secure");
+  lua_createtable(L, m.ncrypto, 0);
+  for (int i = 0; i < m.ncrypto; i++) {
+    lua_createtable(L, 0, 3);
+    SETNUM("tag", m.crypto[i].tag);
+    lua_pushstring(L, m.crypto[i].suite);
+    lua_setfield(L, -2, "suite");
+    lua_pushstring(L, m.crypto[i].key);
+    lua_setfield(L, -2, "key");
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "crypto");
+  return 1;
+}
+
+void lsip_open_media(lua_State *L, lsip_ctx *ctx)
+{
+  static luaL_Reg const methods[] = {
+    { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
+    { "stop_play", s_stop_play }, { "record", s_record }, { "stop_record", s_stop_record },
+    { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
+  };
+  static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },
+                                   { "__tostring", s_tostring }, { NULL, NULL } };
+  static luaL_Reg const funcs[] = { { "media_session", l_media_session },
+                                    { "media_ports", l_media_ports },
+                                    { "sdp_map", l_sdp_map },
+                                    { NULL, NULL } };
+  lsip_class(L, SESSION_CLASS, methods, meta);
+  lsip_setfuncs(L, ctx, funcs);
+}
+
+void lsip_close_media(lsip_ctx *ctx)
+{
+  media_engine_destroy(ctx->media);
+  ctx->media = NULL;
+}

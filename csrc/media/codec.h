@@ -1,0 +1,27 @@
+/* codec.h — audio codecs behind one interface: PCMU and PCMA (G.711, with
+ * spandsp's packet-loss concealment). 16-bit linear PCM in and out at the
+ * codec's audio rate, mono. No Lua. */
+#ifndef LUASIP_MEDIA_CODEC_H
+#define LUASIP_MEDIA_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct codec codec_t;
+
+/* NULL when name/rate/channels is not a codec the engine has. */
+codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char const *fmtp);
+void codec_destroy(codec_t *c);
+
+char const *codec_name(codec_t const *c);
+unsigned codec_audio_rate(codec_t const *c); /* PCM samples per second */
+unsigned codec_rtp_rate(codec_t const *c);   /* RTP timestamp units per second */
+
+/* Encode n samples; returns the payload length, or -1. */
+int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t size);
+/* Decode a payload to at most max samples; returns how many, or -1. */
+int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int max);
+/* Make up n samples for a lost packet (packet-loss concealment). */
+int codec_conceal(codec_t *c, int16_t *pcm, int n);
+
+#endif

@@ -1,0 +1,188 @@
+/* sdpmap.c — see sdpmap.h. */
+#include "media/sdpmap.h"
+
+#include <sofia-sip/sdp.h>
+#include <sofia-sip/su_alloc.h>
+#include <sofia-sip/su_string.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void copy(char *dst, size_t size, char const *src)
+{
+  size_t n = src ? strlen(src) : 0;
+  if (n >= size)
+    n = size - 1;
+  memcpy(dst, src ? src : "", n);
+  dst[n] = '\0';
+}
+
+int sdpmap_known_codec(char const *name, unsigned rate, unsigned channels)
+{
+  if (!name)
+    return 0;
+  if (su_casematch(name, "PCMU") || su_casematch(name, "PCMA"))
+    return rate == 8000 && channels <= 1;
+  if (su_casematch(name, "opus")) /* RFC 7587: always opus/48000/2 */
+    return rate == 48000 && channels == 2;
+  return 0;
+}
+
+static unsigned channels_of(sdp_rtpmap_t const *rm)
+{
+  unsigned long c;
+  if (!rm->rm_params || !*rm->rm_params)
+    return 1;
+  c = strtoul(rm->rm_params, NULL, 10);
+  return c >= 1 && c <= 8 ? (unsigned)c : 0;
+}
+
+static void parse_crypto(char const *v, sdpmap_t *out)
+{
+  /* a=crypto:<tag> <suite> inline:<key-params>[|lifetime][|MKI] [session-params] */
+  sdpmap_crypto_t *c;
+  char suite[32], key[160];
+  int tag, n = 0;
+  if (out->ncrypto >= SDPMAP_MAX_CRYPTO || !v)
+    return;
+  if (sscanf(v, "%d %31s inline:%159s%n", &tag, suite, key, &n) != 3 || tag < 0 ||
+      tag > 999999999)
+    return;
+  if (strlen(key) >= sizeof c->key)
+    return;
+  c = &out->crypto[out->ncrypto++];
+  c->tag = tag;
+  copy(c->suite, sizeof c->suite, suite);
+  copy(c->key, sizeof c->key, key);
+}
+
+/* Sofia's SDP parser (Debian 1.12.11) loops forever, allocating, on an
+ * m= line whose format list holds a character outside its token set when
+ * the transport is not RTP ("m=audio 4000 udp \"" eats all memory). So
+ * every m= line's formats are checked here first. */
+static int formats_safe(char const *sdp, size_t len)
+{
+  static char const token[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789-!#$%&'*+.^_`{|}~";
+  size_t i = 0;
+  while (i < len) {
+    size_t end = i;
+    while (end < len && sdp[end] != '\r' && sdp[end] != '\n')
+      end++;
+    if (end - i >= 2 && sdp[i] == 'm' && sdp[i + 1] == '=') {
+      /* m=<media> <port>[/<n>] <proto> <fmt> ...: tokens only, and '/'
+       * only within the first three fields */
+      int field = 0, blank = 0;
+      for (size_t k = i + 2; k < end; k++) {
+        char c = sdp[k];
+        if (c == ' ' || c == '\t') {
+          field += !blank;
+          blank = 1;
+          continue;
+        }
+        blank = 0;
+        if (c == '/' ? field >= 3 : (!c || !strchr(token, c)))
+          return 0;
+      }
+    }
+    i = end + 1;
+  }
+  return 1;
+}
+
+int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t errlen)
+{
+  su_home_t home[1] = { SU_HOME_INIT(home) };
+  sdp_parser_t *p;
+  sdp_session_t *s;
+  sdp_media_t *m;
+  sdp_connection_t *c;
+  int rc = -1;
+  memset(out, 0, sizeof *out);
+  out->pt = out->te_pt = -1;
+  if (len > 65536 || len > (size_t)INT32_MAX) {
+    snprintf(err, errlen, "description too large");
+    return -1;
+  }
+  if (!formats_safe(sdp, len)) {
+    snprintf(err, errlen, "malformed SDP: bad character in an m= line's format list");
+    return -1;
+  }
+  p = sdp_parse(home, sdp, (issize_t)len, 0);
+  s = sdp_session(p);
+  if (!s) {
+    snprintf(err, errlen, "malformed SDP: %s", sdp_parsing_error(p) ? sdp_parsing_error(p) : "?");
+    goto done;
+  }
+  for (m = s->sdp_media; m; m = m->m_next)
+    if (m->m_type == sdp_media_audio)
+      break;
+  if (!m) {
+    snprintf(err, errlen, "no audio stream");
+    goto done;
+  }
+  out->port = m->m_rejected ? 0 : (unsigned)(m->m_port > 65535 ? 0 : m->m_port);
+  out->secure = m->m_proto == sdp_proto_srtp ||
+                (m->m_proto_name && su_casenmatch(m->m_proto_name, "RTP/SAVP", 8));
+  out->sendrecv = m->m_mode;
+  c = sdp_media_connections(m);
+  if (c && c->c_address) {
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, c->c_address, &a4) == 1) {
+      out->ipv6 = 0;
+    } else if (inet_pton(AF_INET6, c->c_address, &a6) == 1) {
+      out->ipv6 = 1;
+    } else {
+      snprintf(err, errlen, "connection address is not numeric: %.40s", c->c_address);
+      goto done;
+    }
+    copy(out->addr, sizeof out->addr, c->c_address);
+  } else if (out->port) {
+    snprintf(err, errlen, "no connection address");
+    goto done;
+  }
+  /* The first format we know, in the peer's order (m_rtpmaps keeps it). */
+  for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
+    unsigned ch = channels_of(rm);
+    if (out->pt < 0 && sdpmap_known_codec(rm->rm_encoding, (unsigned)rm->rm_rate, ch)) {
+      out->pt = rm->rm_pt;
+      copy(out->codec, sizeof out->codec, rm->rm_encoding);
+      out->rate = (unsigned)rm->rm_rate;
+      out->channels = ch ? ch : 1;
+      copy(out->fmtp, sizeof out->fmtp, rm->rm_fmtp);
+    }
+  }
+  if (out->pt >= 0) /* telephone-event at the codec's clock rate */
+    for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next)
+      if (rm->rm_encoding && su_casematch(rm->rm_encoding, "telephone-event") &&
+          rm->rm_rate == out->rate) {
+        out->te_pt = rm->rm_pt;
+        break;
+      }
+  out->rtcp_port = out->port ? out->port + 1 : 0;
+  for (sdp_attribute_t *a = m->m_attributes; a; a = a->a_next) {
+    if (!a->a_name)
+      continue;
+    if (su_casematch(a->a_name, "ptime") && a->a_value) {
+      unsigned long v = strtoul(a->a_value, NULL, 10);
+      out->ptime = v >= 10 && v <= 120 ? (unsigned)v : 0;
+    } else if (su_casematch(a->a_name, "rtcp-mux")) {
+      out->rtcp_mux = 1;
+    } else if (su_casematch(a->a_name, "rtcp") && a->a_value) {
+      unsigned long v = strtoul(a->a_value, NULL, 10);
+      if (v > 0 && v < 65536)
+        out->rtcp_port = (unsigned)v;
+    } else if (su_casematch(a->a_name, "crypto")) {
+      parse_crypto(a->a_value, out);
+    }
+  }
+  if (out->rtcp_mux)
+    out->rtcp_port = out->port;
+  rc = 0;
+done:
+  su_home_deinit(home);
+  return rc;
+}

@@ -1,0 +1,805 @@
+/* session.c — see session.h. */
+#include "media/session.h"
+
+#include "media/codec.h"
+#include "media/jitter.h"
+#include "media/recorder.h"
+#include "media/rtp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_MS 20
+#define RTCP_TICKS (5000 / TICK_MS)
+#define BATCH 16
+#define MTU 1500
+#define MAX_FRAME 2880 /* samples: 60 ms at 48 kHz */
+
+struct media_engine {
+  loop_t *loop;
+  loop_timer_t *tick;
+  unsigned port_min, port_max, next_port;
+  media_session_t *sessions;
+  int nsessions;
+  int dispatching;
+  uint64_t ticks;
+  uint8_t rx[BATCH][MTU];
+};
+
+enum dtmf_state { DTMF_IDLE, DTMF_SENDING, DTMF_GAP };
+
+struct media_session {
+  media_engine_t *e;
+  media_session_t *next;
+  int dead;
+  media_cb_t cb;
+  void *arg;
+  int fd, rtcp_fd;
+  loop_watch_t *watch, *rtcp_watch;
+  unsigned port;
+  int family;
+  /* where we send */
+  struct sockaddr_storage remote, remote_rtcp;
+  socklen_t remote_len, remote_rtcp_len;
+  int running, latched, rtcp_mux;
+  codec_t *codec;
+  int pt, te_pt;
+  unsigned rate, frame, ptime_samples;
+  /* sending */
+  uint32_t ssrc;
+  uint16_t seq;
+  uint32_t ts;
+  int marker;
+  int16_t out[MAX_FRAME];
+  unsigned nout;
+  int playing;
+  tone_t tone;
+  /* RFC 4733 sending */
+  char dtmf_queue[65];
+  unsigned dtmf_pos, dtmf_len, dtmf_samples, dtmf_elapsed, dtmf_gap;
+  enum dtmf_state dtmf_state;
+  uint32_t dtmf_ts;
+  /* receiving */
+  jitter_t jb;
+  recorder_t *rec;
+  uint64_t rec_max;
+  int16_t in[MAX_FRAME];
+  int ev_active, have_done;
+  uint32_t ev_ts, done_ts;
+  uint8_t ev_code;
+  uint16_t ev_duration;
+  uint64_t ev_tick;
+  /* statistics (RFC 3550 A.1, A.3) */
+  int have_seq;
+  uint32_t remote_ssrc;
+  uint16_t max_seq, base_seq;
+  uint32_t cycles;
+  uint64_t received, expected_prior, received_prior;
+  media_stats_t st;
+  uint32_t lsr;            /* middle of the last SR's NTP time */
+  double lsr_at;           /* when it came (monotonic s) */
+  uint64_t next_rtcp;
+};
+
+static uint32_t random32(void)
+{
+  uint32_t v;
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  v = (uint32_t)t.tv_nsec ^ (uint32_t)t.tv_sec * 2654435761u ^ (uint32_t)getpid() << 16;
+  /* mix in the stack address too: sessions made in one nanosecond differ */
+  v ^= (uint32_t)(uintptr_t)&t * 2246822519u;
+  return v ^ (v >> 15);
+}
+
+/* NTP time now: seconds since 1900 and fraction. */
+static void ntp_now(uint32_t *sec, uint32_t *frac)
+{
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  *sec = (uint32_t)tv.tv_sec + 2208988800u;
+  *frac = (uint32_t)((double)tv.tv_usec * 4294.967296);
+}
+
+/* ---- the engine ---------------------------------------------------------- */
+
+static void tick(loop_timer_t *t, void *arg);
+
+media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned port_max,
+                                    char *err, size_t errlen)
+{
+  media_engine_t *e;
+  port_min += port_min & 1; /* RTP on even ports */
+  if (port_min < 1024 || port_max > 65535 || port_max < port_min + 1) {
+    snprintf(err, errlen, "RTP port range %u-%u: need even..odd within 1024-65535", port_min,
+             port_max);
+    return NULL;
+  }
+  e = calloc(1, sizeof *e);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  e->loop = loop;
+  e->port_min = port_min;
+  e->port_max = port_max;
+  e->next_port = port_min + 2 * (random32() % ((port_max - port_min + 1) / 2));
+  e->tick = loop_timer_create(loop, tick, e);
+  if (!e->tick) {
+    free(e);
+    snprintf(err, errlen, "cannot create the media tick");
+    return NULL;
+  }
+  return e;
+}
+
+int media_engine_destroy(media_engine_t *e)
+{
+  if (!e)
+    return 0;
+  if (e->nsessions)
+    return -1;
+  loop_timer_destroy(e->tick);
+  free(e);
+  return 0;
+}
+
+int media_engine_sessions(media_engine_t const *e) { return e->nsessions; }
+
+static void free_session(media_session_t *s)
+{
+  char err[128];
+  if (s->rec)
+    recorder_close(s->rec, 0, err, sizeof err);
+  codec_destroy(s->codec);
+  free(s);
+}
+
+/* Free the sessions destroyed while callbacks were running. */
+static void sweep(media_engine_t *e)
+{
+  media_session_t **p = &e->sessions;
+  if (e->dispatching)
+    return;
+  while (*p) {
+    media_session_t *s = *p;
+    if (s->dead) {
+      *p = s->next;
+      free_session(s);
+    } else {
+      p = &s->next;
+    }
+  }
+  if (!e->nsessions)
+    loop_timer_stop(e->tick);
+}
+
+/* ---- sockets ------------------------------------------------------------- */
+
+static int bind_port(int family, char const *addr, unsigned port)
+{
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  memset(&ss, 0, sizeof ss);
+  if (fd < 0)
+    return -1;
+  if (family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    inet_pton(AF_INET6, addr, &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, addr, &a->sin_addr);
+    len = sizeof *a;
+  }
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static void on_readable(loop_watch_t *w, int revents, void *arg);
+
+media_session_t *media_session_create(media_engine_t *e, char const *addr,
+                                      media_cb_t const *cb, void *arg, char *err, size_t errlen)
+{
+  media_session_t *s;
+  struct in6_addr a6;
+  struct in_addr a4;
+  int family;
+  unsigned tries, span = (e->port_max - e->port_min + 1) / 2;
+  if (inet_pton(AF_INET, addr, &a4) == 1)
+    family = AF_INET;
+  else if (inet_pton(AF_INET6, addr, &a6) == 1)
+    family = AF_INET6;
+  else {
+    snprintf(err, errlen, "media address must be a numeric IP address: %s", addr);
+    return NULL;
+  }
+  s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->fd = s->rtcp_fd = -1;
+  for (tries = 0; tries < span; tries++) {
+    unsigned port = e->next_port;
+    e->next_port += 2;
+    if (e->next_port + 1 > e->port_max)
+      e->next_port = e->port_min;
+    s->fd = bind_port(family, addr, port);
+    if (s->fd < 0)
+      continue;
+    s->rtcp_fd = bind_port(family, addr, port + 1);
+    if (s->rtcp_fd < 0) {
+      close(s->fd);
+      s->fd = -1;
+      continue;
+    }
+    s->port = port;
+    break;
+  }
+  if (s->fd < 0) {
+    snprintf(err, errlen, "no free RTP port in %u-%u", e->port_min, e->port_max);
+    free(s);
+    return NULL;
+  }
+  s->watch = loop_watch_create(e->loop, s->fd, LOOP_READ, on_readable, s);
+  s->rtcp_watch = loop_watch_create(e->loop, s->rtcp_fd, LOOP_READ, on_readable, s);
+  if (!s->watch || !s->rtcp_watch) {
+    if (s->watch)
+      loop_watch_destroy(s->watch);
+    if (s->rtcp_watch)
+      loop_watch_destroy(s->rtcp_watch);
+    close(s->fd);
+    close(s->rtcp_fd);
+    free(s);
+    snprintf(err, errlen, "cannot watch the RTP socket");
+    return NULL;
+  }
+  s->e = e;
+  s->family = family;
+  if (cb)
+    s->cb = *cb;
+  s->arg = arg;
+  s->ssrc = random32();
+  s->seq = (uint16_t)random32();
+  s->ts = random32();
+  s->pt = s->te_pt = -1;
+  s->st.rtt_ms = -1;
+  s->st.remote_lost = -1;
+  s->next = e->sessions;
+  e->sessions = s;
+  e->nsessions++;
+  return s;
+}
+
+unsigned media_session_port(media_session_t const *s) { return s->port; }
+char const *media_session_codec(media_session_t const *s)
+{
+  return s->codec ? codec_name(s->codec) : NULL;
+}
+
+static int set_addr(media_session_t *s, struct sockaddr_storage *ss, socklen_t *len,
+                    char const *addr, unsigned port)
+{
+  memset(ss, 0, sizeof *ss);
+  if (s->family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, addr, &a->sin6_addr) != 1)
+      return -1;
+    *len = sizeof *a;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &a->sin_addr) != 1)
+      return -1;
+    *len = sizeof *a;
+  }
+  return 0;
+}
+
+int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, char *err,
+                        size_t errlen)
+{
+  codec_t *c;
+  if (!r->port) {
+    s->running = 0;
+    return 0;
+  }
+  if (r->ipv6 != (s->family == AF_INET6)) {
+    snprintf(err, errlen, "the peer's address family differs from ours");
+    return -1;
+  }
+  if (r->pt < 0) {
+    snprintf(err, errlen, "no codec in common");
+    return -1;
+  }
+  if (!s->codec || strcasecmp(codec_name(s->codec), r->codec) || s->pt != r->pt) {
+    c = codec_create(r->codec, r->rate, r->channels == 2 ? 1 : r->channels, r->fmtp);
+    if (!c) {
+      snprintf(err, errlen, "codec %s/%u not available", r->codec, r->rate);
+      return -1;
+    }
+    codec_destroy(s->codec);
+    s->codec = c;
+    s->rate = codec_audio_rate(c);
+    s->frame = s->rate * TICK_MS / 1000;
+    jitter_init(&s->jb, codec_rtp_rate(c), s->frame, 300);
+    s->nout = 0;
+  }
+  s->pt = r->pt;
+  s->te_pt = r->te_pt;
+  if (!ptime)
+    ptime = r->ptime ? r->ptime : 20;
+  if (ptime != 10 && ptime != 20 && ptime != 30 && ptime != 40)
+    ptime = 20;
+  if (ptime < TICK_MS)
+    ptime = TICK_MS; /* 10 ms is sent as 20: one packet per tick */
+  s->ptime_samples = s->rate * ptime / 1000;
+  /* a re-INVITE to a new address un-latches */
+  if (set_addr(s, &s->remote, &s->remote_len, r->addr, r->port) < 0 ||
+      set_addr(s, &s->remote_rtcp, &s->remote_rtcp_len, r->addr, r->rtcp_port) < 0) {
+    snprintf(err, errlen, "bad connection address %s", r->addr);
+    return -1;
+  }
+  s->latched = 0;
+  s->rtcp_mux = r->rtcp_mux;
+  if (!s->running) {
+    s->marker = 1;
+    s->next_rtcp = s->e->ticks + RTCP_TICKS / 2;
+  }
+  s->running = 1;
+  if (!loop_timer_armed(s->e->tick))
+    loop_timer_start(s->e->tick, TICK_MS, TICK_MS);
+  return 0;
+}
+
+void media_session_destroy(media_session_t *s)
+{
+  media_engine_t *e;
+  if (!s || s->dead)
+    return;
+  e = s->e;
+  s->dead = 1;
+  s->running = 0;
+  loop_watch_destroy(s->watch);
+  loop_watch_destroy(s->rtcp_watch);
+  close(s->fd);
+  close(s->rtcp_fd);
+  e->nsessions--;
+  sweep(e);
+}
+
+/* ---- sources and sinks --------------------------------------------------- */
+
+int media_session_play_tone(media_session_t *s, tone_spec_t const *spec)
+{
+  tone_t t;
+  if (tone_init(&t, spec, s->rate ? s->rate : 8000) < 0)
+    return -1;
+  s->tone = t;
+  s->playing = 1;
+  return 0;
+}
+
+void media_session_stop_play(media_session_t *s) { s->playing = 0; }
+
+int media_session_record(media_session_t *s, char const *path, unsigned max_ms, char *err,
+                         size_t errlen)
+{
+  recorder_t *r;
+  if (!s->codec) {
+    snprintf(err, errlen, "no media negotiated yet");
+    return -1;
+  }
+  if (s->rec) {
+    snprintf(err, errlen, "already recording");
+    return -1;
+  }
+  r = recorder_open(path, s->rate, err, errlen);
+  if (!r)
+    return -1;
+  s->rec = r;
+  s->rec_max = max_ms ? (uint64_t)max_ms * s->rate / 1000 : 0;
+  return 0;
+}
+
+int media_session_stop_record(media_session_t *s, int keep, double *seconds, char *err,
+                              size_t errlen)
+{
+  recorder_t *r = s->rec;
+  if (!r) {
+    snprintf(err, errlen, "not recording");
+    return -1;
+  }
+  s->rec = NULL;
+  if (seconds)
+    *seconds = s->rate ? (double)recorder_samples(r) / s->rate : 0;
+  return recorder_close(r, keep, err, errlen);
+}
+
+int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms)
+{
+  size_t n = strlen(digits), have = s->dtmf_len - s->dtmf_pos;
+  if (s->te_pt < 0 || !s->running)
+    return -1;
+  if (have + n > sizeof s->dtmf_queue - 1)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (rtp_event_code(digits[i]) < 0)
+      return -1;
+  memmove(s->dtmf_queue, s->dtmf_queue + s->dtmf_pos, have);
+  memcpy(s->dtmf_queue + have, digits, n);
+  s->dtmf_pos = 0;
+  s->dtmf_len = (unsigned)(have + n);
+  s->dtmf_samples = s->rate * (duration_ms >= 40 && duration_ms <= 5000 ? duration_ms : 100) / 1000;
+  return 0;
+}
+
+media_stats_t media_session_stats(media_session_t const *s)
+{
+  media_stats_t st = s->st;
+  st.jitter_ms = jitter_ms(&s->jb);
+  st.late = s->jb.late;
+  st.concealed_ms = s->rate ? s->jb.concealed * 1000 / s->rate : 0;
+  st.latched = s->latched;
+  if (s->have_seq) {
+    uint64_t expected = (uint64_t)s->cycles + s->max_seq - s->base_seq + 1;
+    st.lost = (int64_t)expected - (int64_t)s->received;
+  }
+  return st;
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+static void send_rtp(media_session_t *s, int marker, int pt, uint32_t ts, uint8_t const *payload,
+                     size_t len)
+{
+  uint8_t pkt[RTP_HEADER_LEN + MTU];
+  if (len > MTU)
+    return;
+  rtp_write_header(pkt, marker, (unsigned)pt, s->seq++, ts, s->ssrc);
+  memcpy(pkt + RTP_HEADER_LEN, payload, len);
+  if (sendto(s->fd, pkt, RTP_HEADER_LEN + len, 0, (struct sockaddr *)&s->remote,
+             s->remote_len) >= 0) {
+    s->st.packets_sent++;
+    s->st.bytes_sent += len;
+  }
+}
+
+static void send_audio(media_session_t *s, int16_t const *pcm, unsigned n)
+{
+  uint8_t payload[MTU];
+  memcpy(s->out + s->nout, pcm, n * sizeof *pcm);
+  s->nout += n;
+  if (s->nout < s->ptime_samples)
+    return;
+  int len = codec_encode(s->codec, s->out, (int)s->nout, payload, sizeof payload);
+  if (len > 0)
+    send_rtp(s, s->marker, s->pt, s->ts - (s->nout - n), payload, (size_t)len);
+  s->marker = 0;
+  s->nout = 0;
+}
+
+/* One tick of RFC 4733: returns 1 while an event occupies the stream. */
+static int dtmf_tick(media_session_t *s)
+{
+  uint8_t p[4];
+  rtp_event_t ev;
+  switch (s->dtmf_state) {
+  case DTMF_IDLE:
+    if (s->dtmf_pos >= s->dtmf_len)
+      return 0;
+    s->dtmf_state = DTMF_SENDING;
+    s->dtmf_ts = s->ts;
+    s->dtmf_elapsed = 0;
+    s->nout = 0;
+    /* fall through */
+  case DTMF_SENDING:
+    s->dtmf_elapsed += s->frame;
+    ev.event = (uint8_t)rtp_event_code(s->dtmf_queue[s->dtmf_pos]);
+    ev.volume = 10;
+    ev.duration = (uint16_t)(s->dtmf_elapsed > 65535 ? 65535 : s->dtmf_elapsed);
+    ev.end = s->dtmf_elapsed >= s->dtmf_samples;
+    rtp_event_write(p, &ev);
+    /* the end packet goes out three times (RFC 4733 §2.5.1.4) */
+    for (int i = 0; i < (ev.end ? 3 : 1); i++)
+      send_rtp(s, s->dtmf_elapsed == s->frame, s->te_pt, s->dtmf_ts, p, 4);
+    if (ev.end) {
+      s->dtmf_pos++;
+      s->dtmf_state = DTMF_GAP;
+      s->dtmf_gap = 3; /* 60 ms between digits */
+    }
+    return 1;
+  case DTMF_GAP:
+    if (--s->dtmf_gap == 0) {
+      s->dtmf_state = DTMF_IDLE;
+      if (s->dtmf_pos >= s->dtmf_len) {
+        s->dtmf_pos = s->dtmf_len = 0;
+        if (s->cb.event)
+          s->cb.event(s->arg, MEDIA_DTMF_SENT, NULL);
+      }
+    }
+    return 0;
+  }
+  return 0;
+}
+
+static void send_rtcp(media_session_t *s)
+{
+  uint8_t buf[256];
+  rtcp_sender_info_t si;
+  rtcp_report_t rr;
+  int nrr = 0;
+  size_t len;
+  if (s->st.packets_sent) {
+    ntp_now(&si.ntp_sec, &si.ntp_frac);
+    si.rtp_ts = s->ts;
+    si.packets = (uint32_t)s->st.packets_sent;
+    si.octets = (uint32_t)s->st.bytes_sent;
+  }
+  if (s->have_seq) {
+    uint64_t expected = (uint64_t)s->cycles + s->max_seq - s->base_seq + 1;
+    uint64_t exp_int = expected - s->expected_prior, rec_int = s->received - s->received_prior;
+    int64_t lost_int = (int64_t)exp_int - (int64_t)rec_int;
+    memset(&rr, 0, sizeof rr);
+    rr.ssrc = s->remote_ssrc;
+    rr.fraction_lost = exp_int && lost_int > 0 ? (uint8_t)((lost_int << 8) / (int64_t)exp_int) : 0;
+    rr.cumulative_lost = (int32_t)((int64_t)expected - (int64_t)s->received);
+    rr.highest_seq = s->cycles + s->max_seq;
+    rr.jitter = (uint32_t)s->jb.jitter;
+    rr.lsr = s->lsr;
+    if (s->lsr)
+      rr.dlsr = (uint32_t)((loop_now() - s->lsr_at) * 65536.0);
+    s->expected_prior = expected;
+    s->received_prior = s->received;
+    nrr = 1;
+  }
+  len = rtcp_write(buf, sizeof buf, s->ssrc, s->st.packets_sent ? &si : NULL, &rr, nrr, "luasip");
+  if (!len)
+    return;
+  if ((s->rtcp_mux ? sendto(s->fd, buf, len, 0, (struct sockaddr *)&s->remote, s->remote_len)
+                   : sendto(s->rtcp_fd, buf, len, 0, (struct sockaddr *)&s->remote_rtcp,
+                            s->remote_rtcp_len)) >= 0)
+    s->st.rtcp_sent++;
+}
+
+/* ---- receiving ----------------------------------------------------------- */
+
+static void report_event(media_session_t *s)
+{
+  char c = rtp_event_char(s->ev_code);
+  s->ev_active = 0;
+  s->have_done = 1;
+  s->done_ts = s->ev_ts;
+  if (c && s->cb.dtmf)
+    s->cb.dtmf(s->arg, c, s->rate ? (unsigned)((uint64_t)s->ev_duration * 1000 / s->rate) : 0);
+}
+
+static void on_event_packet(media_session_t *s, rtp_header_t const *h, uint8_t const *p)
+{
+  rtp_event_t ev;
+  if (rtp_event_parse(p + h->payload_off, h->payload_len, &ev) < 0) {
+    s->st.malformed++;
+    return;
+  }
+  if (s->have_done && h->ts == s->done_ts)
+    return; /* the repeated end packets, or a late one */
+  if (s->ev_active && h->ts != s->ev_ts)
+    report_event(s); /* the last one's end packets were all lost */
+  if (!s->ev_active) {
+    s->ev_active = 1;
+    s->ev_ts = h->ts;
+  }
+  s->ev_code = ev.event;
+  if (ev.duration > s->ev_duration || s->ev_ts == h->ts)
+    s->ev_duration = ev.duration;
+  s->ev_tick = s->e->ticks;
+  if (ev.end)
+    report_event(s);
+}
+
+static void count_seq(media_session_t *s, rtp_header_t const *h)
+{
+  if (!s->have_seq || h->ssrc != s->remote_ssrc) {
+    s->have_seq = 1;
+    s->remote_ssrc = h->ssrc;
+    s->base_seq = s->max_seq = h->seq;
+    s->cycles = 0;
+    s->received = 0;
+    s->expected_prior = s->received_prior = 0;
+  } else {
+    uint16_t delta = (uint16_t)(h->seq - s->max_seq);
+    if (delta < 3000) { /* in order, with a permissible gap */
+      if (h->seq < s->max_seq)
+        s->cycles += 65536;
+      s->max_seq = h->seq;
+    }
+  }
+  s->received++;
+}
+
+static void on_rtcp_packet(void *arg, rtcp_packet_t const *pkt)
+{
+  media_session_t *s = arg;
+  if (pkt->type == RTCP_SR) {
+    s->lsr = (pkt->ntp_sec << 16) | (pkt->ntp_frac >> 16);
+    s->lsr_at = loop_now();
+  }
+  for (int i = 0; i < pkt->nreports; i++) {
+    rtcp_report_t const *r = &pkt->reports[i];
+    if (r->ssrc != s->ssrc)
+      continue;
+    s->st.remote_lost = r->cumulative_lost;
+    s->st.remote_jitter_ms = s->rate ? r->jitter * 1000.0 / s->rate : 0;
+    if (r->lsr) {
+      uint32_t sec, frac, now;
+      ntp_now(&sec, &frac);
+      now = (sec << 16) | (frac >> 16);
+      s->st.rtt_ms = (double)(int32_t)(now - r->lsr - r->dlsr) * 1000.0 / 65536.0;
+      if (s->st.rtt_ms < 0)
+        s->st.rtt_ms = 0;
+    }
+  }
+}
+
+static void on_datagram(media_session_t *s, uint8_t const *p, size_t len,
+                        struct sockaddr_storage const *from, socklen_t fromlen, int rtcp_socket)
+{
+  rtp_header_t h;
+  if (!s->running || !s->codec)
+    return;
+  if (rtcp_socket || rtp_is_rtcp(p, len)) {
+    if (rtcp_parse(p, len, on_rtcp_packet, s) < 0)
+      s->st.malformed++;
+    else
+      s->st.rtcp_received++;
+    return;
+  }
+  if (rtp_parse(p, len, &h) < 0) {
+    s->st.malformed++;
+    return;
+  }
+  if (h.pt != s->pt && h.pt != s->te_pt) {
+    s->st.unknown_pt++;
+    return;
+  }
+  /* symmetric RTP: the first packet's source is where the peer really is */
+  if (!s->latched) {
+    s->latched = 1;
+    if (fromlen != s->remote_len || memcmp(from, &s->remote, fromlen)) {
+      memcpy(&s->remote, from, fromlen);
+      s->remote_len = fromlen;
+    }
+  }
+  s->st.packets_received++;
+  s->st.bytes_received += h.payload_len;
+  count_seq(s, &h);
+  if ((int)h.pt == s->te_pt) {
+    on_event_packet(s, &h, p);
+    return;
+  }
+  jitter_put(&s->jb, h.seq, h.ts, p + h.payload_off, h.payload_len,
+             (uint32_t)(uint64_t)(loop_now() * codec_rtp_rate(s->codec)));
+}
+
+static void on_readable(loop_watch_t *w, int revents, void *arg)
+{
+  media_session_t *s = arg;
+  media_engine_t *e = s->e;
+  int fd = loop_watch_fd(w), rtcp_socket = fd == s->rtcp_fd;
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  struct sockaddr_storage from[BATCH];
+  (void)revents;
+  e->dispatching++;
+  for (int round = 0; round < 4 && !s->dead; round++) {
+    int n;
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < BATCH; i++) {
+      iov[i].iov_base = e->rx[i];
+      iov[i].iov_len = MTU;
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0)
+      break;
+    for (int i = 0; i < n && !s->dead; i++)
+      on_datagram(s, e->rx[i], msgs[i].msg_len, &from[i], msgs[i].msg_hdr.msg_namelen,
+                  rtcp_socket);
+    if (n < BATCH)
+      break;
+  }
+  e->dispatching--;
+  sweep(e);
+}
+
+/* ---- the tick ------------------------------------------------------------ */
+
+static void session_tick(media_session_t *s)
+{
+  int16_t frame[MAX_FRAME];
+  unsigned n = s->frame;
+  /* a received event whose end never came */
+  if (s->ev_active && s->e->ticks - s->ev_tick > 500 / TICK_MS)
+    report_event(s);
+  if (s->dead)
+    return;
+  if (!dtmf_tick(s)) {
+    int done = 0;
+    if (s->playing) {
+      int got = tone_generate(&s->tone, frame, (int)n);
+      if ((unsigned)got < n) {
+        memset(frame + got, 0, (n - (unsigned)got) * sizeof *frame);
+        s->playing = 0;
+        done = 1;
+      }
+    } else {
+      memset(frame, 0, n * sizeof *frame);
+    }
+    send_audio(s, frame, n);
+    if (done && s->cb.event)
+      s->cb.event(s->arg, MEDIA_PLAY_DONE, NULL);
+  }
+  s->ts += n;
+  if (s->dead)
+    return;
+  /* play out what was received */
+  jitter_get(&s->jb, s->codec, s->in);
+  if (s->rec) {
+    char err[256];
+    int failed = recorder_write(s->rec, s->in, (int)n) < 0;
+    if (failed || (s->rec_max && recorder_samples(s->rec) >= s->rec_max)) {
+      recorder_t *r = s->rec;
+      int rc;
+      s->rec = NULL;
+      rc = recorder_close(r, 1, err, sizeof err);
+      if (s->cb.event)
+        s->cb.event(s->arg, MEDIA_RECORD_DONE, failed ? "write failed" : rc ? err : NULL);
+    }
+  }
+  if (s->dead)
+    return;
+  if (s->e->ticks >= s->next_rtcp) {
+    send_rtcp(s);
+    /* RFC 3550 §6.3.1: randomise the interval (0.5..1.5 of 5 s) */
+    s->next_rtcp = s->e->ticks + RTCP_TICKS / 2 + random32() % RTCP_TICKS;
+  }
+}
+
+static void tick(loop_timer_t *t, void *arg)
+{
+  media_engine_t *e = arg;
+  (void)t;
+  e->ticks++;
+  e->dispatching++;
+  for (media_session_t *s = e->sessions; s; s = s->next)
+    if (!s->dead && s->running && s->codec)
+      session_tick(s);
+  e->dispatching--;
+  sweep(e);
+}

@@ -1,0 +1,77 @@
+/* session.h — the media engine: one RTP session per call on the one loop.
+ *
+ * An engine owns the RTP port range and one paced tick (every 20 ms) that
+ * drives every session: each tick a session takes a frame from its source
+ * (a tone, or silence), encodes and sends it, and plays a frame out of its
+ * jitter buffer into its sinks (a recorder). Packets are read when the
+ * socket is readable (recvmmsg), parsed, latched (symmetric RTP: the first
+ * packet's source becomes the destination) and queued. RFC 4733 events are
+ * received and sent; RTCP SR/RR go out every 5 s and come in for the
+ * round-trip time. No Lua: the binding is csrc/lmedia.c. */
+#ifndef LUASIP_MEDIA_SESSION_H
+#define LUASIP_MEDIA_SESSION_H
+
+#include "loop/loop.h"
+#include "media/sdpmap.h"
+#include "media/tone.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct media_engine media_engine_t;
+typedef struct media_session media_session_t;
+
+enum media_event {
+  MEDIA_PLAY_DONE = 1,   /* the source ended (a tone's duration) */
+  MEDIA_RECORD_DONE,     /* the recorder reached its maximum; detail: error or NULL */
+  MEDIA_DTMF_SENT,       /* the digits queued by media_session_send_dtmf went out */
+};
+
+typedef struct {
+  /* a digit received (RFC 4733), once per event, at its end */
+  void (*dtmf)(void *arg, char digit, unsigned duration_ms);
+  void (*event)(void *arg, int kind, char const *detail);
+} media_cb_t;
+
+typedef struct {
+  uint64_t packets_sent, bytes_sent, packets_received, bytes_received;
+  int64_t lost;             /* expected - received (RFC 3550 A.3) */
+  double jitter_ms;
+  double rtt_ms;            /* -1 until an RR reports on our SR */
+  int64_t remote_lost;      /* from the peer's last report, -1 none */
+  double remote_jitter_ms;
+  uint64_t rtcp_sent, rtcp_received, malformed, unknown_pt, late, concealed_ms;
+  int latched;
+} media_stats_t;
+
+media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned port_max,
+                                    char *err, size_t errlen);
+/* Fails (-1) while sessions are alive. */
+int media_engine_destroy(media_engine_t *e);
+int media_engine_sessions(media_engine_t const *e);
+
+/* Bind an even RTP port and the next one for RTCP on addr. */
+media_session_t *media_session_create(media_engine_t *e, char const *addr,
+                                      media_cb_t const *cb, void *arg, char *err, size_t errlen);
+unsigned media_session_port(media_session_t const *s);
+/* Start (or, on a re-INVITE, change) sending to and receiving from what
+ * remote describes, with our ptime (ms; 0: the peer's or 20). -1 with err
+ * when no codec we know was negotiated. A remote port of 0 stops. */
+int media_session_start(media_session_t *s, sdpmap_t const *remote, unsigned ptime,
+                        char *err, size_t errlen);
+/* Stop everything, close the sockets, free. Safe inside a callback. */
+void media_session_destroy(media_session_t *s);
+
+int media_session_play_tone(media_session_t *s, tone_spec_t const *spec);
+void media_session_stop_play(media_session_t *s);
+int media_session_record(media_session_t *s, char const *path, unsigned max_ms,
+                         char *err, size_t errlen);
+/* Finish the recording (keep: rename into place); its length in seconds. */
+int media_session_stop_record(media_session_t *s, int keep, double *seconds,
+                              char *err, size_t errlen);
+/* Queue RFC 4733 digits (0-9 * # A-D), duration ms each (default 100). */
+int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms);
+media_stats_t media_session_stats(media_session_t const *s);
+char const *media_session_codec(media_session_t const *s);
+
+#endif

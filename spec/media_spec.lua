@@ -1,0 +1,209 @@
+-- The media engine (csrc/media/) through its binding: two RTP sessions on
+-- 127.0.0.1 sending to each other, with real sockets and real files.
+local luasip = require "luasip"
+local core = require "luasip.core"
+local H = require "helper"
+
+local function sdp_for(port, codec_pt, codec)
+  return table.concat({
+    "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+    "m=audio " .. port .. " RTP/AVP " .. codec_pt .. " 101",
+    "a=rtpmap:" .. codec_pt .. " " .. codec .. "/8000",
+    "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendrecv", "",
+  }, "\r\n")
+end
+
+-- 16-bit mono PCM samples and rate of a WAV file (finds the data chunk).
+local function read_wav(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  assert(s:sub(1, 4) == "RIFF" and s:sub(9, 12) == "WAVE", "not a WAV file")
+  local rate = string.unpack("<I4", s, 25)
+  local i = 13
+  while i + 8 <= #s do
+    local id, len = s:sub(i, i + 3), string.unpack("<I4", s, i + 4)
+    if id == "data" then
+      local samples = {}
+      for k = 0, len / 2 - 1 do samples[k + 1] = string.unpack("<i2", s, i + 8 + 2 * k) end
+      return samples, rate
+    end
+    i = i + 8 + len + len % 2
+  end
+  error("no data chunk")
+end
+
+-- Goertzel power of frequency f over samples[from..to].
+local function power(samples, rate, f, from, to)
+  local w = 2 * math.pi * f / rate
+  local c, s1, s2 = 2 * math.cos(w), 0, 0
+  for k = from, to do
+    local s0 = samples[k] + c * s1 - s2
+    s2, s1 = s1, s0
+  end
+  return s1 * s1 + s2 * s2 - c * s1 * s2
+end
+
+local function pair(codec_pt, codec)
+  local got = { a = {}, b = {} }
+  local function handler(name)
+    return function(_, what, ...) table.insert(got[name], { what, ... }) end
+  end
+  local a = assert(core.media_session("127.0.0.1", handler("a")))
+  local b = assert(core.media_session("127.0.0.1", handler("b")))
+  assert(a:start(sdp_for(b:port(), codec_pt, codec)))
+  assert(b:start(sdp_for(a:port(), codec_pt, codec)))
+  return a, b, got
+end
+
+if not string.unpack then -- LuaJIT: the WAV reader needs string.unpack
+  string.unpack = function(fmt, s, pos)
+    pos = pos or 1
+    if fmt == "<I4" then
+      local b1, b2, b3, b4 = s:byte(pos, pos + 3)
+      return b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+    end
+    local b1, b2 = s:byte(pos, pos + 1)
+    local v = b1 + b2 * 256
+    return v >= 32768 and v - 65536 or v
+  end
+end
+
+describe("media engine", function()
+  for _, c in ipairs { { 0, "PCMU" }, { 8, "PCMA" } } do
+    it("carries a tone " .. c[2] .. " from one session into the other's recording", function()
+      local path = os.tmpname() .. ".wav"
+      H.run(function()
+        local a, b, got = pair(c[1], c[2])
+        assert.equal(c[2], a:codec())
+        assert(b:record(path))
+        assert(a:tone { freqs = { 1000 }, duration = 1000 })
+        local t0 = luasip.now()
+        while #got.a == 0 and luasip.now() - t0 < 3 do luasip.sleep(0.02) end
+        assert.same({ { "play_done" } }, got.a)
+        luasip.sleep(0.3)
+        local seconds = assert(b:stop_record())
+        assert.is_true(seconds > 1.2 and seconds < 1.6, "recorded " .. seconds .. " s")
+        local st = b:stats()
+        assert.is_true(st.packets_received >= 60, "received " .. st.packets_received)
+        assert.equal(0, st.malformed)
+        assert.is_true(a:stats().packets_sent >= 60)
+        a:close()
+        b:close()
+      end)
+      local samples, rate = read_wav(path)
+      os.remove(path)
+      assert.equal(8000, rate)
+      -- find the loudest 100 ms window: the tone; 1000 Hz dominates it
+      local best, at = 0, 1
+      for k = 1, #samples - 800, 400 do
+        local e = 0
+        for j = k, k + 799 do e = e + samples[j] * samples[j] end
+        if e > best then best, at = e, k end
+      end
+      local p1000 = power(samples, rate, 1000, at, at + 799)
+      for _, f in ipairs { 300, 600, 1400, 2000, 3000 } do
+        assert.is_true(p1000 > 100 * power(samples, rate, f, at, at + 799),
+          "1000 Hz is not dominant over " .. f .. " Hz")
+      end
+      -- and the tone lasted about a second: count loud 20 ms frames
+      local loud = 0
+      for k = 1, #samples - 159, 160 do
+        local e = 0
+        for j = k, k + 159 do e = e + math.abs(samples[j]) end
+        if e / 160 > 1000 then loud = loud + 1 end
+      end
+      assert.is_true(loud >= 45 and loud <= 55, loud .. " loud frames (want ~50)")
+    end)
+  end
+
+  it("sends and receives RFC 4733 digits in order, each once", function()
+    H.run(function()
+      local a, b, got = pair(0, "PCMU")
+      assert(a:send_dtmf("0123456789*#", 60))
+      local t0 = luasip.now()
+      while #got.b < 12 and luasip.now() - t0 < 5 do luasip.sleep(0.02) end
+      luasip.sleep(0.2)
+      local digits = {}
+      for _, e in ipairs(got.b) do
+        assert.equal("dtmf", e[1])
+        digits[#digits + 1] = e[2]
+        assert.is_true(e[3] >= 60 and e[3] <= 100, "duration " .. e[3])
+      end
+      assert.equal("0123456789*#", table.concat(digits))
+      assert.same({ "dtmf_sent" }, got.a[#got.a])
+      a:close()
+      b:close()
+    end)
+  end)
+
+  it("maps a remote description: codec by the peer's order, telephone-event, rtcp-mux, crypto", function()
+    local m = assert(core.sdp_map(table.concat({
+      "v=0", "o=- 1 1 IN IP4 10.0.0.1", "s=-", "c=IN IP4 10.0.0.1", "t=0 0",
+      "m=video 5000 RTP/AVP 96", "a=rtpmap:96 H264/90000",
+      "m=audio 4000 RTP/SAVP 18 8 0 101", "a=rtpmap:101 telephone-event/8000", "a=rtcp-mux",
+      "a=ptime:30",
+      "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4",
+      "",
+    }, "\r\n")))
+    assert.equal("10.0.0.1", m.addr)
+    assert.equal(4000, m.port)
+    assert.equal(8, m.pt)
+    assert.equal("PCMA", m.codec)
+    assert.equal(101, m.te_pt)
+    assert.equal(30, m.ptime)
+    assert.is_true(m.rtcp_mux)
+    assert.equal(4000, m.rtcp_port)
+    assert.is_true(m.secure)
+    assert.equal("AES_CM_128_HMAC_SHA1_80", m.crypto[1].suite)
+    assert.equal("WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4", m.crypto[1].key)
+    local bad, err = core.sdp_map("v=0\r\nthis is not sdp")
+    assert.is_nil(bad)
+    assert.is_string(err)
+    assert.is_nil((core.sdp_map("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=video 1 RTP/AVP 96\r\n")))
+  end)
+
+  it("refuses an m= line that makes sofia's SDP parser allocate forever (regression: fuzz)", function()
+    -- spec/fuzz/corpus/sdpmap/regress-sofia-format-loop: sofia loops in
+    -- parse_media on a format it cannot tokenise under a non-RTP transport
+    for _, m in ipairs { 'm=audio 4000 udp "', "m=audio 4000 RT\156\156\156P/SAVP 0 8 101",
+                         "m=audio 4000 udp 0/1" } do
+      local ok, err = core.sdp_map("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n" ..
+        m .. "\r\n")
+      assert.is_nil(ok)
+      assert.matches("format list", err)
+    end
+  end)
+
+  it("drops malformed packets and counts them, and keeps running", function()
+    H.run(function()
+      local a, b = pair(0, "PCMU")
+      local socket = require "socket"
+      local u = socket.udp()
+      for _, junk in ipairs { "", "x", string.rep("\255", 12), "\128\0\0\1" .. string.rep("\0", 4),
+                              "\159\0" .. string.rep("\0", 30), "\160\0" .. string.rep("\0", 10) .. "\0" } do
+        u:sendto(junk, "127.0.0.1", b:port())
+      end
+      u:close()
+      luasip.sleep(0.3)
+      local st = b:stats()
+      assert.is_true(st.malformed >= 4, "malformed " .. st.malformed)
+      assert.is_true(st.packets_received > 0)
+      a:close()
+      b:close()
+    end)
+  end)
+
+  it("refuses misuse with one-line errors", function()
+    assert.has_error(function() core.media_session(42) end)
+    local s = assert(core.media_session("127.0.0.1", function() end))
+    assert.has_error(function() s:tone { freqs = {} } end)
+    assert.has_error(function() s:tone { freqs = { 5000 } } end) -- above 4 kHz at 8 kHz
+    local ok, err = s:record("/nonexistent/dir/x.wav")
+    assert.is_nil(ok)
+    assert.matches("no media", err)
+    s:close()
+    assert.has_error(function() s:port() end, "luasip.media_session: used after close()")
+    assert.is_nil((core.media_session("not-an-ip", function() end)))
+  end)
+end)
