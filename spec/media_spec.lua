@@ -184,6 +184,14 @@ describe("media engine", function()
                               "\159\0" .. string.rep("\0", 30), "\160\0" .. string.rep("\0", 10) .. "\0" } do
         u:sendto(junk, "127.0.0.1", b:port())
       end
+      -- well-formed PCMU with timestamps and sequence numbers all over the
+      -- place: the jitter buffer must neither overflow nor stall
+      local function be32(v) return string.char(math.floor(v / 16777216) % 256,
+        math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256) end
+      for k, ts in ipairs { 0, 2147483647, 2147483648, 4294967295, 160, 3000000000, 1 } do
+        u:sendto("\128\0" .. string.char(k * 37 % 256, k * 91 % 256) .. be32(ts) .. be32(4242) ..
+          string.rep("\255", 160), "127.0.0.1", b:port())
+      end
       u:close()
       luasip.sleep(0.3)
       local st = b:stats()

@@ -1,5 +1,5 @@
-/* codec.h — audio codecs behind one interface: PCMU and PCMA (G.711, with
- * spandsp's packet-loss concealment). 16-bit linear PCM in and out at the
+/* codec.h — audio codecs behind one interface: PCMU and PCMA (G.711, with a
+ * fading packet-repetition concealment). 16-bit linear PCM in and out at the
  * codec's audio rate, mono. No Lua. */
 #ifndef LUASIP_MEDIA_CODEC_H
 #define LUASIP_MEDIA_CODEC_H

@@ -30,8 +30,11 @@ void jitter_put(jitter_t *j, uint16_t seq, uint32_t ts, uint8_t const *payload, 
   int32_t transit = DIFF(arrival, ts);
   /* RFC 3550 §6.4.1: J += (|D| - J) / 16 */
   if (j->have_transit) {
-    int32_t d = transit - j->last_transit;
-    j->jitter += ((d < 0 ? -(double)d : (double)d) - j->jitter) / 16.0;
+    int64_t d = (int64_t)transit - j->last_transit;
+    double ad = d < 0 ? -(double)d : (double)d;
+    if (ad > 10.0 * j->rate) /* a wild timestamp: do not let one packet own the estimate */
+      ad = 10.0 * j->rate;
+    j->jitter += (ad - j->jitter) / 16.0;
   }
   j->have_transit = 1;
   j->last_transit = transit;
@@ -94,14 +97,15 @@ int jitter_get(jitter_t *j, codec_t *codec, int16_t *out)
     for (int i = 0; i < JITTER_SLOTS; i++)
       if (j->slots[i].used && (!first || DIFF(j->slots[i].ts, first->ts) < 0))
         first = &j->slots[i];
-    if (!first || DIFF(j->newest_ts, first->ts) + (int32_t)j->frame < (int32_t)target(j)) {
+    /* int64: timestamps come from the network and may be 2^31 apart */
+    if (!first || (int64_t)DIFF(j->newest_ts, first->ts) + j->frame < (int64_t)target(j)) {
       memset(out, 0, j->frame * sizeof *out);
       return 0;
     }
     j->started = 1;
     j->play_ts = first->ts;
     j->npending = 0;
-  } else if (DIFF(j->newest_ts, j->play_ts) > (int32_t)(target(j) + 2 * j->frame)) {
+  } else if ((int64_t)DIFF(j->newest_ts, j->play_ts) > (int64_t)target(j) + 2 * j->frame) {
     /* too much queued (the jitter went down, or the sender sped up): drop
      * a frame's worth to come back to the target delay */
     j->play_ts += j->frame;
@@ -135,14 +139,14 @@ int jitter_get(jitter_t *j, codec_t *codec, int16_t *out)
     }
     /* missing: conceal up to the next packet (or the end of the frame) */
     s = next_after(j, j->play_ts);
-    if (!s && DIFF(j->play_ts, j->newest_ts) > (int32_t)j->max_delay) {
+    if (!s && (int64_t)DIFF(j->play_ts, j->newest_ts) > (int64_t)j->max_delay) {
       /* nothing for a long while: stop concealing, start over on the next packet */
       j->started = 0;
       j->have_newest = 0;
       memset(out + produced, 0, want * sizeof *out);
       return audio;
     }
-    if (s && DIFF(s->ts, j->play_ts) < (int32_t)want)
+    if (s && (int64_t)DIFF(s->ts, j->play_ts) < (int64_t)want)
       want = (unsigned)DIFF(s->ts, j->play_ts);
     codec_conceal(codec, out + produced, (int)want);
     j->concealed += want;
