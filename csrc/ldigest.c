@@ -73,35 +73,30 @@ static int l_credentials(lua_State *L)
   size_t len, slen;
   char const *s = luaL_checklstring(L, 1, &len), *scheme;
   cred_param_t params[CRED_MAX_PARAMS];
-  char small[256];
+  char small[256], *value = small; /* unquoted values are never longer than s */
   int n = credentials_parse(s, len, &scheme, &slen, params, CRED_MAX_PARAMS);
   luaL_Buffer b;
   if (n < 0) {
     lua_pushnil(L);
     return 1;
   }
+  if (len > sizeof small)
+    value = lua_newuserdata(L, len); /* below the results, removed at the end */
   luaL_buffinit(L, &b);
   for (size_t i = 0; i < slen; i++)
     luaL_addchar(&b, (char)tolower((unsigned char)scheme[i]));
   luaL_pushresult(&b);
   lua_createtable(L, 0, n);
   for (int k = 0; k < n; k++) {
-    cred_param_t const *p = &params[k];
-    char *buf = p->value_len <= sizeof small ? small : lua_newuserdata(L, p->value_len);
-    size_t vlen;
     luaL_buffinit(L, &b);
-    for (size_t i = 0; i < p->name_len; i++)
-      luaL_addchar(&b, (char)tolower((unsigned char)p->name[i]));
+    for (size_t i = 0; i < params[k].name_len; i++)
+      luaL_addchar(&b, (char)tolower((unsigned char)params[k].name[i]));
     luaL_pushresult(&b);
-    vlen = credentials_unquote(p, buf);
-    lua_pushlstring(L, buf, vlen);
-    if (buf != small) {
-      lua_rawset(L, -4); /* under the userdata */
-      lua_pop(L, 1);
-    } else {
-      lua_rawset(L, -3);
-    }
+    lua_pushlstring(L, value, credentials_unquote(&params[k], value));
+    lua_rawset(L, -3);
   }
+  if (value != small)
+    lua_remove(L, -3);
   return 2;
 }
 

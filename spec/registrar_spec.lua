@@ -46,6 +46,21 @@ local function port_block() return H.udp_port_block(17000, 18999) end
 
 local running = {} -- SIPp and luasip children of the current test
 
+-- In a describe: each test gets a fresh directory (handed to set_dir);
+-- when it ends, the children in `running` are stopped and it is removed.
+local function per_test(set_dir)
+  local dir
+  before_each(function()
+    dir = H.tmpdir()
+    set_dir(dir)
+  end)
+  after_each(function()
+    for _, p in ipairs(running) do p:cleanup() end
+    running = {}
+    rm(dir)
+  end)
+end
+
 --- Start SIPp as a child: o.target ("127.0.0.1:port"), o.scenario (a file
 --- of spec/sipp), o.csv, o.calls, o.base (port_block()), o.rate (calls/s),
 --- o.open (most calls at once), o.cid (-cid_str), o.recv_timeout (ms),
@@ -191,12 +206,7 @@ end
 describe("luasip.registrar with SIPp", function()
   H.leakcheck()
   local dir
-  before_each(function() dir = H.tmpdir() end)
-  after_each(function()
-    for _, p in ipairs(running) do p:cleanup() end
-    running = {}
-    rm(dir)
-  end)
+  per_test(function(d) dir = d end)
 
   local function server(opts)
     local loc = assert(luasip.location("memory:"))
@@ -596,12 +606,7 @@ end
 describe("examples/registrar.lua killed with SIGKILL", function()
   H.leakcheck()
   local dir
-  before_each(function() dir = H.tmpdir() end)
-  after_each(function()
-    for _, p in ipairs(running) do p:cleanup() end
-    running = {}
-    rm(dir)
-  end)
+  per_test(function(d) dir = d end)
 
   -- The example as a child luasip process on a free port; returns it and
   -- the port.

@@ -208,18 +208,18 @@ void rtp_event_write(uint8_t out[4], rtp_event_t const *e)
   put16(out + 2, e->duration);
 }
 
+static char const event_chars[] = "0123456789*#ABCD";
+
 char rtp_event_char(unsigned event)
 {
-  static char const map[] = "0123456789*#ABCD";
-  return event < 16 ? map[event] : 0;
+  return event < 16 ? event_chars[event] : 0;
 }
 
 int rtp_event_code(char c)
 {
-  static char const map[] = "0123456789*#ABCD";
   char const *s;
   if (c >= 'a' && c <= 'd')
     c = (char)(c - 'a' + 'A');
-  s = c ? strchr(map, c) : NULL;
-  return s ? (int)(s - map) : -1;
+  s = c ? strchr(event_chars, c) : NULL;
+  return s ? (int)(s - event_chars) : -1;
 }

@@ -6,6 +6,8 @@
 #include "media/recorder.h"
 #include "media/rtp.h"
 
+#include <sofia-sip/su_uniqueid.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,7 @@ struct media_engine {
   unsigned port_min, port_max, next_port;
   media_session_t *sessions;
   int nsessions;
+  int ndead;       /* destroyed and not yet freed (sweep) */
   int dispatching;
   uint64_t ticks;
   uint8_t rx[BATCH][MTU];
@@ -90,17 +93,6 @@ struct media_session {
   uint64_t next_rtcp;
 };
 
-static uint32_t random32(void)
-{
-  uint32_t v;
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  v = (uint32_t)t.tv_nsec ^ (uint32_t)t.tv_sec * 2654435761u ^ (uint32_t)getpid() << 16;
-  /* mix in the stack address too: sessions made in one nanosecond differ */
-  v ^= (uint32_t)(uintptr_t)&t * 2246822519u;
-  return v ^ (v >> 15);
-}
-
 /* NTP time now: seconds since 1900 and fraction. */
 static void ntp_now(uint32_t *sec, uint32_t *frac)
 {
@@ -132,7 +124,7 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
   e->loop = loop;
   e->port_min = port_min;
   e->port_max = port_max;
-  e->next_port = port_min + 2 * (random32() % ((port_max - port_min + 1) / 2));
+  e->next_port = port_min + 2 * (su_random() % ((port_max - port_min + 1) / 2));
   e->tick = loop_timer_create(loop, tick, e);
   if (!e->tick) {
     free(e);
@@ -168,8 +160,9 @@ static void free_session(media_session_t *s)
 static void sweep(media_engine_t *e)
 {
   media_session_t **p = &e->sessions;
-  if (e->dispatching)
+  if (e->dispatching || !e->ndead)
     return;
+  e->ndead = 0;
   while (*p) {
     media_session_t *s = *p;
     if (s->dead) {
@@ -179,8 +172,6 @@ static void sweep(media_engine_t *e)
       p = &s->next;
     }
   }
-  if (!e->nsessions)
-    loop_timer_stop(e->tick);
 }
 
 /* ---- sockets ------------------------------------------------------------- */
@@ -279,9 +270,9 @@ media_session_t *media_session_create(media_engine_t *e, char const *addr,
   if (cb)
     s->cb = *cb;
   s->arg = arg;
-  s->ssrc = random32();
-  s->seq = (uint16_t)random32();
-  s->ts = random32();
+  s->ssrc = su_random();
+  s->seq = (uint16_t)su_random();
+  s->ts = su_random();
   s->pt = s->te_pt = -1;
   s->st.rtt_ms = -1;
   s->st.remote_lost = -1;
@@ -388,6 +379,9 @@ void media_session_destroy(media_session_t *s)
   close(s->fd);
   close(s->rtcp_fd);
   e->nsessions--;
+  e->ndead++;
+  if (!e->nsessions)
+    loop_timer_stop(e->tick);
   sweep(e);
 }
 
@@ -787,7 +781,7 @@ static void session_tick(media_session_t *s)
   if (s->e->ticks >= s->next_rtcp) {
     send_rtcp(s);
     /* RFC 3550 §6.3.1: randomise the interval (0.5..1.5 of 5 s) */
-    s->next_rtcp = s->e->ticks + RTCP_TICKS / 2 + random32() % RTCP_TICKS;
+    s->next_rtcp = s->e->ticks + RTCP_TICKS / 2 + su_random() % RTCP_TICKS;
   }
 }
 
