@@ -24,7 +24,7 @@ int tone_init(tone_t *t, tone_spec_t const *spec, unsigned rate)
   for (int i = 0; i < spec->nfreqs; i++)
     t->step[i] = 2 * M_PI * spec->freqs[i] / rate;
   /* dBm0: a full-scale sine is +3.14 dBm0 (G.711), i.e. 32767 peak */
-  t->amp = 32767.0 * pow(10.0, ((spec->level_dbm0 ? spec->level_dbm0 : -13.0) - 3.14) / 20.0);
+  t->amp = 32767.0 * pow(10.0, (spec->level_dbm0 - 3.14) / 20.0);
   if (t->amp * spec->nfreqs > 32767.0)
     t->amp = 32767.0 / spec->nfreqs;
   t->total = (uint64_t)spec->duration_ms * rate / 1000;

@@ -14,7 +14,7 @@ typedef struct {
   unsigned cadence[TONE_MAX_STEPS]; /* ms on, ms off, ms on, ...; none: always on */
   int nsteps;
   unsigned duration_ms; /* 0: until stopped */
-  double level_dbm0;    /* per frequency; default -13 */
+  double level_dbm0;    /* per frequency (the binding's default is -13) */
 } tone_spec_t;
 
 typedef struct {
