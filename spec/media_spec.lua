@@ -166,8 +166,11 @@ describe("media engine", function()
   it("refuses an m= line that makes sofia's SDP parser allocate forever (regression: fuzz)", function()
     -- spec/fuzz/corpus/sdpmap/regress-sofia-format-loop: sofia loops in
     -- parse_media on a format it cannot tokenise under a non-RTP transport
+    -- (and its siblings: the port ending early, blanks after the proto, an
+    -- indented m= line, which sofia reads as one)
     for _, m in ipairs { 'm=audio 4000 udp "', "m=audio 4000 RT\156\156\156P/SAVP 0 8 101",
-                         "m=audio 4000 udp 0/1" } do
+                         "m=audio 4000 udp 0/1", "m=audio 4P00T0R /AVP 0", "m=audio 4000 RT\t\t",
+                         "m=audio 4000 udp \t", "\tm=audio 0 0 \224\254 a=i" } do
       local ok, err = core.sdp_map("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n" ..
         m .. "\r\n")
       assert.is_nil(ok)

@@ -58,35 +58,78 @@ static void parse_crypto(char const *v, sdpmap_t *out)
   copy(c->key, sizeof c->key, key);
 }
 
-/* Sofia's SDP parser (Debian 1.12.11) loops forever, allocating, on an
- * m= line whose format list holds a character outside its token set when
- * the transport is not RTP ("m=audio 4000 udp \"" eats all memory). So
- * every m= line's formats are checked here first. */
-static int formats_safe(char const *sdp, size_t len)
+/* Sofia's SDP parser (Debian 1.12.11) loops forever, allocating, when an
+ * m= line's format list holds a character outside its token set: its
+ * token() does not advance over a character it cannot take, and under a
+ * non-RTP transport parse_media() calls it until memory runs out
+ * ("m=audio 4000 udp \"", "m=audio 4P00T0R /AVP 0" where the port ends
+ * at the P, or tabs after the proto). So every m= line must first match
+ * RFC 4566's grammar,
+ *   m=<media> SP <port>["/"<integer>] SP <proto> 1*(SP <fmt>)
+ * media and fmt tokens, port digits, proto tokens and '/': walked the way
+ * sofia walks it, so that each format starts with a token character. */
+#define SDP_TOKEN "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^_`{|}~"
+
+static size_t span(char const *s, size_t i, size_t end, char const *set)
 {
-  static char const token[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                              "0123456789-!#$%&'*+.^_`{|}~";
-  size_t i = 0;
-  while (i < len) {
+  while (i < end && s[i] && strchr(set, s[i]))
+    i++;
+  return i;
+}
+
+static int m_line_ok(char const *s, size_t i, size_t end)
+{
+  size_t j;
+  j = span(s, i, end, SDP_TOKEN); /* media */
+  if (j == i || (i = span(s, j, end, " ")) == j)
+    return 0;
+  j = span(s, i, end, "0123456789"); /* port */
+  if (j == i)
+    return 0;
+  if (j < end && s[j] == '/') { /* number of ports */
+    i = j + 1;
+    j = span(s, i, end, "0123456789");
+    if (j == i)
+      return 0;
+  }
+  if ((i = span(s, j, end, " ")) == j)
+    return 0;
+  j = span(s, i, end, "/" SDP_TOKEN); /* proto */
+  if (j == i)
+    return 0;
+  /* sofia takes the one character after the proto, then spaces; each
+   * format then skips blanks, takes a token and the character after it,
+   * then blanks. Blanks with nothing after them stall it as surely as a
+   * non-token character does. */
+  if (j < end) {
+    if (s[j] != ' ')
+      return 0;
+    j = span(s, j + 1, end, " ");
+  }
+  for (i = j; i < end; i = j) {
+    i = span(s, i, end, " \t");
+    j = span(s, i, end, SDP_TOKEN); /* a format */
+    if (j == i)
+      return 0;
+    if (j < end) {
+      if (s[j] != ' ' && s[j] != '\t')
+        return 0;
+      j = span(s, j + 1, end, " \t");
+    }
+  }
+  return 1;
+}
+
+/* Lines as sofia splits them: at CR or LF, leading blanks skipped. */
+static int m_lines_ok(char const *sdp, size_t len)
+{
+  for (size_t i = 0; i < len;) {
     size_t end = i;
     while (end < len && sdp[end] != '\r' && sdp[end] != '\n')
       end++;
-    if (end - i >= 2 && sdp[i] == 'm' && sdp[i + 1] == '=') {
-      /* m=<media> <port>[/<n>] <proto> <fmt> ...: tokens only, and '/'
-       * only within the first three fields */
-      int field = 0, blank = 0;
-      for (size_t k = i + 2; k < end; k++) {
-        char c = sdp[k];
-        if (c == ' ' || c == '\t') {
-          field += !blank;
-          blank = 1;
-          continue;
-        }
-        blank = 0;
-        if (c == '/' ? field >= 3 : (!c || !strchr(token, c)))
-          return 0;
-      }
-    }
+    i = span(sdp, i, end, " \t");
+    if (end - i >= 2 && sdp[i] == 'm' && sdp[i + 1] == '=' && !m_line_ok(sdp, i + 2, end))
+      return 0;
     i = end + 1;
   }
   return 1;
@@ -106,8 +149,8 @@ int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t e
     snprintf(err, errlen, "description too large");
     return -1;
   }
-  if (!formats_safe(sdp, len)) {
-    snprintf(err, errlen, "malformed SDP: bad character in an m= line's format list");
+  if (!m_lines_ok(sdp, len)) {
+    snprintf(err, errlen, "malformed SDP: an m= line is not media port proto format list");
     return -1;
   }
   p = sdp_parse(home, sdp, (issize_t)len, 0);
