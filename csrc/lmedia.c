@@ -75,7 +75,8 @@ static void on_event(void *arg, int kind, char const *detail)
   lsip_pcall(ls->obj.ctx, n + 1, 0);
 }
 
-/* core.media_session(addr, fn) -> session; fn(session, what, ...) gets
+/* core.media_session(addr, fn [, weak]) -> session; a weak session is not
+ * kept alive by the engine and its fn gets no session argument. fn(session, what, ...) gets
  * ("dtmf", digit, ms), ("play_done"), ("record_done", error or nil),
  * ("dtmf_sent"). */
 static int l_media_session(lua_State *L)
@@ -85,6 +86,7 @@ static int l_media_session(lua_State *L)
   static media_cb_t const cb = { on_dtmf, on_event };
   char err[160];
   lsession *ls;
+  int weak = lua_toboolean(L, 3);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   engine(L, ctx, 16384, 32767);
   ls = compat_newuserdata(L, sizeof *ls);
@@ -95,7 +97,10 @@ static int l_media_session(lua_State *L)
   luaL_setmetatable(L, SESSION_CLASS);
   lsip_obj_init(ctx, &ls->obj, LSIP_MEDIA, session_release);
   lsip_obj_set_fn(L, &ls->obj, 2);
-  lsip_obj_anchor(L, &ls->obj, -1); /* until close: the engine calls back */
+  /* until close, the engine calls back; an unanchored session (weak: a
+   * call's) is closed when it is collected */
+  if (!weak)
+    lsip_obj_anchor(L, &ls->obj, -1);
   return 1;
 }
 
@@ -203,15 +208,26 @@ static int s_stop_play(lua_State *L)
   return 0;
 }
 
-/* session:record(path [, max_seconds]) -> true, or nil, error */
+/* session:record(path [, max_seconds [, silence_seconds]]) -> true, or nil, error */
+/* session:echo(on) */
+static int s_echo(lua_State *L)
+{
+  lsession *ls = check(L);
+  media_session_echo(ls->s, lua_isnoneornil(L, 2) || lua_toboolean(L, 2));
+  return 0;
+}
+
 static int s_record(lua_State *L)
 {
   lsession *ls = check(L);
   char const *path = luaL_checkstring(L, 2);
   lua_Number max = luaL_optnumber(L, 3, 0);
+  lua_Number silence = luaL_optnumber(L, 4, 0);
   char err[300];
   luaL_argcheck(L, max >= 0 && max <= 86400, 3, "max_seconds from 0 (no limit) to 86400");
-  if (media_session_record(ls->s, path, (unsigned)(max * 1000), err, sizeof err) < 0)
+  luaL_argcheck(L, silence >= 0 && silence <= 3600, 4, "silence_seconds from 0 (off) to 3600");
+  if (media_session_record(ls->s, path, (unsigned)(max * 1000), (unsigned)(silence * 1000), err,
+                           sizeof err) < 0)
     return lsip_fail(L, err, "EIO");
   lua_pushboolean(L, 1);
   return 1;
@@ -300,7 +316,7 @@ static int l_sdp_map(lua_State *L)
   char err[160];
   if (sdpmap_parse(sdp, len, &m, err, sizeof err) < 0)
     return lsip_fail(L, err, "488");
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 16);
   lua_pushstring(L, m.addr);
   lua_setfield(L, -2, "addr");
   SETNUM("port", m.port);
@@ -331,6 +347,27 @@ static int l_sdp_map(lua_State *L)
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "crypto");
+  /* the peer's direction, as its a= line says it */
+  lua_pushstring(L, m.sendrecv == 3 ? "sendrecv" : m.sendrecv == 1 ? "sendonly"
+                    : m.sendrecv == 2 ? "recvonly" : "inactive");
+  lua_setfield(L, -2, "direction");
+  if (m.fmtp[0]) {
+    lua_pushstring(L, m.fmtp);
+    lua_setfield(L, -2, "fmtp");
+  }
+  SETNUM("audio", m.audio + 1);
+  lua_createtable(L, m.nstreams, 0);
+  for (int i = 0; i < m.nstreams; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, m.streams[i].media);
+    lua_setfield(L, -2, "media");
+    lua_pushstring(L, m.streams[i].proto);
+    lua_setfield(L, -2, "proto");
+    lua_pushstring(L, m.streams[i].fmt);
+    lua_setfield(L, -2, "fmt");
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "streams");
   return 1;
 }
 
@@ -338,7 +375,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const methods[] = {
     { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
-    { "stop_play", s_stop_play }, { "record", s_record }, { "stop_record", s_stop_record },
+    { "stop_play", s_stop_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
     { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
   };
   static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },

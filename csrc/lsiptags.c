@@ -30,8 +30,6 @@ static optmap const request_opts[] = {
   { "headers", siptag_header_str, K_HEADERS },
   { "body", siptag_payload_str, K_STR },
   { "content_type", siptag_content_type_str, K_STR },
-  { "sdp", soatag_user_sdp_str, K_STR },
-  { "hold", soatag_hold, K_STR },
   { "refer_to", siptag_refer_to_str, K_STR },
   { "referred_by", siptag_referred_by_str, K_STR },
   { "replaces", siptag_replaces_str, K_STR },
@@ -88,7 +86,7 @@ static optmap const ua_opts[] = {
   { "contact_display", nutag_m_display, K_STR },
   { "tls_verify_policy", tptag_tls_verify_policy, K_UINT },
   { "tport_keepalive", tptag_keepalive, K_UINT },
-  { "media_address", soatag_address, K_STR },
+  { "media_enable", nutag_media_enable, K_BOOL },
   { "max_size", ntatag_maxsize, K_UINT },
   { "client_rport", ntatag_client_rport, K_BOOL },
   { "server_rport", ntatag_server_rport, K_UINT },
@@ -308,10 +306,6 @@ void lsip_push_event_info(lua_State *L, tagi_t const *tags)
       set_bool(L, "offer_sent", t->t_value != 0);
     } else if (tt == nutag_answer_sent) {
       set_bool(L, "answer_sent", t->t_value != 0);
-    } else if (tt == soatag_local_sdp_str) {
-      set_str(L, "local_sdp", (char const *)t->t_value);
-    } else if (tt == soatag_remote_sdp_str) {
-      set_str(L, "remote_sdp", (char const *)t->t_value);
     } else if (tt == soatag_active_audio) {
       set_str(L, "audio", active_name((int)t->t_value));
     } else if (tt == nutag_substate) {

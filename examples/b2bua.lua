@@ -22,7 +22,7 @@ while arg and arg[i] do
 end
 if not target then io.stderr:write("b2bua.lua: --target uri is required\n") os.exit(2) end
 
-local ua, err = luasip.ua { listen = listen }
+local ua, err = luasip.ua { listen = listen, media = false } -- SDP is relayed, not terminated
 if not ua then io.stderr:write("b2bua.lua: ", err, "\n") os.exit(1) end
 
 local function say(text) print("b2bua: " .. text) io.stdout:flush() end

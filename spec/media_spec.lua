@@ -3,6 +3,8 @@
 local luasip = require "luasip"
 local core = require "luasip.core"
 local H = require "helper"
+local audio = require "audio"
+local read_wav, power = audio.read_wav, audio.power
 
 local function sdp_for(port, codec_pt, codec)
   return table.concat({
@@ -11,37 +13,6 @@ local function sdp_for(port, codec_pt, codec)
     "a=rtpmap:" .. codec_pt .. " " .. codec .. "/8000",
     "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendrecv", "",
   }, "\r\n")
-end
-
--- 16-bit mono PCM samples and rate of a WAV file (finds the data chunk).
-local function read_wav(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  assert(s:sub(1, 4) == "RIFF" and s:sub(9, 12) == "WAVE", "not a WAV file")
-  local rate = string.unpack("<I4", s, 25)
-  local i = 13
-  while i + 8 <= #s do
-    local id, len = s:sub(i, i + 3), string.unpack("<I4", s, i + 4)
-    if id == "data" then
-      local samples = {}
-      for k = 0, len / 2 - 1 do samples[k + 1] = string.unpack("<i2", s, i + 8 + 2 * k) end
-      return samples, rate
-    end
-    i = i + 8 + len + len % 2
-  end
-  error("no data chunk")
-end
-
--- Goertzel power of frequency f over samples[from..to].
-local function power(samples, rate, f, from, to)
-  local w = 2 * math.pi * f / rate
-  local c, s1, s2 = 2 * math.cos(w), 0, 0
-  for k = from, to do
-    local s0 = samples[k] + c * s1 - s2
-    s2, s1 = s1, s0
-  end
-  return s1 * s1 + s2 * s2 - c * s1 * s2
 end
 
 local function pair(codec_pt, codec)
@@ -54,19 +25,6 @@ local function pair(codec_pt, codec)
   assert(a:start(sdp_for(b:port(), codec_pt, codec)))
   assert(b:start(sdp_for(a:port(), codec_pt, codec)))
   return a, b, got
-end
-
-if not string.unpack then -- LuaJIT: the WAV reader needs string.unpack
-  string.unpack = function(fmt, s, pos)
-    pos = pos or 1
-    if fmt == "<I4" then
-      local b1, b2, b3, b4 = s:byte(pos, pos + 3)
-      return b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
-    end
-    local b1, b2 = s:byte(pos, pos + 1)
-    local v = b1 + b2 * 256
-    return v >= 32768 and v - 65536 or v
-  end
 end
 
 describe("media engine", function()

@@ -140,7 +140,7 @@ int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t e
   su_home_t home[1] = { SU_HOME_INIT(home) };
   sdp_parser_t *p;
   sdp_session_t *s;
-  sdp_media_t *m;
+  sdp_media_t *m = NULL;
   sdp_connection_t *c;
   int rc = -1;
   memset(out, 0, sizeof *out);
@@ -159,10 +159,25 @@ int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t e
     snprintf(err, errlen, "malformed SDP: %s", sdp_parsing_error(p) ? sdp_parsing_error(p) : "?");
     goto done;
   }
-  for (m = s->sdp_media; m; m = m->m_next)
-    if (m->m_type == sdp_media_audio)
-      break;
-  if (!m) {
+  out->audio = -1;
+  for (sdp_media_t *x = s->sdp_media; x; x = x->m_next) {
+    sdpmap_stream_t *st;
+    if (out->nstreams == SDPMAP_MAX_STREAMS) {
+      snprintf(err, errlen, "more than %d media streams", SDPMAP_MAX_STREAMS);
+      goto done;
+    }
+    st = &out->streams[out->nstreams];
+    copy(st->media, sizeof st->media, x->m_type_name ? x->m_type_name : "audio");
+    copy(st->proto, sizeof st->proto, x->m_proto_name ? x->m_proto_name : "RTP/AVP");
+    if (x->m_rtpmaps)
+      snprintf(st->fmt, sizeof st->fmt, "%u", x->m_rtpmaps->rm_pt);
+    else
+      copy(st->fmt, sizeof st->fmt, x->m_format && x->m_format->l_text ? x->m_format->l_text : "0");
+    if (out->audio < 0 && x->m_type == sdp_media_audio)
+      out->audio = out->nstreams, m = x;
+    out->nstreams++;
+  }
+  if (out->audio < 0) {
     snprintf(err, errlen, "no audio stream");
     goto done;
   }

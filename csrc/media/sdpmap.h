@@ -7,6 +7,15 @@
 #include <stddef.h>
 
 #define SDPMAP_MAX_CRYPTO 4
+#define SDPMAP_MAX_STREAMS 8
+
+/* One m= line as offered, so that an answer can list every stream in the
+ * same order and reject those it does not take (RFC 3264 §6). */
+typedef struct {
+  char media[16];     /* "audio", "video", ... */
+  char proto[24];     /* "RTP/AVP", ... */
+  char fmt[32];       /* the first format */
+} sdpmap_stream_t;
 
 typedef struct {
   int tag;
@@ -30,11 +39,15 @@ typedef struct {
   int secure;          /* RTP/SAVP or RTP/SAVPF */
   int ncrypto;
   sdpmap_crypto_t crypto[SDPMAP_MAX_CRYPTO];
+  int nstreams;        /* every m= line */
+  int audio;           /* the index of the stream mapped above */
+  sdpmap_stream_t streams[SDPMAP_MAX_STREAMS];
 } sdpmap_t;
 
 /* Map the first audio stream of sdp[0..len). 0 on success; -1 with a reason
  * in err when the description does not parse, has no audio stream or no
- * usable address. A stream with no codec we know maps with pt -1. */
+ * usable address, or more than SDPMAP_MAX_STREAMS streams. A stream with no
+ * codec we know maps with pt -1. */
 int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t errlen);
 
 /* The codecs the engine has: 1 if name/rate/channels is one of them. */

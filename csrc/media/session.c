@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #define TICK_MS 20
+/* Below this mean amplitude a frame is silence (about -45 dBFS). */
+#define SILENCE_LEVEL 150
 #define RTCP_TICKS (5000 / TICK_MS)
 #define BATCH 16
 #define MTU 1500
@@ -54,6 +56,7 @@ struct media_session {
   struct sockaddr_storage remote, remote_rtcp;
   socklen_t remote_len, remote_rtcp_len;
   int running, latched, rtcp_mux;
+  int send_ok;            /* the peer receives (its a= direction) */
   codec_t *codec;
   int pt, te_pt;
   unsigned rate, frame, ptime_samples;
@@ -65,6 +68,7 @@ struct media_session {
   int16_t out[MAX_FRAME];
   unsigned nout;
   int playing;
+  int echo;               /* the source is what we received a tick ago */
   tone_t tone;
   /* RFC 4733 sending */
   char dtmf_queue[65];
@@ -75,6 +79,8 @@ struct media_session {
   jitter_t jb;
   recorder_t *rec;
   uint64_t rec_max;
+  uint64_t rec_silence, rec_quiet; /* samples: the silence that stops, heard so far */
+  double rec_last;        /* seconds of the recording that ended itself, -1 none */
   int16_t in[MAX_FRAME];
   int ev_active, have_done;
   uint32_t ev_ts, done_ts;
@@ -230,6 +236,7 @@ media_session_t *media_session_create(media_engine_t *e, char const *addr,
     return NULL;
   }
   s->fd = s->rtcp_fd = -1;
+  s->rec_last = -1;
   for (tries = 0; tries < span; tries++) {
     unsigned port = e->next_port;
     e->next_port += 2;
@@ -356,6 +363,7 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
   }
   s->latched = 0;
   s->rtcp_mux = r->rtcp_mux;
+  s->send_ok = (r->sendrecv & 2) != 0;
   if (!s->running) {
     s->marker = 1;
     s->next_rtcp = s->e->ticks + RTCP_TICKS / 2;
@@ -394,13 +402,21 @@ int media_session_play_tone(media_session_t *s, tone_spec_t const *spec)
     return -1;
   s->tone = t;
   s->playing = 1;
+  s->echo = 0;
   return 0;
 }
 
 void media_session_stop_play(media_session_t *s) { s->playing = 0; }
 
-int media_session_record(media_session_t *s, char const *path, unsigned max_ms, char *err,
-                         size_t errlen)
+void media_session_echo(media_session_t *s, int on)
+{
+  s->echo = on != 0;
+  if (on)
+    s->playing = 0;
+}
+
+int media_session_record(media_session_t *s, char const *path, unsigned max_ms,
+                         unsigned silence_ms, char *err, size_t errlen)
 {
   recorder_t *r;
   if (!s->codec) {
@@ -416,6 +432,9 @@ int media_session_record(media_session_t *s, char const *path, unsigned max_ms, 
     return -1;
   s->rec = r;
   s->rec_max = max_ms ? (uint64_t)max_ms * s->rate / 1000 : 0;
+  s->rec_silence = silence_ms ? (uint64_t)silence_ms * s->rate / 1000 : 0;
+  s->rec_quiet = 0;
+  s->rec_last = -1;
   return 0;
 }
 
@@ -423,6 +442,13 @@ int media_session_stop_record(media_session_t *s, int keep, double *seconds, cha
                               size_t errlen)
 {
   recorder_t *r = s->rec;
+  if (!r && s->rec_last >= 0) {
+    /* it finished by itself (maximum, silence): its length */
+    if (seconds)
+      *seconds = s->rec_last;
+    s->rec_last = -1;
+    return 0;
+  }
   if (!r) {
     snprintf(err, errlen, "not recording");
     return -1;
@@ -471,7 +497,7 @@ static void send_rtp(media_session_t *s, int marker, int pt, uint32_t ts, uint8_
                      size_t len)
 {
   uint8_t pkt[RTP_HEADER_LEN + MTU];
-  if (len > MTU)
+  if (len > MTU || !s->send_ok)
     return;
   rtp_write_header(pkt, marker, (unsigned)pt, s->seq++, ts, s->ssrc);
   memcpy(pkt + RTP_HEADER_LEN, payload, len);
@@ -734,6 +760,15 @@ static void on_readable(loop_watch_t *w, int revents, void *arg)
 
 /* ---- the tick ------------------------------------------------------------ */
 
+/* Mean absolute amplitude of a frame (a cheap energy measure). */
+static unsigned frame_energy(int16_t const *pcm, unsigned n)
+{
+  uint64_t sum = 0;
+  for (unsigned i = 0; i < n; i++)
+    sum += (unsigned)(pcm[i] < 0 ? -(int)pcm[i] : pcm[i]);
+  return n ? (unsigned)(sum / n) : 0;
+}
+
 static void session_tick(media_session_t *s)
 {
   int16_t frame[MAX_FRAME];
@@ -752,6 +787,8 @@ static void session_tick(media_session_t *s)
         s->playing = 0;
         done = 1;
       }
+    } else if (s->echo) {
+      memcpy(frame, s->in, n * sizeof *frame);
     } else {
       memset(frame, 0, n * sizeof *frame);
     }
@@ -767,13 +804,20 @@ static void session_tick(media_session_t *s)
   if (s->rec) {
     char err[256];
     int failed = recorder_write(s->rec, s->in, (int)n) < 0;
-    if (failed || (s->rec_max && recorder_samples(s->rec) >= s->rec_max)) {
+    int quiet = 0;
+    if (s->rec_silence) {
+      s->rec_quiet = frame_energy(s->in, n) < SILENCE_LEVEL ? s->rec_quiet + n : 0;
+      quiet = s->rec_quiet >= s->rec_silence;
+    }
+    if (failed || quiet || (s->rec_max && recorder_samples(s->rec) >= s->rec_max)) {
       recorder_t *r = s->rec;
       int rc;
       s->rec = NULL;
+      s->rec_last = s->rate ? (double)recorder_samples(r) / s->rate : 0;
       rc = recorder_close(r, 1, err, sizeof err);
       if (s->cb.event)
-        s->cb.event(s->arg, MEDIA_RECORD_DONE, failed ? "write failed" : rc ? err : NULL);
+        s->cb.event(s->arg, MEDIA_RECORD_DONE,
+                    failed ? "write failed" : rc ? err : quiet ? "silence" : NULL);
     }
   }
   if (s->dead)

@@ -64,9 +64,15 @@ void media_session_destroy(media_session_t *s);
 
 int media_session_play_tone(media_session_t *s, tone_spec_t const *spec);
 void media_session_stop_play(media_session_t *s);
+/* Send back what is received (one tick later); a new source ends it. */
+void media_session_echo(media_session_t *s, int on);
+/* Record what is received into path; it ends by itself (MEDIA_RECORD_DONE,
+ * detail "silence" or an error) after max_ms, or after silence_ms of
+ * silence (0: neither). */
 int media_session_record(media_session_t *s, char const *path, unsigned max_ms,
-                         char *err, size_t errlen);
-/* Finish the recording (keep: rename into place); its length in seconds. */
+                         unsigned silence_ms, char *err, size_t errlen);
+/* Finish the recording (keep: rename into place); its length in seconds.
+ * After one that ended by itself: that one's length. */
 int media_session_stop_record(media_session_t *s, int keep, double *seconds,
                               char *err, size_t errlen);
 /* Queue RFC 4733 digits (0-9 * # A-D), duration ms each (default 100). */

@@ -13,6 +13,7 @@ local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
 local sdp = require "luasip.sdp"
+local media = require "luasip.media"
 
 local Call = { __name = "luasip.call" }
 Call.__index = Call
@@ -43,7 +44,7 @@ function Call.incoming(ua, h, msg, info)
   c.from = msg.from
   c.to = msg.to
   c.remote_uri = msg.from and msg.from.uri.str
-  c.remote_sdp = info.remote_sdp or (msg.content_type == "application/sdp" and msg.body) or nil
+  c.remote_sdp = (msg.content_type == "application/sdp" and msg.body) or nil
   c.remote_target = msg.contact and msg.contact.uri.str
   c.state = "received"
   c.rel100_requested = (msg:header("Require") or ""):find("100rel", 1, true) ~= nil
@@ -132,8 +133,6 @@ end
 
 function Call:_event(name, status, phrase, msg, info)
   note_dialog(self, msg)
-  if info.local_sdp then self.local_sdp = info.local_sdp end
-  if info.remote_sdp then self.remote_sdp = info.remote_sdp end
   if name == "i_state" then
     if self.deferred_invite and info.callstate == "terminated" and not self.answered then
       local send = self.deferred_invite
@@ -148,6 +147,7 @@ function Call:_event(name, status, phrase, msg, info)
       self.status = self.status or status
       self.reason = self.reason or phrase
       self:_forget()
+      media.stop(self)
       -- the dialog is over: release the handle now rather than at collection
       if self.h:alive() then self.h:on_collect("destroy") self.h:close() end
     end
@@ -163,11 +163,6 @@ function Call:_event(name, status, phrase, msg, info)
       end
       self:_emit("state", self.state)
       if self.state == "terminated" then self:_emit("hangup", status, phrase) end
-    end
-    if info.offer_recv and old == "ready" and self.reinvite_msg then
-      local m = self.reinvite_msg
-      self.reinvite_msg = nil
-      self:_emit("reinvite", m) -- now that remote_sdp holds its offer
     end
     self:_poke()
   elseif name == "r_invite" then
@@ -204,8 +199,10 @@ function Call:_event(name, status, phrase, msg, info)
       -- the remote target: where in-dialog requests go (RFC 3261 §12.1.2)
       self.remote_target = msg.contact and msg.contact.uri.str
     end
+    if msg and status < 300 and msg.content_type == "application/sdp" and msg.body then
+      self:_remote_description(msg.body) -- the answer to our offer
+    end
     if status < 200 then
-      if msg and msg.content_type == "application/sdp" and msg.body then self.remote_sdp = msg.body end
       self:_emit("progress", status, phrase, msg)
     else
       self.final_status, self.final_reason = status, phrase
@@ -214,16 +211,19 @@ function Call:_event(name, status, phrase, msg, info)
       self:_poke()
     end
   elseif name == "i_invite" then
-    -- a re-INVITE from the peer: reported with its offer at the next state
-    -- change, or now when it carries none
+    -- a re-INVITE from the peer: answered here (nua leaves it to us when
+    -- it does no offer/answer), then reported
+    self:_answer_reinvite(msg)
+    self:_emit("reinvite", msg)
+  elseif name == "i_ack" then
+    -- the answer to an offer we made in a 2xx (the peer's INVITE had none)
     if msg and msg.body and msg.content_type == "application/sdp" then
-      self.reinvite_msg = msg
-    else
-      self:_emit("reinvite", msg)
+      self:_remote_description(msg.body)
     end
   elseif name == "i_update" then
     self:_emit("update", msg)
   elseif name == "i_info" then
+    if msg then self:_info_dtmf(msg) end
     self:_emit("info", msg)
   elseif name == "i_message" then
     self:_emit("message", msg) -- answered 200 by the binding
@@ -270,9 +270,17 @@ end
 -- UAC
 
 function Call:_start(opts, extra)
-  local offer = opts.sdp or self.ua:default_sdp()
+  self.explicit_sdp = opts.sdp or self.ua.offer
+  local offer, why, code = self:_local_offer()
+  if not offer then
+    self.state = "terminated"
+    self:_forget()
+    self.h:close()
+    return nil, why, code
+  end
   local send = {
-    sdp = offer,
+    content_type = "application/sdp",
+    body = offer,
     headers = opts.headers,
     session_timer = opts.session_timer,
     early_media = true,
@@ -324,6 +332,7 @@ function Call:_closed_by_ua()
   self.status, self.reason = self.status or 503, self.reason or "User agent closed"
   self.hangup_by = self.hangup_by or "local"
   self:_forget()
+  media.stop(self)
   self:_emit("state", self.state)
   self:_emit("hangup", self.status, self.reason)
 end
@@ -353,7 +362,12 @@ function Call:ring(opts)
   local status = 180
   if opts.early_media then
     status = 183
-    send.sdp = opts.sdp or self.ua:default_sdp()
+    local body, why, code = self:_local_answer(opts.sdp)
+    if not body then
+      self:reject(code, why)
+      return nil, why, code
+    end
+    send.content_type, send.body = "application/sdp", body
   end
   if opts.rel100 or self.ua.rel100 == "required" or
      (self.rel100_requested and self.ua.rel100) then
@@ -370,7 +384,12 @@ function Call:answer(opts)
   opts = opts or {}
   if self.state == "ready" then return true end
   if self.state ~= "received" and self.state ~= "early" then return nil, "call is " .. self.state end
-  self.h:respond(200, nil, { sdp = opts.sdp or self.ua:default_sdp(), headers = opts.headers,
+  local body, why, code = self:_local_answer(opts.sdp)
+  if not body then
+    self:reject(code, why)
+    return nil, why, code
+  end
+  self.h:respond(200, nil, { content_type = "application/sdp", body = body, headers = opts.headers,
                             contact = self.ua:_contact() })
   local v, why = self:_wait_until(function()
     if self.state == "ready" then return "ready" end
@@ -473,26 +492,125 @@ end
 --- Put the call on hold (re-INVITE offering a=sendonly, or a=inactive when
 --- the peer has us on hold; RFC 3264 §8.4, RFC 6337 §5.3).
 function Call:hold(timeout)
-  local peer = sdp.direction(self.remote_sdp)
-  local hold = (peer == "sendonly" or peer == "inactive") and "#" or "*"
-  return self:_reinvite({ hold = hold }, timeout, "call:hold")
+  self.on_hold = true
+  return self:_reinvite(self:_offer_send(), timeout, "call:hold")
 end
 
 --- Take the call off hold (re-INVITE offering a=sendrecv).
 function Call:unhold(timeout)
-  return self:_reinvite({ hold = "" }, timeout, "call:unhold")
+  self.on_hold = false
+  return self:_reinvite(self:_offer_send(), timeout, "call:unhold")
 end
 
---- Send a re-INVITE (opts: sdp, headers, session_timer).
+--- Send a re-INVITE (opts: sdp, the offer (default: a new offer of ours),
+--- headers).
 function Call:reinvite(opts)
   opts = opts or {}
-  return self:_reinvite({ sdp = opts.sdp, headers = opts.headers }, opts.timeout, "call:reinvite")
+  local send = self:_offer_send(opts.sdp)
+  send.headers = opts.headers
+  return self:_reinvite(send, opts.timeout, "call:reinvite")
 end
 
---- Send an UPDATE (RFC 3311; opts: sdp, headers).
+--- Send an UPDATE (RFC 3311; opts: sdp, an offer, headers).
 function Call:update(opts)
   opts = opts or {}
-  return self:_transaction("update", { sdp = opts.sdp, headers = opts.headers }, opts.timeout, "call:update")
+  local send = { headers = opts.headers }
+  if opts.sdp then
+    send.content_type, send.body = "application/sdp", opts.sdp
+    self.local_sdp = opts.sdp
+  end
+  local ok, why, code = self:_transaction("update", send, opts.timeout, "call:update")
+  if ok and opts.sdp and type(ok) == "table" and ok.content_type == "application/sdp" and ok.body then
+    self:_remote_description(ok.body)
+  end
+  return ok, why, code
+end
+
+---------------------------------------------------------------------------
+-- Offer/answer (RFC 3264). nua runs without soa: the call makes its
+-- offers and answers here, from its media session (luasip.media), or
+-- passes the SDP a script gave verbatim (explicit_sdp: a B2BUA relaying
+-- one leg's description to the other).
+
+-- Our next offer (a string), or nil, reason, code.
+function Call:_local_offer()
+  if self.explicit_sdp then
+    self.local_sdp = self.explicit_sdp
+    return self.explicit_sdp
+  end
+  local body, why, code = media.offer(self)
+  if not body then return nil, why, code end
+  self.local_sdp = body
+  return body
+end
+
+-- What a re-INVITE or hold sends: an offer.
+function Call:_offer_send(explicit)
+  local body = explicit
+  if body then self.local_sdp = body else body = assert(self:_local_offer()) end
+  return { content_type = "application/sdp", body = body }
+end
+
+-- Our answer to the peer's offer (remote_sdp), or our offer when the peer
+-- made none (it answers in the ACK). explicit: the SDP a script gave.
+function Call:_local_answer(explicit)
+  explicit = explicit or self.explicit_sdp or self.ua.offer
+  if explicit then
+    self.explicit_sdp = explicit
+    self.local_sdp = explicit
+    return explicit
+  end
+  if self.early_answer then return self.early_answer end -- the 183's, again in the 200
+  local body, why, code
+  if self.remote_sdp then
+    body, why, code = media.answer(self, self.remote_sdp)
+  else
+    body, why, code = media.offer(self)
+  end
+  if not body then return nil, why, code end
+  self.local_sdp = body
+  if self.state == "received" or self.state == "early" then self.early_answer = body end
+  return body
+end
+
+-- Can we answer the peer's INVITE offer? true, or nil, reason, status.
+function Call:_check_offer()
+  if not self.remote_sdp then return true end
+  local map, why = core.sdp_map(self.remote_sdp)
+  if not map and why:match("^malformed") then return nil, "Bad Session Description", 400 end
+  if self.ua.offer or self.ua.media == false then return true end
+  if not map then return nil, why, 488 end
+  local body, reason, code = sdp.answer(map, { codecs = self.ua.codecs })
+  if not body then return nil, reason, code end
+  return true
+end
+
+-- A description from the peer: an answer to ours, or an offer we answer.
+function Call:_remote_description(body)
+  self.remote_sdp = body
+  if not self.explicit_sdp then media.remote(self, body) end
+end
+
+-- A re-INVITE from the peer: answer its offer, or offer when it has none.
+function Call:_answer_reinvite(msg)
+  local offer = msg and msg.content_type == "application/sdp" and msg.body or nil
+  local body, why, code
+  if offer then
+    self.remote_sdp = offer
+    if self.explicit_sdp then
+      body = self.local_sdp
+    else
+      body, why, code = media.answer(self, offer)
+    end
+  else
+    body = self.explicit_sdp or self:_local_offer()
+  end
+  if not body then
+    self.h:respond(code or 488, why)
+    return
+  end
+  self.local_sdp = body
+  self.h:respond(200, nil, { content_type = "application/sdp", body = body, contact = self.ua:_contact() })
 end
 
 --- Send INFO with a body (e.g. "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").
@@ -590,5 +708,7 @@ function Call:_incoming_refer(msg, info)
     end
   end)
 end
+
+require("luasip.ivr")(Call)
 
 return Call

@@ -1,31 +1,129 @@
---- SDP helpers for the user agent: the default audio offer, and reading
---- the media direction of a description (RFC 3264 §5.1, §8.4).
+--- SDP offer/answer for the user agent (RFC 3264): the offers a call
+--- makes, the answers it gives, and reading the media direction.
 --
--- Offer/answer itself is done by sofia's soa; this module only builds the
--- description a call offers and inspects what was negotiated.
+-- sofia's soa is not used (the UA runs nua with media disabled): soa
+-- cannot describe SRTP keys or our RTP session, and its SDP parser loops
+-- allocating on some malformed m= lines. Remote descriptions are read by
+-- core.sdp_map (csrc/media/sdpmap.c), which checks every m= line first.
+local core = require "luasip.core"
+
 local M = {}
 
---- The audio description a call offers until the media engine provides
---- real RTP: PCMU, PCMA and telephone-event on `port` (default 9, the
---- conventional "discard" port: a valid description that carries nothing).
-function M.default_offer(addr, port)
-  addr = addr or "127.0.0.1"
-  local ipver = addr:find(":", 1, true) and "IP6" or "IP4"
-  port = port or 9
-  return table.concat({
+-- Payload types we offer, and their rtpmap lines.
+local CODECS = {
+  PCMU = { pt = 0, rtpmap = "PCMU/8000", rate = 8000 },
+  PCMA = { pt = 8, rtpmap = "PCMA/8000", rate = 8000 },
+}
+local TE_PT = 101
+M.CODECS = CODECS
+
+local function ipver(addr) return addr:find(":", 1, true) and "IP6" or "IP4" end
+
+-- The session part: o= with the call's session id and version.
+local function head(addr, id, version)
+  local v = ipver(addr)
+  return {
     "v=0",
-    "o=- 0 0 IN " .. ipver .. " " .. addr,
+    string.format("o=- %s %d IN %s %s", id or "0", version or 0, v, addr),
     "s=luasip",
-    "c=IN " .. ipver .. " " .. addr,
+    "c=IN " .. v .. " " .. addr,
     "t=0 0",
-    "m=audio " .. port .. " RTP/AVP 0 8 101",
-    "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:8 PCMA/8000",
-    "a=rtpmap:101 telephone-event/8000",
-    "a=fmtp:101 0-15",
-    "a=sendrecv",
-    "",
-  }, "\r\n")
+  }
+end
+
+--- An audio offer. opts: addr, port (default 9, the "discard" port: a
+--- valid description that carries nothing), codecs (names, in our order of
+--- preference; default PCMU, PCMA), direction (default sendrecv), ptime,
+--- id and version for the o= line.
+function M.offer(opts)
+  opts = opts or {}
+  local addr = opts.addr or "127.0.0.1"
+  local codecs = opts.codecs or { "PCMU", "PCMA" }
+  local lines = head(addr, opts.id, opts.version)
+  local pts, maps = {}, {}
+  for _, name in ipairs(codecs) do
+    local c = CODECS[name]
+    if not c then error("luasip.sdp: unknown codec " .. tostring(name), 2) end
+    pts[#pts + 1] = c.pt
+    maps[#maps + 1] = "a=rtpmap:" .. c.pt .. " " .. c.rtpmap
+  end
+  pts[#pts + 1] = TE_PT
+  maps[#maps + 1] = "a=rtpmap:" .. TE_PT .. " telephone-event/8000"
+  maps[#maps + 1] = "a=fmtp:" .. TE_PT .. " 0-16"
+  lines[#lines + 1] = string.format("m=audio %d RTP/AVP %s", opts.port or 9, table.concat(pts, " "))
+  for _, l in ipairs(maps) do lines[#lines + 1] = l end
+  if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
+  lines[#lines + 1] = "a=" .. (opts.direction or "sendrecv")
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\r\n")
+end
+
+--- The description a UA offered before it had media: kept for scripts.
+function M.default_offer(addr, port)
+  return M.offer { addr = addr, port = port }
+end
+
+-- Our direction in an answer: what we want, limited by what the peer
+-- offers (RFC 3264 §6.1).
+local ANSWER_DIR = {
+  sendrecv = { sendrecv = "sendrecv", sendonly = "recvonly", recvonly = "sendonly", inactive = "inactive" },
+  sendonly = { sendrecv = "sendonly", sendonly = "inactive", recvonly = "sendonly", inactive = "inactive" },
+  recvonly = { sendrecv = "recvonly", sendonly = "recvonly", recvonly = "inactive", inactive = "inactive" },
+  inactive = { sendrecv = "inactive", sendonly = "inactive", recvonly = "inactive", inactive = "inactive" },
+}
+
+--- Answer an offer. `offer` is the offer's text or core.sdp_map() of it;
+--- opts: addr, port, direction (what we want, default sendrecv), id,
+--- version, ptime, codecs (names we accept; default all we have).
+--- Returns the answer and the mapped offer, or nil, reason, 488 when no
+--- audio stream with a codec we have is offered (or the offer is
+--- malformed: nil, reason, 400).
+function M.answer(offer, opts)
+  opts = opts or {}
+  local map = offer
+  if type(offer) == "string" then
+    local why
+    map, why = core.sdp_map(offer)
+    if not map then
+      return nil, why, why:match("^malformed") and 400 or 488
+    end
+  end
+  local accept = true
+  if opts.codecs then
+    accept = false
+    for _, n in ipairs(opts.codecs) do if n == map.codec then accept = true end end
+  end
+  if not map.codec or not accept or map.port == 0 then
+    return nil, "no common codec", 488
+  end
+  if map.secure then
+    return nil, "SRTP (RTP/SAVP) is not offered by this UA", 488
+  end
+  local addr = opts.addr or "127.0.0.1"
+  local lines = head(addr, opts.id, opts.version)
+  for i, st in ipairs(map.streams) do
+    if i ~= map.audio then
+      -- a stream we do not take: rejected with port 0, same format
+      lines[#lines + 1] = string.format("m=%s 0 %s %s", st.media, st.proto, st.fmt)
+    else
+      local fmts = string.format("%d", map.pt)
+      if map.te_pt then fmts = string.format("%s %d", fmts, map.te_pt) end
+      lines[#lines + 1] = string.format("m=audio %d %s %s", opts.port or 9, st.proto, fmts)
+      local chans = (map.channels or 1) > 1 and ("/" .. map.channels) or ""
+      lines[#lines + 1] = string.format("a=rtpmap:%d %s/%d%s", map.pt, map.codec, map.rate, chans)
+      if map.fmtp then lines[#lines + 1] = string.format("a=fmtp:%d %s", map.pt, map.fmtp) end
+      if map.te_pt then
+        lines[#lines + 1] = string.format("a=rtpmap:%d telephone-event/%d", map.te_pt, map.rate)
+        lines[#lines + 1] = string.format("a=fmtp:%d 0-16", map.te_pt)
+      end
+      if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
+      if map.rtcp_mux then lines[#lines + 1] = "a=rtcp-mux" end
+      local want = opts.direction or "sendrecv"
+      lines[#lines + 1] = "a=" .. ANSWER_DIR[want][map.direction or "sendrecv"]
+    end
+  end
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\r\n"), map
 end
 
 --- The direction of the first audio stream: "sendrecv", "sendonly",

@@ -22,13 +22,16 @@
 --   keepalive     seconds between NAT keepalives (OPTIONS; CRLF on TCP/TLS)
 --   session_timer seconds (RFC 4028; 0 = off), min_se, refresher
 --   rel100        "supported" (default), "required" or false (RFC 3262)
---   sdp           the description calls offer (default: PCMU/PCMA audio)
+--   sdp           a description every call offers and answers verbatim, with
+--                 no media of ours (default: each call gets an RTP session
+--                 and offers PCMU, PCMA and telephone-event)
+--   media         false: no RTP sessions; calls offer port 9 (signalling only)
+--   codecs        codecs to offer and accept, in order (default {"PCMU", "PCMA"})
 --   accept_refer  place the call an incoming REFER asks for (default true)
 --   timeout       seconds to wait for the stack to bind (default 5)
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
-local sdp = require "luasip.sdp"
 local Call = require "luasip.call"
 local digest = require "luasip.digest"
 
@@ -60,7 +63,7 @@ end
 
 local UA_OPTIONS = set("listen", "aor", "display", "contact_user", "user_agent", "credentials",
   "proxy", "tls", "keepalive", "keepalive_mode", "rport", "session_timer", "min_se", "refresher",
-  "rel100", "sdp", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
+  "rel100", "sdp", "media", "codecs", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
 local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_timer", "rel100", "from")
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
@@ -145,6 +148,8 @@ function M.new(opts)
     keepalive = opts.keepalive,
     keepalive_mode = opts.keepalive_mode or "options",
     offer = opts.sdp,
+    media = opts.media,
+    codecs = opts.codecs,
     accept_refer = opts.accept_refer ~= false,
     objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
     calls = setmetatable({}, { __mode = "k" }),  -- live calls (for Replaces)
@@ -176,9 +181,9 @@ function M.new(opts)
     early_media = true,
     auto_302 = false, -- redirects are the script's decision
     client_rport = opts.rport ~= false,
-    -- the address soa writes in o= and c= lines; without it soa lists the
-    -- host's interfaces (a netlink dump) for every offer and answer
-    media_address = main.host,
+    -- no soa: calls make their own offers and answers (luasip.sdp,
+    -- luasip.media), so SDP never reaches sofia's parser
+    media_enable = false,
     -- RFC 3261 T1 (default 0.5 s); transactions linger 64*T1 after completing
     sip_t1 = opts.t1 and math.floor(opts.t1 * 1000) or nil,
     sip_t1x64 = opts.t1 and math.floor(opts.t1 * 64000) or nil,
@@ -258,6 +263,11 @@ function UA:_incoming_call(h, msg, info)
   h:on_collect("bye")
   local call = Call.incoming(self, h, msg, info)
   self:_track(h, call, true)
+  -- An offer we cannot use is refused before any handler sees the call:
+  -- 400 when malformed, 488 when it has no audio codec we have (only when
+  -- the UA does media; a signalling-only UA passes SDP on as it is).
+  local ok, why, code = call:_check_offer()
+  if not ok then return call:reject(code, why) end
   -- INVITE with Replaces (RFC 3891): take over a confirmed dialog.
   local replaces = msg:header("Replaces")
   if replaces then
@@ -664,11 +674,6 @@ function UA:_track(h, call, held)
   self.objs[h] = call
   self.calls[call] = true
   if held then self.held[call] = true end
-end
-
-function UA:default_sdp()
-  if self.offer then return self.offer end
-  return sdp.default_offer(self.public_host or self.host)
 end
 
 -- The Contact to send when the public address differs from the bound one

@@ -1,0 +1,409 @@
+--- IVR verbs on a call: play, tone, record, collect, dtmf, on_dtmf, echo.
+--
+-- Each verb waits (yields in a task; drives the loop at top level), takes
+-- a timeout, and returns nil, "hangup" when the call ends under it, after
+-- releasing what it started (a tone stops, a recording is finalised).
+-- Digits the caller types are kept in the order they came (RFC 4733
+-- events, or SIP INFO dtmf-relay) until a verb uses them, so callers who
+-- know the menu can type ahead.
+local log = require "luasip.log"
+
+local M = {}
+
+--- Named tones (ITU-T E.180 / North American values; level -13 dBm0).
+--- A tone is {freqs = {Hz...}, cadence = {on_ms, off_ms, ...}, duration = ms,
+--- level = dBm0}.
+M.TONES = {
+  dial = { freqs = { 350, 440 } },
+  ringback = { freqs = { 440, 480 }, cadence = { 2000, 4000 } },
+  busy = { freqs = { 480, 620 }, cadence = { 500, 500 } },
+  congestion = { freqs = { 480, 620 }, cadence = { 250, 250 } },
+  beep = { freqs = { 1000 }, duration = 400 },
+}
+
+local DIGITS = "0123456789*#ABCD"
+
+local function check_digits(s, what)
+  if type(s) ~= "string" or s:find("[^0-9%*#ABCDabcd]") then
+    error(what .. ": expected a string of DTMF digits (0-9 * # A-D)", 3)
+  end
+  return s:upper()
+end
+
+return function(Call)
+  ---------------------------------------------------------------------------
+  -- From the media session and the dialog
+
+  -- what: "dtmf" (digit, ms), "play_done", "record_done" (err), "dtmf_sent"
+  function Call:_media_event(what, a, b)
+    if what == "dtmf" then
+      self:_dtmf_in(a, b, "rfc4733")
+    elseif what == "play_done" then
+      self.play_done = self.play_id
+    elseif what == "record_done" then
+      self.record_done = { err = a }
+    elseif what == "dtmf_sent" then
+      self.dtmf_sent = true
+    end
+    self:_poke()
+  end
+
+  -- A digit from the peer (source "rfc4733" or "info"): buffered for the
+  -- verbs, then reported to on_dtmf listeners.
+  function Call:_dtmf_in(digit, ms, source)
+    self.digits = (self.digits or "") .. digit
+    self:_emit("dtmf", digit, source, ms)
+  end
+
+  -- SIP INFO carrying a digit (application/dtmf-relay, application/dtmf).
+  function Call:_info_dtmf(msg)
+    local ct, body = msg.content_type, msg.body or ""
+    local digit, ms
+    if ct == "application/dtmf-relay" then
+      digit = body:match("[Ss]ignal%s*=%s*([%w%*#])")
+      ms = tonumber(body:match("[Dd]uration%s*=%s*(%d+)"))
+    elseif ct == "application/dtmf" then
+      digit = body:match("^%s*([%w%*#])")
+    end
+    if not digit then return false end
+    if digit:match("^%d%d$") or digit == "10" or digit == "11" then digit = nil end
+    digit = digit and digit:upper()
+    if digit == nil or not DIGITS:find(digit, 1, true) then
+      log.warn("call %s: INFO with an unknown DTMF signal", tostring(self.call_id))
+      return false
+    end
+    self:_dtmf_in(digit, ms, "info")
+    return true
+  end
+
+  ---------------------------------------------------------------------------
+  -- Helpers
+
+  -- The running session, or nil, reason.
+  local function media_of(call)
+    if call.state == "terminated" then return nil, "hangup" end
+    local s = call.media_session
+    if s == false or (s == nil and call.explicit_sdp) then
+      return nil, "the call has no media of ours (signalling only)"
+    end
+    if not s or not s:codec() then return nil, "no media negotiated yet" end
+    return s
+  end
+
+  -- Take the first digit of the buffer that is in `set` (any when set is
+  -- true); digits before it are dropped.
+  local function take_digit(call, set)
+    local buf = call.digits
+    if not buf or buf == "" then return nil end
+    if set == true then
+      call.digits = buf:sub(2)
+      return buf:sub(1, 1)
+    end
+    for i = 1, #buf do
+      local d = buf:sub(i, i)
+      if set:find(d, 1, true) then
+        call.digits = buf:sub(i + 1)
+        return d
+      end
+    end
+  end
+
+  -- The first buffered digit in `set` (any when true), left in the buffer.
+  local function peek_digit(call, set)
+    local buf = call.digits
+    if not buf then return nil end
+    for i = 1, #buf do
+      local d = buf:sub(i, i)
+      if set == true or set:find(d, 1, true) then return d end
+    end
+  end
+
+  local function tone_spec(source)
+    if type(source) == "string" then
+      local t = M.TONES[source]
+      if not t then return nil end
+      return t
+    end
+    return source
+  end
+
+  -- Start a source on the session; returns the play id.
+  local function start_source(call, s, source, opts)
+    call.play_id = (call.play_id or 0) + 1
+    local t = tone_spec(source)
+    if type(t) == "table" then
+      s:tone(t)
+      return call.play_id, t.duration == nil
+    end
+    if type(source) == "string" then
+      local ok, err = s:play(source, opts and opts.loop)
+      if not ok then return nil, err end
+      return call.play_id, opts and opts.loop
+    end
+    error("call:play: source must be a tone name, a tone table or a file path", 3)
+  end
+
+  local function stop_source(call, id)
+    local s = call.media_session
+    if s and call.play_id == id and call.play_done ~= id then s:stop_play() end
+  end
+
+  ---------------------------------------------------------------------------
+  -- Verbs
+
+  --- Play a source: a file path (any format libsndfile reads), a tone name
+  --- (M.TONES: "dial", "ringback", "busy", "congestion", "beep") or a tone
+  --- table. opts: loop (files), stop_on_dtmf (true, or a string of digits
+  --- that stop it; the digit stays buffered for collect), timeout (s).
+  --- An endless source (a tone without duration, a looped file) plays in
+  --- the background and play returns at once, unless opts.timeout is
+  --- given: then play waits that long.
+  --- Returns true when the source ended (or the timeout of an endless one),
+  --- the digit that stopped it, or nil, reason ("hangup", "timeout", ...).
+  function Call:play(source, opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("call:play: options must be a table", 2) end
+    local stop = opts.stop_on_dtmf
+    if stop ~= nil and stop ~= true and stop ~= false then stop = check_digits(stop, "call:play") end
+    local s, why = media_of(self)
+    if not s then return nil, why end
+    if stop then
+      -- a digit already typed stops the prompt before it starts
+      local d = peek_digit(self, stop)
+      if d then return d end
+    end
+    local id, endless = start_source(self, s, source, opts)
+    if not id then return nil, endless end
+    if endless and not opts.timeout then return true end
+    local digit
+    local v, err = self:_wait_until(function()
+      if self.state == "terminated" then return "hangup" end
+      if self.play_done == id then return "done" end
+      if stop then
+        digit = peek_digit(self, stop)
+        if digit then return "dtmf" end
+      end
+    end, opts.timeout or 3600, "call:play")
+    stop_source(self, id)
+    if v == "hangup" then return nil, "hangup" end
+    if v == "done" then return true end
+    if v == "dtmf" then return digit end
+    if endless and err == "timeout" then return true end
+    return nil, err
+  end
+
+  --- Play a tone (a name or a table; see play). Same returns as play.
+  function Call:tone(spec, opts)
+    if type(spec) == "string" and not M.TONES[spec] then
+      error("call:tone: unknown tone " .. spec, 2)
+    end
+    if type(spec) ~= "string" and type(spec) ~= "table" then
+      error("call:tone: expected a tone name or table", 2)
+    end
+    return self:play(spec, opts)
+  end
+
+  --- Stop what is playing (a background tone or file, or echo).
+  function Call:stop()
+    local s = self.media_session
+    if s then s:stop_play() s:echo(false) end
+  end
+
+  --- Record what the peer says into path (.wav: PCM 16-bit; .ogg/.opus:
+  --- Ogg Opus), written to a temporary name and renamed when it ends.
+  --- opts: max_seconds (default 300), silence_seconds (stop after that much
+  --- silence), stop_on (digits that stop it, default "#"; false: none),
+  --- beep (play a beep first), timeout (s, default max_seconds + 10).
+  --- Returns path, seconds, why ("max", "silence", "dtmf", "timeout"), or
+  --- nil, "hangup", path, seconds when the call ended (the recording is
+  --- kept), or nil, error.
+  function Call:record(path, opts)
+    if type(path) ~= "string" or path == "" then error("call:record: path must be a string", 2) end
+    opts = opts or {}
+    local max = opts.max_seconds or 300
+    if type(max) ~= "number" or max <= 0 then error("call:record: max_seconds must be positive", 2) end
+    local stop = opts.stop_on
+    if stop == nil then stop = "#" end
+    if stop then stop = check_digits(stop, "call:record") end
+    local silence = opts.silence_seconds
+    if silence ~= nil and (type(silence) ~= "number" or silence <= 0) then
+      error("call:record: silence_seconds must be positive", 2)
+    end
+    if opts.beep then
+      local ok, why = self:play("beep")
+      if not ok then return nil, why end
+    end
+    local s, why = media_of(self)
+    if not s then return nil, why end
+    self.record_done = nil
+    self.record_seconds = nil
+    local ok, err = s:record(path, max, silence)
+    if not ok then return nil, err, "EIO" end
+    local v, werr = self:_wait_until(function()
+      if self.state == "terminated" then return "hangup" end
+      if self.record_done then return self.record_done.err or "max" end
+      if stop and take_digit(self, stop) then return "dtmf" end
+    end, opts.timeout or (max + 10), "call:record")
+    v = v or werr
+    local seconds, serr
+    if self.media_session and self.media_session == s then
+      seconds, serr = s:stop_record(true)
+    end
+    if v == "hangup" then return nil, "hangup", path, seconds or self.record_seconds end
+    if v ~= "max" and v ~= "dtmf" and v ~= "silence" and v ~= "timeout" then
+      return nil, tostring(v), "EIO"
+    end
+    if not seconds and serr and v ~= "max" and v ~= "silence" then return nil, serr, "EIO" end
+    return path, seconds or (self.record_seconds or max), v
+  end
+
+  --- Collect digits (the playAndGetDigits pattern). opts: max (default 1),
+  --- min (default 1), timeout (s to the first digit after the prompt,
+  --- default 5), inter_digit_timeout (default 3), terminators (default "#";
+  --- not part of the result), prompt (a play source, interrupted by the
+  --- first digit), retries (further attempts, default 2), invalid_prompt
+  --- (played after a wrong entry), valid (a Lua pattern anchored at both
+  --- ends, or fn(digits) -> bool), flush (drop digits typed earlier).
+  --- Returns digits, terminator (or nil), or nil, "timeout" | "invalid" |
+  --- "hangup".
+  function Call:collect(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("call:collect: options must be a table", 2) end
+    local max, min = opts.max or 1, opts.min or 1
+    if type(max) ~= "number" or max < 1 or type(min) ~= "number" or min < 0 or min > max then
+      error("call:collect: need 0 <= min <= max, max >= 1", 2)
+    end
+    local terms = opts.terminators
+    if terms == nil then terms = "#" end
+    if terms then terms = check_digits(terms, "call:collect") end
+    local valid = opts.valid
+    if valid ~= nil and type(valid) ~= "string" and type(valid) ~= "function" then
+      error("call:collect: valid must be a pattern or a function", 2)
+    end
+    local timeout = opts.timeout or 5
+    local inter = opts.inter_digit_timeout or 3
+    local attempts = 1 + (opts.retries or 2)
+    if opts.flush then self.digits = "" end
+    local outcome = "timeout"
+    for _ = 1, attempts do
+      if self.state == "terminated" then return nil, "hangup" end
+      if opts.prompt then
+        local ok, why = self:play(opts.prompt, { stop_on_dtmf = true, timeout = opts.prompt_timeout })
+        if not ok and why == "hangup" then return nil, "hangup" end
+      end
+      local got, term = "", nil
+      while #got < max do
+        local wait = #got == 0 and timeout or inter
+        local d, why = self:_wait_until(function()
+          if self.state == "terminated" then return "hangup" end
+          return take_digit(self, true)
+        end, wait, "call:collect")
+        if d == "hangup" then return nil, "hangup" end
+        if not d then
+          if why ~= "timeout" then return nil, why end
+          break
+        end
+        if terms and terms:find(d, 1, true) then term = d break end
+        got = got .. d
+      end
+      local ok = #got >= min and #got <= max and (got ~= "" or term ~= nil or min == 0)
+      if ok and valid then
+        if type(valid) == "string" then ok = got:match("^" .. valid .. "$") ~= nil
+        else ok = valid(got) and true or false end
+      end
+      if ok and (got ~= "" or min == 0) then return got, term end
+      outcome = (got == "" and not term) and "timeout" or "invalid"
+      if opts.invalid_prompt and outcome == "invalid" then
+        local _, why = self:play(opts.invalid_prompt)
+        if why == "hangup" then return nil, "hangup" end
+      end
+    end
+    return nil, outcome
+  end
+
+  --- Send digits to the peer: RFC 4733 events when telephone-event was
+  --- negotiated, else SIP INFO (application/dtmf-relay). opts: duration
+  --- (ms per digit, default 100), method ("rfc4733" or "info" to choose).
+  --- Waits until they are sent. Returns true, or nil, reason.
+  function Call:dtmf(digits, opts)
+    digits = check_digits(digits, "call:dtmf")
+    opts = opts or {}
+    local ms = opts.duration or 100
+    if type(ms) ~= "number" or ms < 40 or ms > 5000 then error("call:dtmf: duration from 40 to 5000 ms", 2) end
+    local method = opts.method
+    if method ~= nil and method ~= "rfc4733" and method ~= "info" then
+      error('call:dtmf: method must be "rfc4733" or "info"', 2)
+    end
+    if self.state == "terminated" then return nil, "hangup" end
+    local s = self.media_session
+    if method ~= "info" and s and s:codec() then
+      self.dtmf_sent = nil
+      local ok = s:send_dtmf(digits, ms)
+      if ok then
+        local v, why = self:_wait_until(function()
+          if self.state == "terminated" then return "hangup" end
+          if self.dtmf_sent then return "sent" end
+        end, #digits * (ms + 80) / 1000 + 2, "call:dtmf")
+        if v == "sent" then return true end
+        return nil, v or why
+      end
+    end
+    if method == "rfc4733" then return nil, "telephone-event was not negotiated" end
+    -- no telephone-event: one INFO per digit (RFC 2976 transport)
+    for i = 1, #digits do
+      local ok, why, code = self:info("application/dtmf-relay",
+        string.format("Signal=%s\r\nDuration=%d\r\n", digits:sub(i, i), ms), { timeout = opts.timeout })
+      if not ok then
+        if self.state == "terminated" then return nil, "hangup" end
+        return nil, why, code
+      end
+    end
+    return true
+  end
+
+  --- Call fn(call, digit, source, ms) for each digit the peer sends
+  --- (source "rfc4733" or "info"). Returns a handle with :remove().
+  function Call:on_dtmf(fn)
+    if type(fn) ~= "function" then error("call:on_dtmf: expected a function", 2) end
+    return self:on("dtmf", fn)
+  end
+
+  --- RTP statistics of the call's media (nil without media): packets
+  --- and bytes each way, lost, jitter_ms, rtt_ms, remote_lost,
+  --- remote_jitter_ms, rtcp_sent/received, malformed, late, concealed_ms.
+  --- After the call ended: the figures at its end.
+  function Call:stats()
+    local s = self.media_session
+    if not s then return self.final_stats end
+    return s:stats()
+  end
+
+  --- Digits received and not yet used by a verb (and clear them).
+  function Call:take_digits()
+    local d = self.digits or ""
+    self.digits = ""
+    return d
+  end
+
+  --- Send the peer's audio back to it until the call ends, a digit in
+  --- opts.stop_on arrives, or opts.timeout (s, default 3600).
+  --- Returns the digit, or nil, "hangup" | "timeout".
+  function Call:echo(opts)
+    opts = opts or {}
+    local stop = opts.stop_on and check_digits(opts.stop_on, "call:echo")
+    local s, why = media_of(self)
+    if not s then return nil, why end
+    self.play_id = (self.play_id or 0) + 1
+    s:echo(true)
+    local v, err = self:_wait_until(function()
+      if self.state == "terminated" then return "hangup" end
+      if stop then
+        local d = take_digit(self, stop)
+        if d then self.echo_digit = d return "dtmf" end
+      end
+    end, opts.timeout or 3600, "call:echo")
+    if self.media_session == s then s:echo(false) end
+    if v == "dtmf" then return self.echo_digit end
+    return nil, v or err
+  end
+end

@@ -1,0 +1,132 @@
+--- Media for calls: each call of a luasip.ua gets an RTP session of the
+--- media engine (csrc/media/), made when the call first needs a
+--- description, started on the peer's, closed when the call ends.
+--
+-- This module is the glue between luasip.call's offer/answer and the
+-- engine; the verbs scripts use (play, record, collect, ...) are in
+-- luasip.ivr.
+local core = require "luasip.core"
+local log = require "luasip.log"
+local sdp = require "luasip.sdp"
+
+local M = {}
+
+--- Set the RTP port range (even ports for RTP, the next odd one for
+--- RTCP); before the first call with media. Default 16384-32767.
+function M.ports(min, max)
+  core.media_ports(min, max)
+end
+
+local session_ids = 0
+
+-- The call's session, made on first use; false when the UA has media off.
+local function session(call)
+  if call.media_session ~= nil then return call.media_session end
+  if call.ua.media == false then
+    call.media_session = false
+    return false
+  end
+  -- the engine calls back through a weak reference: a session must not
+  -- keep its call from being collected (and hung up)
+  local ref = setmetatable({ call = call }, { __mode = "v" })
+  local s, err, code = core.media_session(call.ua.host, function(what, ...)
+    local c = ref.call
+    if c then c:_media_event(what, ...) end
+  end, true) -- weak: collected (and closed) with its call
+  if not s then return nil, err, code end
+  call.media_session = s
+  return s
+end
+
+-- The o= line's session id and version (RFC 4566 §5.2): the version goes
+-- up whenever the description changes (RFC 3264 §8).
+local function version(call, body_without_o)
+  if not call.sdp_id then
+    session_ids = session_ids + 1
+    call.sdp_id = string.format("%d%04d", os.time(), session_ids % 10000)
+    call.sdp_version = 0
+  elseif call.sdp_last ~= body_without_o then
+    call.sdp_version = call.sdp_version + 1
+  end
+  call.sdp_last = body_without_o
+  return call.sdp_version
+end
+
+local function stamp(call, build, opts)
+  local body = build(opts)
+  opts.version = version(call, (body:gsub("o=[^\r\n]*", "", 1)))
+  opts.id = call.sdp_id
+  return build(opts)
+end
+
+local function address(call)
+  return call.ua.public_host or call.ua.host
+end
+
+-- The direction we want: sendonly while we hold the call, and inactive
+-- when the peer holds us too (RFC 3264 §8.4, RFC 6337 §5.3).
+local function want(call, offering)
+  if not call.on_hold then return "sendrecv" end
+  if offering then
+    local peer = sdp.direction(call.remote_sdp)
+    if peer == "sendonly" or peer == "inactive" then return "inactive" end
+  end
+  return "sendonly"
+end
+
+--- An offer for call: the port of its session (9 with media off).
+function M.offer(call)
+  local s, err, code = session(call)
+  if s == nil then return nil, "no RTP port: " .. tostring(err), 503, code end
+  local opts = {
+    addr = address(call),
+    port = s and s:port() or 9,
+    codecs = call.ua.codecs,
+    direction = want(call, true),
+  }
+  return stamp(call, sdp.offer, opts)
+end
+
+--- Answer the peer's offer for call, and start its session on it.
+--- Returns the answer, or nil, reason, SIP status.
+function M.answer(call, offer)
+  local s, err = session(call)
+  if s == nil then return nil, "no RTP port: " .. tostring(err), 503 end
+  local opts = {
+    addr = address(call),
+    port = s and s:port() or 9,
+    codecs = call.ua.codecs,
+    direction = want(call, false),
+  }
+  local body, why, code = sdp.answer(offer, opts)
+  if not body then return nil, why, code end
+  body = stamp(call, function(o) return (sdp.answer(offer, o)) end, opts)
+  if s then
+    local ok, serr = s:start(offer)
+    if not ok then return nil, serr, 488 end
+  end
+  return body
+end
+
+--- The peer's answer to our offer arrived: start (or change) the session.
+function M.remote(call, body)
+  local s = call.media_session
+  if not s then return end
+  local ok, err = s:start(body)
+  if not ok then log.warn("call %s: media not started: %s", tostring(call.call_id), tostring(err)) end
+end
+
+--- The call ended: finish a recording in progress (kept, its length in
+--- call.record_seconds), keep the final statistics (call.final_stats),
+--- and close the session.
+function M.stop(call)
+  local s = call.media_session
+  if s then
+    call.media_session = false
+    call.record_seconds = s:stop_record(true) or call.record_seconds
+    call.final_stats = s:stats()
+    s:close()
+  end
+end
+
+return M

@@ -1,0 +1,85 @@
+-- Audio checks for the media specs: WAV reading, Goertzel power, and the
+-- dominant tone and loud length of a recording.
+local M = {}
+
+if not string.unpack then -- LuaJIT: the WAV reader needs string.unpack
+  string.unpack = function(fmt, s, pos)
+    pos = pos or 1
+    if fmt == "<I4" then
+      local b1, b2, b3, b4 = s:byte(pos, pos + 3)
+      return b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+    end
+    local b1, b2 = s:byte(pos, pos + 1)
+    local v = b1 + b2 * 256
+    return v >= 32768 and v - 65536 or v
+  end
+end
+
+-- 16-bit mono PCM samples and rate of a WAV file (finds the data chunk).
+function M.read_wav(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  assert(s:sub(1, 4) == "RIFF" and s:sub(9, 12) == "WAVE", "not a WAV file")
+  local rate = string.unpack("<I4", s, 25)
+  local i = 13
+  while i + 8 <= #s do
+    local id, len = s:sub(i, i + 3), string.unpack("<I4", s, i + 4)
+    if id == "data" then
+      local samples = {}
+      for k = 0, len / 2 - 1 do samples[k + 1] = string.unpack("<i2", s, i + 8 + 2 * k) end
+      return samples, rate
+    end
+    i = i + 8 + len + len % 2
+  end
+  error("no data chunk")
+end
+
+-- Goertzel power of frequency f over samples[from..to].
+function M.power(samples, rate, f, from, to)
+  local w = 2 * math.pi * f / rate
+  local c, s1, s2 = 2 * math.cos(w), 0, 0
+  for k = from, to do
+    local s0 = samples[k] + c * s1 - s2
+    s2, s1 = s1, s0
+  end
+  return s1 * s1 + s2 * s2 - c * s1 * s2
+end
+
+
+-- The loudest 100 ms window of samples: its start.
+function M.loudest(samples)
+  local best, at = 0, 1
+  for k = 1, #samples - 800, 400 do
+    local e = 0
+    for j = k, k + 799 do e = e + samples[j] * samples[j] end
+    if e > best then best, at = e, k end
+  end
+  return at, best
+end
+
+-- Is f dominant (100x the power) over the others in the loudest window?
+function M.dominant(samples, rate, f, others)
+  local at = M.loudest(samples)
+  local pf = M.power(samples, rate, f, at, at + 799)
+  for _, g in ipairs(others or { 300, 600, 1400, 2000, 3000 }) do
+    if not (pf > 100 * M.power(samples, rate, g, at, at + 799)) then
+      return false, string.format("%d Hz is not dominant over %d Hz", f, g)
+    end
+  end
+  return true
+end
+
+-- How many 20 ms frames have a mean amplitude above level (default 1000).
+function M.loud_frames(samples, rate, level)
+  local n = math.floor(rate / 50)
+  local loud = 0
+  for k = 1, #samples - n + 1, n do
+    local e = 0
+    for j = k, k + n - 1 do e = e + math.abs(samples[j]) end
+    if e / n > (level or 1000) then loud = loud + 1 end
+  end
+  return loud
+end
+
+return M
