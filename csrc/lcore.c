@@ -290,6 +290,8 @@ static int l_counts(lua_State *L)
   lua_setfield(L, -2, "requests");
   lua_pushinteger(L, ctx->counts[LSIP_MEDIA]);
   lua_setfield(L, -2, "media_sessions");
+  lua_pushinteger(L, ctx->counts[LSIP_CONFS]);
+  lua_setfield(L, -2, "conferences");
   {
     int handles = 0, orphans = 0, closing = 0;
     lsip_ua_counts(ctx, &handles, &orphans, &closing);

@@ -11,7 +11,7 @@ typedef struct lsip_ctx lsip_ctx;
 typedef struct lsip_obj lsip_obj;
 
 enum lsip_count { LSIP_TIMERS, LSIP_WATCHES, LSIP_AGENTS, LSIP_UAS, LSIP_HANDLES,
-                  LSIP_STORES, LSIP_REQUESTS, LSIP_MEDIA, LSIP_NCOUNTS };
+                  LSIP_STORES, LSIP_REQUESTS, LSIP_MEDIA, LSIP_CONFS, LSIP_NCOUNTS };
 
 /* Every binding object that owns engine resources starts with this header.
  * release() frees the engine side; the header's close path (close(), __gc,
@@ -43,6 +43,8 @@ struct lsip_ctx {
   lsip_obj objects; /* list head */
   void *closing_uas; /* UAs whose shutdown is in progress (lua_ua.c) */
   struct media_engine *media; /* the RTP engine, made with the first session (lmedia.c) */
+  struct tts *tts;  /* speech synthesis worker, made on first use (lmedia.c) */
+  int tts_ref;      /* registry table: job id -> fn(path, err); 0 until then */
   int counts[LSIP_NCOUNTS];
 };
 

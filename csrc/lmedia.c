@@ -1,12 +1,16 @@
 /* lmedia.c — Lua binding of the media engine (csrc/media/): sessions with
  * their sources, sinks, DTMF and statistics, for lua/luasip/media.lua. */
 #include "lcore.h"
+#include "media/conf.h"
 #include "media/sdpmap.h"
 #include "media/session.h"
+#include "media/tts.h"
 
 #include <string.h>
 
 #define SESSION_CLASS "luasip.media_session"
+#define CONF_CLASS "luasip.media_conference"
+#define SETNUM(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
 
 typedef struct {
   lsip_obj obj;
@@ -209,6 +213,190 @@ static int s_stop_play(lua_State *L)
 }
 
 /* session:record(path [, max_seconds [, silence_seconds]]) -> true, or nil, error */
+/* session:play(path [, loop]) -> true, or nil, error */
+static int s_play(lua_State *L)
+{
+  lsession *ls = check(L);
+  char const *path = luaL_checkstring(L, 2);
+  char err[300];
+  if (media_session_play_file(ls->s, path, lua_toboolean(L, 3), err, sizeof err) < 0)
+    return lsip_fail(L, err, "EIO");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.media_cache() -> { clips, referenced, bytes, hits, loads } */
+static int l_media_cache(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  media_clip_stats_t st = { 0, 0, 0, 0, 0 };
+  if (ctx->media)
+    st = media_engine_clip_stats(ctx->media);
+  lua_createtable(L, 0, 5);
+  SETNUM("clips", st.clips);
+  SETNUM("referenced", st.referenced);
+  SETNUM("bytes", st.bytes);
+  SETNUM("hits", st.hits);
+  SETNUM("loads", st.loads);
+  return 1;
+}
+
+static void on_tts_done(void *arg, unsigned id, char const *path, char const *err)
+{
+  lsip_ctx *ctx = arg;
+  lua_State *L = ctx->L;
+  int top;
+  if (ctx->closing || !ctx->tts_ref || !lua_checkstack(L, 6))
+    return;
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tts_ref);
+  lua_rawgeti(L, -1, (lua_Integer)id);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, (lua_Integer)id);
+  if (lua_isfunction(L, -1)) {
+    if (path)
+      lua_pushstring(L, path);
+    else
+      lua_pushnil(L);
+    if (err)
+      lua_pushstring(L, err);
+    else
+      lua_pushnil(L);
+    lsip_pcall(ctx, 2, 0);
+  }
+  lua_settop(L, top);
+}
+
+/* core.tts(text, voice | nil, name, fn(path, err)) -> id, or nil, error:
+ * speech synthesised off the loop into <tts folder>/<name>.wav */
+static int l_tts(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  char const *text = luaL_checkstring(L, 1);
+  char const *voice = luaL_optstring(L, 2, NULL);
+  char const *name = luaL_checkstring(L, 3);
+  char err[200];
+  unsigned id;
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (!ctx->tts) {
+    ctx->tts = tts_create(ctx->loop, on_tts_done, ctx, err, sizeof err);
+    if (!ctx->tts)
+      return lsip_fail(L, err, "EIO");
+  }
+  if (!ctx->tts_ref) {
+    lua_newtable(L);
+    ctx->tts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  id = tts_say(ctx->tts, text, voice, name, err, sizeof err);
+  if (!id)
+    return lsip_fail(L, err, "EINVAL");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tts_ref);
+  lua_pushvalue(L, 4);
+  lua_rawseti(L, -2, (lua_Integer)id);
+  lua_pop(L, 1);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* session:bridge(other) -> true, or nil, error; session:bridge(nil) ends it */
+static int s_bridge(lua_State *L)
+{
+  lsession *ls = check(L);
+  char err[160];
+  if (lua_isnoneornil(L, 2)) {
+    media_session_unbridge(ls->s);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lsession *other = luaL_checkudata(L, 2, SESSION_CLASS);
+  if (!other->s)
+    return luaL_error(L, "session:bridge: the other session is closed");
+  if (media_session_bridge(ls->s, other->s, err, sizeof err) < 0)
+    return lsip_fail(L, err, "EINVAL");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* session:bridge_peer() -> true when bridged (to anything), else false */
+static int s_bridge_peer(lua_State *L)
+{
+  lsession *ls = check(L);
+  lua_pushboolean(L, media_session_bridged(ls->s) != NULL);
+  return 1;
+}
+
+typedef struct {
+  lsip_obj obj;
+  media_conf_t *c;
+} lconf;
+
+static void conf_release(lsip_obj *o)
+{
+  lconf *lc = (lconf *)o;
+  media_conf_destroy(lc->c);
+  lc->c = NULL;
+}
+
+/* core.media_conference() -> a conference (closed when collected) */
+static int l_media_conference(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  lconf *lc;
+  engine(L, ctx, 16384, 32767);
+  lc = compat_newuserdata(L, sizeof *lc);
+  memset(lc, 0, sizeof *lc);
+  lc->c = media_conf_create(ctx->media);
+  if (!lc->c)
+    return lsip_fail(L, "out of memory", "ENOMEM");
+  luaL_setmetatable(L, CONF_CLASS);
+  lsip_obj_init(ctx, &lc->obj, LSIP_CONFS, conf_release);
+  return 1;
+}
+
+static lconf *check_conf(lua_State *L)
+{
+  lconf *lc = luaL_checkudata(L, 1, CONF_CLASS);
+  if (!lc->c)
+    luaL_error(L, "luasip.media_conference: used after close()");
+  return lc;
+}
+
+/* conf:join(session) -> true, or nil, error */
+static int c_join(lua_State *L)
+{
+  lconf *lc = check_conf(L);
+  lsession *ls = luaL_checkudata(L, 2, SESSION_CLASS);
+  char err[160];
+  if (!ls->s)
+    return luaL_error(L, "conference:join: the session is closed");
+  if (media_conf_join(lc->c, ls->s, err, sizeof err) < 0)
+    return lsip_fail(L, err, "EINVAL");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int c_leave(lua_State *L)
+{
+  lconf *lc = check_conf(L);
+  lsession *ls = luaL_checkudata(L, 2, SESSION_CLASS);
+  if (ls->s)
+    media_conf_leave(lc->c, ls->s);
+  return 0;
+}
+
+static int c_members(lua_State *L)
+{
+  lua_pushinteger(L, media_conf_members(check_conf(L)->c));
+  return 1;
+}
+
+static int c_close(lua_State *L)
+{
+  lconf *lc = luaL_checkudata(L, 1, CONF_CLASS);
+  lsip_obj_close(&lc->obj);
+  return 0;
+}
+
 /* session:echo(on) */
 static int s_echo(lua_State *L)
 {
@@ -260,7 +448,6 @@ static int s_send_dtmf(lua_State *L)
   return 1;
 }
 
-#define SETNUM(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
 static int s_stats(lua_State *L)
 {
   media_stats_t st = media_session_stats(check(L)->s);
@@ -375,7 +562,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const methods[] = {
     { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
-    { "stop_play", s_stop_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
+    { "stop_play", s_stop_play }, { "bridge", s_bridge }, { "bridged", s_bridge_peer }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
     { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
   };
   static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },
@@ -383,13 +570,24 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
   static luaL_Reg const funcs[] = { { "media_session", l_media_session },
                                     { "media_ports", l_media_ports },
                                     { "sdp_map", l_sdp_map },
+                                    { "media_cache", l_media_cache },
+                                    { "tts", l_tts },
+                                    { "media_conference", l_media_conference },
                                     { NULL, NULL } };
+  static luaL_Reg const conf_methods[] = { { "join", c_join }, { "leave", c_leave },
+                                          { "members", c_members }, { "close", c_close },
+                                          { NULL, NULL } };
+  static luaL_Reg const conf_meta[] = { { "__gc", c_close }, { "__close", c_close },
+                                        { NULL, NULL } };
   lsip_class(L, SESSION_CLASS, methods, meta);
+  lsip_class(L, CONF_CLASS, conf_methods, conf_meta);
   lsip_setfuncs(L, ctx, funcs);
 }
 
 void lsip_close_media(lsip_ctx *ctx)
 {
+  tts_destroy(ctx->tts);
+  ctx->tts = NULL;
   media_engine_destroy(ctx->media);
   ctx->media = NULL;
 }

@@ -47,6 +47,39 @@ function M.power(samples, rate, f, from, to)
 end
 
 
+local function le(v, bytes)
+  local t = {}
+  for i = 1, bytes do
+    t[i] = string.char(v % 256)
+    v = math.floor(v / 256)
+  end
+  return table.concat(t)
+end
+
+-- Write a 16-bit PCM WAV of `seconds` at rate with channels, each sample
+-- fn(t) in -1..1 (t in seconds).
+function M.write_wav(path, rate, channels, seconds, fn)
+  local n = math.floor(rate * seconds)
+  local parts = {}
+  for i = 0, n - 1 do
+    local v = math.floor(fn(i / rate) * 32000 + 0.5)
+    if v < 0 then v = v + 65536 end
+    local sample = le(v, 2)
+    for _ = 1, channels do parts[#parts + 1] = sample end
+  end
+  local data = table.concat(parts)
+  local f = assert(io.open(path, "wb"))
+  f:write("RIFF", le(36 + #data, 4), "WAVE", "fmt ", le(16, 4), le(1, 2), le(channels, 2),
+          le(rate, 4), le(rate * channels * 2, 4), le(channels * 2, 2), le(16, 2),
+          "data", le(#data, 4), data)
+  f:close()
+end
+
+-- A sine of f Hz at amplitude a (0..1), for write_wav.
+function M.sine(f, a)
+  return function(t) return (a or 0.5) * math.sin(2 * math.pi * f * t) end
+end
+
 -- The loudest 100 ms window of samples: its start.
 function M.loudest(samples)
   local best, at = 0, 1
@@ -64,6 +97,18 @@ function M.dominant(samples, rate, f, others)
   local pf = M.power(samples, rate, f, at, at + 799)
   for _, g in ipairs(others or { 300, 600, 1400, 2000, 3000 }) do
     if not (pf > 100 * M.power(samples, rate, g, at, at + 799)) then
+      return false, string.format("%d Hz is not dominant over %d Hz", f, g)
+    end
+  end
+  return true
+end
+
+-- Is f dominant (ratio x the power, default 10) over the others across
+-- the whole recording (for recordings that also hold other sounds)?
+function M.dominant_overall(samples, rate, f, others, ratio)
+  local pf = M.power(samples, rate, f, 1, #samples)
+  for _, g in ipairs(others) do
+    if not (pf > (ratio or 10) * M.power(samples, rate, g, 1, #samples)) then
       return false, string.format("%d Hz is not dominant over %d Hz", f, g)
     end
   end

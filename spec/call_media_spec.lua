@@ -215,6 +215,74 @@ describe("calls with media", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
+  it("plays a 44.1 kHz stereo file, resampled once and cached for the next call", function()
+    local dir = H.tmpdir()
+    local file = dir .. "/prompt.wav"
+    audio.write_wav(file, 44100, 2, 1.0, audio.sine(800))
+    local before = core.media_cache()
+    local results = {}
+    H.run(function()
+      local a, _, uri = pair(function(call)
+        assert(call:answer())
+        results[#results + 1] = { call:play(file) }
+        results[#results + 1] = { call:play(dir .. "/missing.wav") }
+      end)
+      for i = 1, 2 do
+        local call = assert(a:call(uri, { timeout = 5 }))
+        local rec
+        luasip.spawn(function()
+          rec = { call:record(dir .. "/heard" .. i .. ".wav", { max_seconds = 20, stop_on = false }) }
+        end)
+        assert.is_true(H.poll_until(function() return #results == 2 * i end, 5))
+        luasip.sleep(0.3)
+        call:hangup()
+        assert.is_true(H.poll_until(function() return rec ~= nil end, 5))
+      end
+    end, 30)
+    assert.same({ true }, results[1])
+    assert.is_nil(results[2][1])
+    assert.matches("missing.wav", results[2][2])
+    for i = 1, 2 do
+      local samples, rate = audio.read_wav(dir .. "/heard" .. i .. ".wav")
+      assert(audio.dominant(samples, rate, 800, { 300, 1000, 1400, 2000 }))
+      local loud = audio.loud_frames(samples, rate)
+      assert.is_true(loud >= 45 and loud <= 55, loud .. " loud frames (want ~50)")
+    end
+    -- one load (decode + resample) for both calls; the second was a hit
+    local cache = core.media_cache()
+    assert.equal(1, cache.loads - before.loads)
+    assert.equal(1, cache.hits - before.hits)
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
+  it("loops a file until the timeout", function()
+    local dir = H.tmpdir()
+    local file = dir .. "/beep.wav"
+    audio.write_wav(file, 16000, 1, 0.5, audio.sine(600))
+    local res
+    H.run(function()
+      local a, _, uri = pair(function(call)
+        assert(call:answer())
+        res = { call:play(file, { loop = true, timeout = 1.5 }) }
+      end)
+      local call = assert(a:call(uri, { timeout = 5 }))
+      local rec
+      luasip.spawn(function()
+        rec = { call:record(dir .. "/heard.wav", { max_seconds = 20, stop_on = false }) }
+      end)
+      assert.is_true(H.poll_until(function() return res ~= nil end, 5))
+      luasip.sleep(0.3)
+      call:hangup()
+      assert.is_true(H.poll_until(function() return rec ~= nil end, 5))
+    end, 30)
+    assert.same({ true }, res)
+    local samples, rate = audio.read_wav(dir .. "/heard.wav")
+    assert(audio.dominant(samples, rate, 600, { 300, 1000, 1400, 2000 }))
+    local loud = audio.loud_frames(samples, rate)
+    assert.is_true(loud >= 70 and loud <= 80, loud .. " loud frames (want ~75)")
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
   it("echoes the caller's audio back to it", function()
     local dir = H.tmpdir()
     local res = {}
@@ -237,6 +305,87 @@ describe("calls with media", function()
     assert(audio.dominant(samples, rate, 1000))
     local loud = audio.loud_frames(samples, rate)
     assert.is_true(loud >= 45 and loud <= 55, loud .. " loud frames (want ~50)")
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
+  it("bridges two calls: audio and digits cross, and the bridge ends with either call", function()
+    local dir = H.tmpdir()
+    local res = {}
+    H.run(function()
+      local calls = {}
+      local switch = new_ua { listen = "127.0.0.1:0", aor = "sip:switch@127.0.0.1" }
+      switch:on("call", function(call)
+        assert(call:answer())
+        calls[#calls + 1] = call
+        if #calls == 2 then
+          res.bridge = { calls[2]:bridge(calls[1], { timeout = 20 }) }
+        end
+      end)
+      local uri = "sip:switch@127.0.0.1:" .. switch.port
+      local ua = new_ua { listen = "127.0.0.1:0" }
+      local a = assert(ua:call(uri, { timeout = 5 }))
+      local c = assert(ua:call(uri, { timeout = 5 }))
+      local digits = {}
+      c:on_dtmf(function(_, d, source) digits[#digits + 1] = d .. "/" .. source end)
+      local rec
+      luasip.spawn(function()
+        rec = { c:record(dir .. "/c.wav", { max_seconds = 20, stop_on = false }) }
+      end)
+      luasip.sleep(0.2)
+      assert.is_true(a:tone { freqs = { 1000 }, duration = 1000 })
+      assert.is_true(a:dtmf("5", { duration = 80 }))
+      luasip.sleep(0.3)
+      a:hangup()
+      assert.is_true(H.poll_until(function() return res.bridge ~= nil end, 5))
+      res.c_state = c.state
+      c:hangup()
+      assert.is_true(H.poll_until(function() return rec ~= nil end, 5))
+      res.digits = digits
+    end, 30)
+    assert.same({ true }, res.bridge)       -- the other call ended
+    assert.equal("ready", res.c_state)      -- and this one went on
+    assert.same({ "5/rfc4733" }, res.digits)
+    local samples, rate = audio.read_wav(dir .. "/c.wav")
+    assert(audio.dominant(samples, rate, 1000))
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
+  it("mixes a conference: each member hears the others, not itself", function()
+    local dir = H.tmpdir()
+    local heard = {}
+    H.run(function()
+      local host = new_ua { listen = "127.0.0.1:0", aor = "sip:room@127.0.0.1" }
+      local room = luasip.conference("spec-room")
+      assert.equal(room, luasip.conference("spec-room"))
+      host:on("call", function(call)
+        assert(call:answer())
+        assert(room:join(call))
+      end)
+      local uri = "sip:room@127.0.0.1:" .. host.port
+      local ua = new_ua { listen = "127.0.0.1:0" }
+      local members = {}
+      for i = 1, 3 do members[i] = assert(ua:call(uri, { timeout = 5 })) end
+      assert.is_true(H.poll_until(function() return room:count() == 3 end, 5))
+      for i = 1, 3 do
+        luasip.spawn(function()
+          heard[i] = { members[i]:record(dir .. "/" .. i .. ".wav", { max_seconds = 20, stop_on = false }) }
+        end)
+      end
+      luasip.sleep(0.1)
+      luasip.spawn(function() members[1]:tone { freqs = { 600 }, duration = 1200 } end)
+      assert.is_true(members[2]:tone { freqs = { 900 }, duration = 1200 })
+      luasip.sleep(0.3)
+      for i = 1, 3 do members[i]:hangup() end
+      assert.is_true(H.poll_until(function() return heard[3] ~= nil end, 5))
+      assert.is_true(H.poll_until(function() return room:count() == 0 end, 5))
+    end, 30)
+    local function p(i, f)
+      local samples, rate = audio.read_wav(dir .. "/" .. i .. ".wav")
+      return audio.power(samples, rate, f, 1, #samples)
+    end
+    assert.is_true(p(1, 900) > 100 * p(1, 600), "member 1 hears 2, not itself")
+    assert.is_true(p(2, 600) > 100 * p(2, 900), "member 2 hears 1, not itself")
+    assert.is_true(p(3, 600) > 100 * p(3, 1400) and p(3, 900) > 100 * p(3, 1400), "member 3 hears both")
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 

@@ -1,7 +1,9 @@
 /* session.c — see session.h. */
 #include "media/session.h"
 
+#include "media/clip.h"
 #include "media/codec.h"
+#include "media/conf.h"
 #include "media/jitter.h"
 #include "media/recorder.h"
 #include "media/rtp.h"
@@ -37,10 +39,16 @@ struct media_engine {
   int ndead;       /* destroyed and not yet freed (sweep) */
   int dispatching;
   uint64_t ticks;
+  clip_cache_t *clips;   /* decoded files, shared by every session */
+  media_conf_t *confs;   /* conferences, mixed at the start of each tick */
   uint8_t rx[BATCH][MTU];
 };
 
+/* Decoded files kept cached when no session plays them. */
+#define CLIP_BUDGET (64u << 20)
+
 enum dtmf_state { DTMF_IDLE, DTMF_SENDING, DTMF_GAP };
+enum { PLAY_NONE, PLAY_TONE, PLAY_CLIP };
 
 struct media_session {
   media_engine_t *e;
@@ -67,7 +75,13 @@ struct media_session {
   int marker;
   int16_t out[MAX_FRAME];
   unsigned nout;
-  int playing;
+  int playing;            /* PLAY_NONE, PLAY_TONE or PLAY_CLIP */
+  media_session_t *peer;  /* bridged: the peer's audio is our source */
+  media_conf_t *conf;     /* a conference member: the mix is our source */
+  int16_t const *feed;    /* the conference's mix for us */
+  clip_t *clip;
+  size_t clip_pos;
+  int clip_loop;
   int echo;               /* the source is what we received a tick ago */
   tone_t tone;
   /* RFC 4733 sending */
@@ -132,7 +146,10 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
   e->port_max = port_max;
   e->next_port = port_min + 2 * (su_random() % ((port_max - port_min + 1) / 2));
   e->tick = loop_timer_create(loop, tick, e);
-  if (!e->tick) {
+  e->clips = clip_cache_create(CLIP_BUDGET);
+  if (!e->tick || !e->clips) {
+    loop_timer_destroy(e->tick);
+    clip_cache_destroy(e->clips);
     free(e);
     snprintf(err, errlen, "cannot create the media tick");
     return NULL;
@@ -147,6 +164,7 @@ int media_engine_destroy(media_engine_t *e)
   if (e->nsessions)
     return -1;
   loop_timer_destroy(e->tick);
+  clip_cache_destroy(e->clips);
   free(e);
   return 0;
 }
@@ -158,6 +176,7 @@ static void free_session(media_session_t *s)
   char err[128];
   if (s->rec)
     recorder_close(s->rec, 0, err, sizeof err);
+  clip_release(s->clip);
   codec_destroy(s->codec);
   free(s);
 }
@@ -341,6 +360,8 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     }
     codec_destroy(s->codec);
     s->codec = c;
+    if (s->rate != codec_audio_rate(c) && s->playing == PLAY_CLIP)
+      media_session_stop_play(s); /* decoded for the old rate */
     s->rate = codec_audio_rate(c);
     s->frame = s->rate * TICK_MS / 1000;
     jitter_init(&s->jb, codec_rtp_rate(c), s->frame, 300);
@@ -382,6 +403,9 @@ void media_session_destroy(media_session_t *s)
   e = s->e;
   s->dead = 1;
   s->running = 0;
+  media_session_unbridge(s);
+  if (s->conf)
+    media_conf_leave(s->conf, s);
   loop_watch_destroy(s->watch);
   loop_watch_destroy(s->rtcp_watch);
   close(s->fd);
@@ -395,24 +419,132 @@ void media_session_destroy(media_session_t *s)
 
 /* ---- sources and sinks --------------------------------------------------- */
 
+int media_session_bridge(media_session_t *a, media_session_t *b, char *err, size_t errlen)
+{
+  if (a == b || a->dead || b->dead) {
+    snprintf(err, errlen, "cannot bridge a session with itself or a closed one");
+    return -1;
+  }
+  if (!a->codec || !b->codec) {
+    snprintf(err, errlen, "no media negotiated yet");
+    return -1;
+  }
+  if (a->rate != b->rate) {
+    snprintf(err, errlen, "the sessions run at %u and %u Hz (no resampling yet)", a->rate,
+             b->rate);
+    return -1;
+  }
+  media_session_unbridge(a);
+  media_session_unbridge(b);
+  a->peer = b;
+  b->peer = a;
+  return 0;
+}
+
+void media_session_unbridge(media_session_t *s)
+{
+  if (s->peer) {
+    s->peer->peer = NULL;
+    s->peer = NULL;
+  }
+}
+
+media_session_t *media_session_bridged(media_session_t const *s) { return s->peer; }
+
+/* For conf.c: the frame last played out, its size and rate. */
+int16_t const *media_session_heard(media_session_t const *s, unsigned *frame, unsigned *rate)
+{
+  *frame = s->codec && s->running ? s->frame : 0;
+  *rate = s->rate;
+  return s->in;
+}
+
+void media_session_set_conf(media_session_t *s, media_conf_t *c, int16_t const *feed)
+{
+  s->conf = c;
+  s->feed = feed;
+}
+
+media_conf_t **media_engine_confs(media_engine_t *e) { return &e->confs; }
+unsigned media_session_rate(media_session_t const *s) { return s->codec ? s->rate : 0; }
+
 int media_session_play_tone(media_session_t *s, tone_spec_t const *spec)
 {
   tone_t t;
   if (tone_init(&t, spec, s->rate ? s->rate : 8000) < 0)
     return -1;
+  media_session_stop_play(s);
   s->tone = t;
-  s->playing = 1;
+  s->playing = PLAY_TONE;
   s->echo = 0;
   return 0;
 }
 
-void media_session_stop_play(media_session_t *s) { s->playing = 0; }
+void media_session_stop_play(media_session_t *s)
+{
+  s->playing = PLAY_NONE;
+  clip_release(s->clip);
+  s->clip = NULL;
+}
+
+int media_session_play_file(media_session_t *s, char const *path, int loop, char *err,
+                            size_t errlen)
+{
+  clip_t *k;
+  if (!s->codec) {
+    snprintf(err, errlen, "no media negotiated yet");
+    return -1;
+  }
+  k = clip_get(s->e->clips, path, s->rate, err, errlen);
+  if (!k)
+    return -1;
+  media_session_stop_play(s);
+  s->echo = 0;
+  s->clip = k;
+  s->clip_pos = 0;
+  s->clip_loop = loop;
+  s->playing = PLAY_CLIP;
+  return 0;
+}
+
+media_clip_stats_t media_engine_clip_stats(media_engine_t const *e)
+{
+  clip_stats_t c = clip_cache_stats(e->clips);
+  media_clip_stats_t m = { c.clips, c.referenced, c.bytes, c.hits, c.loads };
+  return m;
+}
+
+/* Fill frame[0..n) from the clip; 1 when it ended (the rest is silence). */
+static int clip_fill(media_session_t *s, int16_t *frame, unsigned n)
+{
+  size_t total, got = 0;
+  int16_t const *pcm = clip_samples(s->clip, &total);
+  while (got < n) {
+    size_t take = total - s->clip_pos;
+    if (!take) {
+      if (!s->clip_loop || !total)
+        break;
+      s->clip_pos = 0;
+      continue;
+    }
+    if (take > n - got)
+      take = n - got;
+    memcpy(frame + got, pcm + s->clip_pos, take * sizeof *frame);
+    s->clip_pos += take;
+    got += take;
+  }
+  if (got < n) {
+    memset(frame + got, 0, (n - got) * sizeof *frame);
+    return 1;
+  }
+  return 0;
+}
 
 void media_session_echo(media_session_t *s, int on)
 {
   s->echo = on != 0;
   if (on)
-    s->playing = 0;
+    media_session_stop_play(s);
 }
 
 int media_session_record(media_session_t *s, char const *path, unsigned max_ms,
@@ -780,15 +912,23 @@ static void session_tick(media_session_t *s)
     return;
   if (!dtmf_tick(s)) {
     int done = 0;
-    if (s->playing) {
+    if (s->playing == PLAY_TONE) {
       int got = tone_generate(&s->tone, frame, (int)n);
       if ((unsigned)got < n) {
         memset(frame + got, 0, (n - (unsigned)got) * sizeof *frame);
-        s->playing = 0;
+        s->playing = PLAY_NONE;
         done = 1;
       }
+    } else if (s->playing == PLAY_CLIP) {
+      done = clip_fill(s, frame, n);
+      if (done)
+        media_session_stop_play(s);
     } else if (s->echo) {
       memcpy(frame, s->in, n * sizeof *frame);
+    } else if (s->peer && s->peer->frame == n) {
+      memcpy(frame, s->peer->in, n * sizeof *frame);
+    } else if (s->feed) {
+      memcpy(frame, s->feed, n * sizeof *frame);
     } else {
       memset(frame, 0, n * sizeof *frame);
     }
@@ -835,6 +975,7 @@ static void tick(loop_timer_t *t, void *arg)
   (void)t;
   e->ticks++;
   e->dispatching++;
+  media_conf_mix_all(e->confs);
   for (media_session_t *s = e->sessions; s; s = s->next)
     if (!s->dead && s->running && s->codec)
       session_tick(s);

@@ -50,6 +50,14 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
 int media_engine_destroy(media_engine_t *e);
 int media_engine_sessions(media_engine_t const *e);
 
+typedef struct {
+  unsigned clips, referenced;
+  size_t bytes;
+  uint64_t hits, loads;
+} media_clip_stats_t;
+/* The decoded-file cache: clips held, in use, bytes, hits and loads. */
+media_clip_stats_t media_engine_clip_stats(media_engine_t const *e);
+
 /* Bind an even RTP port and the next one for RTCP on addr. */
 media_session_t *media_session_create(media_engine_t *e, char const *addr,
                                       media_cb_t const *cb, void *arg, char *err, size_t errlen);
@@ -64,6 +72,10 @@ void media_session_destroy(media_session_t *s);
 
 int media_session_play_tone(media_session_t *s, tone_spec_t const *spec);
 void media_session_stop_play(media_session_t *s);
+/* Play an audio file (any format libsndfile reads), decoded and resampled
+ * once into the engine's cache; loop: from the start again at its end. */
+int media_session_play_file(media_session_t *s, char const *path, int loop, char *err,
+                            size_t errlen);
 /* Send back what is received (one tick later); a new source ends it. */
 void media_session_echo(media_session_t *s, int on);
 /* Record what is received into path; it ends by itself (MEDIA_RECORD_DONE,
@@ -78,6 +90,14 @@ int media_session_stop_record(media_session_t *s, int keep, double *seconds,
 /* Queue RFC 4733 digits (0-9 * # A-D), duration ms each (default 100). */
 int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms);
 media_stats_t media_session_stats(media_session_t const *s);
+
+/* Relay audio between two running sessions at the same rate: each sends
+ * what the other hears (a source below tones, files and echo). Ends when
+ * either is unbridged or destroyed. */
+int media_session_bridge(media_session_t *a, media_session_t *b, char *err, size_t errlen);
+void media_session_unbridge(media_session_t *s);
+media_session_t *media_session_bridged(media_session_t const *s);
+unsigned media_session_rate(media_session_t const *s);
 char const *media_session_codec(media_session_t const *s);
 
 #endif

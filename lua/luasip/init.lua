@@ -105,6 +105,8 @@ end
 -- Tasks and blocking verbs
 
 luasip.spawn = task.spawn
+luasip.media = require "luasip.media"
+luasip.conference = require("luasip.conference").conference
 luasip.sleep = task.sleep
 luasip.wait = task.wait
 luasip.current_task = task.current

@@ -6,6 +6,7 @@
 -- Digits the caller types are kept in the order they came (RFC 4733
 -- events, or SIP INFO dtmf-relay) until a verb uses them, so callers who
 -- know the menu can type ahead.
+local core = require "luasip.core"
 local log = require "luasip.log"
 
 local M = {}
@@ -19,6 +20,7 @@ M.TONES = {
   busy = { freqs = { 480, 620 }, cadence = { 500, 500 } },
   congestion = { freqs = { 480, 620 }, cadence = { 250, 250 } },
   beep = { freqs = { 1000 }, duration = 400 },
+  error = { freqs = { 480, 620 }, cadence = { 250, 250 }, duration = 1000 },
 }
 
 local DIGITS = "0123456789*#ABCD"
@@ -152,8 +154,8 @@ return function(Call)
   -- Verbs
 
   --- Play a source: a file path (any format libsndfile reads), a tone name
-  --- (M.TONES: "dial", "ringback", "busy", "congestion", "beep") or a tone
-  --- table. opts: loop (files), stop_on_dtmf (true, or a string of digits
+  --- (M.TONES: "dial", "ringback", "busy", "congestion", "beep"), a tone
+  --- table, or { say = text, voice = } (speech, see say). opts: loop (files), stop_on_dtmf (true, or a string of digits
   --- that stop it; the digit stays buffered for collect), timeout (s).
   --- An endless source (a tone without duration, a looped file) plays in
   --- the background and play returns at once, unless opts.timeout is
@@ -163,6 +165,10 @@ return function(Call)
   function Call:play(source, opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("call:play: options must be a table", 2) end
+    if type(source) == "table" and source.say then
+      return self:say(source.say, { voice = source.voice, stop_on_dtmf = opts.stop_on_dtmf,
+                                    timeout = opts.timeout })
+    end
     local stop = opts.stop_on_dtmf
     if stop ~= nil and stop ~= true and stop ~= false then stop = check_digits(stop, "call:play") end
     local s, why = media_of(self)
@@ -201,6 +207,35 @@ return function(Call)
       error("call:tone: expected a tone name or table", 2)
     end
     return self:play(spec, opts)
+  end
+
+  --- Speak text (UTF-8) with espeak-ng: synthesised off the loop thread
+  --- (once per voice and text: the result is cached for the process),
+  --- then played like a file. opts: voice (an espeak-ng voice, default
+  --- "en"), and play's stop_on_dtmf and timeout. Same returns as play.
+  function Call:say(text, opts)
+    if type(text) ~= "string" or text == "" then error("call:say: text must be a non-empty string", 2) end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("call:say: options must be a table", 2) end
+    local voice = opts.voice or "en"
+    if type(voice) ~= "string" then error("call:say: voice must be a string", 2) end
+    local _, why = media_of(self)
+    if why then return nil, why end
+    local name = core.hash("SHA-256", voice .. "\0" .. text):sub(1, 40)
+    local state = {}
+    local id, err = core.tts(text, voice, name, function(path, e)
+      state.path, state.err, state.done = path, e, true
+      self:_poke()
+    end)
+    if not id then return nil, err end
+    local v, werr = self:_wait_until(function()
+      if self.state == "terminated" then return "hangup" end
+      if state.done then return "done" end
+    end, 30, "call:say")
+    if v == "hangup" then return nil, "hangup" end
+    if not v then return nil, werr end
+    if not state.path then return nil, state.err end
+    return self:play(state.path, { stop_on_dtmf = opts.stop_on_dtmf, timeout = opts.timeout })
   end
 
   --- Stop what is playing (a background tone or file, or echo).
@@ -383,6 +418,50 @@ return function(Call)
     local d = self.digits or ""
     self.digits = ""
     return d
+  end
+
+  --- Relay audio (and RFC 4733 digits) between this call and `other`
+  --- until either ends, or opts.timeout (s, default 3600). Both calls keep
+  --- running afterwards unless hung up. Returns true when the other call
+  --- ended, or nil, "hangup" | "timeout" | reason.
+  function Call:bridge(other, opts)
+    if getmetatable(other) ~= getmetatable(self) then error("call:bridge: expected a call", 2) end
+    opts = opts or {}
+    local a, why = media_of(self)
+    if not a then return nil, why end
+    local b, why2 = media_of(other)
+    if not b then return nil, why2 == "hangup" and "the other call ended" or why2 end
+    local ok, err = a:bridge(b)
+    if not ok then return nil, err end
+    self.bridged_to, other.bridged_to = other, self
+    local function relay(to)
+      return function(_, digit, source)
+        local s = to.media_session
+        if source == "rfc4733" and s then s:send_dtmf(digit) end
+      end
+    end
+    local h1, h2 = self:on("dtmf", relay(other)), other:on("dtmf", relay(self))
+    local h3 = other:on("hangup", function() self:_poke() end)
+    local v, werr = self:_wait_until(function()
+      if self.state == "terminated" then return "hangup" end
+      if other.state == "terminated" then return "other" end
+      if not a:bridged() then return "unbridged" end
+    end, opts.timeout or 3600, "call:bridge")
+    h1.remove() h2.remove() h3.remove()
+    if self.media_session == a then a:bridge(nil) end
+    if self.bridged_to == other then self.bridged_to = nil end
+    if other.bridged_to == self then other.bridged_to = nil other:_poke() end
+    if v == "other" or v == "unbridged" then return true end
+    return nil, v or werr
+  end
+
+  --- End a bridge this call is in (the bridge() waiting on it returns).
+  function Call:unbridge()
+    local s = self.media_session
+    if s then s:bridge(nil) end
+    local peer = self.bridged_to
+    self:_poke()
+    if peer then peer:_poke() end
   end
 
   --- Send the peer's audio back to it until the call ends, a digit in

@@ -1,0 +1,40 @@
+/* clip.h — audio files decoded once, for playing to many calls.
+ *
+ * A clip is a whole file (any format libsndfile reads) mixed down to mono
+ * and resampled (speexdsp) to the rate a codec wants, held in memory. A
+ * cache keeps clips by path, rate, size and modification time: a prompt
+ * played to a thousand callers is read and resampled once. Clips are
+ * reference counted; unreferenced ones stay cached up to a byte budget,
+ * least recently used first out. No Lua. */
+#ifndef LUASIP_MEDIA_CLIP_H
+#define LUASIP_MEDIA_CLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct clip clip_t;
+typedef struct clip_cache clip_cache_t;
+
+/* The longest file a clip holds (longer ones are refused). */
+#define CLIP_MAX_SECONDS 3600
+
+clip_cache_t *clip_cache_create(size_t budget_bytes);
+/* Frees every clip; clips still referenced must be released first. */
+void clip_cache_destroy(clip_cache_t *c);
+
+/* The clip of path at rate (a new reference), loading it if needed; NULL
+ * with err when the file cannot be read. */
+clip_t *clip_get(clip_cache_t *c, char const *path, unsigned rate, char *err, size_t errlen);
+void clip_release(clip_t *clip);
+
+int16_t const *clip_samples(clip_t const *clip, size_t *n);
+unsigned clip_rate(clip_t const *clip);
+
+typedef struct {
+  unsigned clips, referenced;
+  size_t bytes;
+  uint64_t hits, loads;
+} clip_stats_t;
+clip_stats_t clip_cache_stats(clip_cache_t const *c);
+
+#endif
