@@ -27,8 +27,8 @@ LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng) -lpthread -lm
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus) -lpthread -lm
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)

@@ -132,17 +132,19 @@ static int s_codec(lua_State *L)
   return 1;
 }
 
-/* session:start(remote_sdp [, ptime_ms]) -> true, or nil, error */
+/* session:start(remote_sdp [, ptime_ms [, allow]]) -> true, or nil, error;
+ * allow: the codecs to choose from, "opus,PCMU" (default: any we have) */
 static int s_start(lua_State *L)
 {
   lsession *ls = check(L);
   size_t len;
   char const *sdp = luaL_checklstring(L, 2, &len);
   lua_Integer ptime = luaL_optinteger(L, 3, 0);
+  char const *allow = luaL_optstring(L, 4, NULL);
   sdpmap_t m;
   char err[160];
   luaL_argcheck(L, ptime >= 0 && ptime <= 120, 3, "ptime in ms, 0 to 120");
-  if (sdpmap_parse(sdp, len, &m, err, sizeof err) < 0 ||
+  if (sdpmap_parse_allow(sdp, len, allow, &m, err, sizeof err) < 0 ||
       media_session_start(ls->s, &m, (unsigned)ptime, err, sizeof err) < 0)
     return lsip_fail(L, err, "488");
   lua_pushboolean(L, 1);
@@ -493,15 +495,16 @@ static int s_tostring(lua_State *L)
   return 1;
 }
 
-/* core.sdp_map(sdp) -> the first audio stream as the engine sees it, or
- * nil, error */
+/* core.sdp_map(sdp [, allow]) -> the first audio stream as the engine sees
+ * it (codec chosen among allow, a comma list), or nil, error */
 static int l_sdp_map(lua_State *L)
 {
   size_t len;
   char const *sdp = luaL_checklstring(L, 1, &len);
+  char const *allow = luaL_optstring(L, 2, NULL);
   sdpmap_t m;
   char err[160];
-  if (sdpmap_parse(sdp, len, &m, err, sizeof err) < 0)
+  if (sdpmap_parse_allow(sdp, len, allow, &m, err, sizeof err) < 0)
     return lsip_fail(L, err, "488");
   lua_createtable(L, 0, 16);
   lua_pushstring(L, m.addr);

@@ -1,13 +1,14 @@
 /* codec.c — see codec.h. */
 #include "media/codec.h"
 
+#include <opus.h>
 #include <spandsp.h>
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-enum kind { PCMU, PCMA };
+enum kind { PCMU, PCMA, OPUS };
 
 /* Concealment: repeat the last pitch-sized stretch of received audio,
  * fading it out over 60 ms. (spandsp's plc_fillin copies overlapping
@@ -18,6 +19,8 @@ enum kind { PCMU, PCMA };
 
 struct codec {
   enum kind kind;
+  OpusEncoder *enc;  /* Opus: mono at 48 kHz (RFC 7587 lets us send mono) */
+  OpusDecoder *dec;
   int16_t history[PLC_HISTORY];
   int nhistory;
   int concealed; /* samples concealed since the last received */
@@ -36,12 +39,56 @@ static void remember(codec_t *c, int16_t const *pcm, int n)
   }
 }
 
+/* An fmtp parameter's number (RFC 7587 §6.1), or dflt. */
+static long fmtp_num(char const *fmtp, char const *key, long dflt)
+{
+  size_t klen = strlen(key);
+  for (char const *p = fmtp; p && *p;) {
+    while (*p == ' ' || *p == ';')
+      p++;
+    if (!strncasecmp(p, key, klen) && p[klen] == '=')
+      return strtol(p + klen + 1, NULL, 10);
+    p = strchr(p, ';');
+  }
+  return dflt;
+}
+
+static codec_t *opus_create(char const *fmtp)
+{
+  int err = 0;
+  long bitrate = fmtp_num(fmtp, "maxaveragebitrate", 32000);
+  codec_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->kind = OPUS;
+  c->enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+  if (err == OPUS_OK)
+    c->dec = opus_decoder_create(48000, 1, &err);
+  if (err != OPUS_OK || !c->enc || !c->dec) {
+    codec_destroy(c);
+    return NULL;
+  }
+  if (bitrate < 6000 || bitrate > 510000)
+    bitrate = 32000;
+  opus_encoder_ctl(c->enc, OPUS_SET_BITRATE((opus_int32)bitrate));
+  opus_encoder_ctl(c->enc, OPUS_SET_COMPLEXITY(5));
+  if (fmtp_num(fmtp, "useinbandfec", 0) == 1) {
+    /* the peer decodes FEC: carry it, tuned for a few percent loss */
+    opus_encoder_ctl(c->enc, OPUS_SET_INBAND_FEC(1));
+    opus_encoder_ctl(c->enc, OPUS_SET_PACKET_LOSS_PERC(5));
+  }
+  return c;
+}
+
 codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char const *fmtp)
 {
   codec_t *c;
   enum kind kind;
-  (void)fmtp;
-  if (!name || rate != 8000 || channels > 1)
+  if (!name)
+    return NULL;
+  if (!strcasecmp(name, "opus"))
+    return rate == 48000 ? opus_create(fmtp) : NULL;
+  if (rate != 8000 || channels > 1)
     return NULL;
   if (!strcasecmp(name, "PCMU"))
     kind = PCMU;
@@ -60,15 +107,26 @@ void codec_destroy(codec_t *c)
 {
   if (!c)
     return;
+  if (c->enc)
+    opus_encoder_destroy(c->enc);
+  if (c->dec)
+    opus_decoder_destroy(c->dec);
   free(c);
 }
 
-char const *codec_name(codec_t const *c) { return c->kind == PCMU ? "PCMU" : "PCMA"; }
-unsigned codec_audio_rate(codec_t const *c) { (void)c; return 8000; }
-unsigned codec_rtp_rate(codec_t const *c) { (void)c; return 8000; }
+char const *codec_name(codec_t const *c)
+{
+  return c->kind == PCMU ? "PCMU" : c->kind == PCMA ? "PCMA" : "opus";
+}
+unsigned codec_audio_rate(codec_t const *c) { return c->kind == OPUS ? 48000 : 8000; }
+unsigned codec_rtp_rate(codec_t const *c) { return c->kind == OPUS ? 48000 : 8000; }
 
 int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t size)
 {
+  if (c->kind == OPUS) {
+    int len = opus_encode(c->enc, pcm, n, out, (opus_int32)(size > 1500 ? 1500 : size));
+    return len < 0 ? -1 : len;
+  }
   if (n < 0 || (size_t)n > size)
     return -1;
   for (int i = 0; i < n; i++)
@@ -78,6 +136,10 @@ int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t siz
 
 int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int max)
 {
+  if (c->kind == OPUS) {
+    int n = len ? opus_decode(c->dec, in, (opus_int32)len, pcm, max, 0) : -1;
+    return n < 0 ? -1 : n;
+  }
   int n = len < (size_t)max ? (int)len : max;
   for (int i = 0; i < n; i++)
     pcm[i] = c->kind == PCMU ? ulaw_to_linear(in[i]) : alaw_to_linear(in[i]);
@@ -88,6 +150,20 @@ int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int ma
 
 int codec_conceal(codec_t *c, int16_t *pcm, int n)
 {
+  if (c->kind == OPUS) {
+    /* Opus's own concealment, in whole 2.5 ms steps */
+    int done = 0;
+    while (n - done >= 120) {
+      int step = n - done >= 960 ? 960 : (n - done) / 120 * 120;
+      int got = opus_decode(c->dec, NULL, 0, pcm + done, step, 0);
+      if (got <= 0)
+        break;
+      done += got;
+    }
+    if (done < n)
+      memset(pcm + done, 0, (size_t)(n - done) * sizeof *pcm);
+    return n;
+  }
   int period = c->nhistory < PLC_PERIOD ? c->nhistory : PLC_PERIOD;
   for (int i = 0; i < n; i++, c->concealed++) {
     int left = PLC_FADE - c->concealed;

@@ -1,6 +1,8 @@
 /* codec.h — audio codecs behind one interface: PCMU and PCMA (G.711, with a
- * fading packet-repetition concealment). 16-bit linear PCM in and out at the
- * codec's audio rate, mono. No Lua. */
+ * fading packet-repetition concealment) and Opus (RFC 7587, libopus; mono
+ * at 48 kHz, its own concealment; fmtp maxaveragebitrate and useinbandfec
+ * honoured when encoding). 16-bit linear PCM in and out at the codec's
+ * audio rate. No Lua. */
 #ifndef LUASIP_MEDIA_CODEC_H
 #define LUASIP_MEDIA_CODEC_H
 

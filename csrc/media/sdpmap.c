@@ -135,7 +135,31 @@ static int m_lines_ok(char const *sdp, size_t len)
   return 1;
 }
 
+/* Is name in the comma list allow (NULL: everything)? */
+static int allowed(char const *allow, char const *name)
+{
+  size_t n = strlen(name);
+  if (!allow)
+    return 1;
+  for (char const *p = allow; *p;) {
+    char const *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && su_casenmatch(p, name, n))
+      return 1;
+    if (!end)
+      break;
+    p = end + 1;
+  }
+  return 0;
+}
+
 int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t errlen)
+{
+  return sdpmap_parse_allow(sdp, len, NULL, out, err, errlen);
+}
+
+int sdpmap_parse_allow(char const *sdp, size_t len, char const *allow, sdpmap_t *out, char *err,
+                       size_t errlen)
 {
   su_home_t home[1] = { SU_HOME_INIT(home) };
   sdp_parser_t *p;
@@ -205,7 +229,8 @@ int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t e
   /* The first format we know, in the peer's order (m_rtpmaps keeps it). */
   for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
     unsigned ch = channels_of(rm);
-    if (out->pt < 0 && sdpmap_known_codec(rm->rm_encoding, (unsigned)rm->rm_rate, ch)) {
+    if (out->pt < 0 && sdpmap_known_codec(rm->rm_encoding, (unsigned)rm->rm_rate, ch) &&
+        allowed(allow, rm->rm_encoding)) {
       out->pt = rm->rm_pt;
       copy(out->codec, sizeof out->codec, rm->rm_encoding);
       out->rate = (unsigned)rm->rm_rate;

@@ -49,6 +49,10 @@ typedef struct {
  * usable address, or more than SDPMAP_MAX_STREAMS streams. A stream with no
  * codec we know maps with pt -1. */
 int sdpmap_parse(char const *sdp, size_t len, sdpmap_t *out, char *err, size_t errlen);
+/* The same, choosing only among the codecs named in allow (a comma list,
+ * case-insensitive; NULL: any we have), still in the peer's order. */
+int sdpmap_parse_allow(char const *sdp, size_t len, char const *allow, sdpmap_t *out, char *err,
+                       size_t errlen);
 
 /* The codecs the engine has: 1 if name/rate/channels is one of them. */
 int sdpmap_known_codec(char const *name, unsigned rate, unsigned channels);

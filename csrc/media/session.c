@@ -375,6 +375,8 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     ptime = 20;
   if (ptime < TICK_MS)
     ptime = TICK_MS; /* 10 ms is sent as 20: one packet per tick */
+  if (ptime == 30 && !strcasecmp(r->codec, "opus"))
+    ptime = 20; /* not an Opus frame size */
   s->ptime_samples = s->rate * ptime / 1000;
   /* a re-INVITE to a new address un-latches */
   if (set_addr(s, &s->remote, &s->remote_len, r->addr, r->port) < 0 ||

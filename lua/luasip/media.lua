@@ -59,6 +59,12 @@ local function stamp(call, build, opts)
   return build(opts)
 end
 
+-- The codecs the UA takes, as the engine's comma list (nil: any).
+local function allow(call)
+  local c = call.ua.codecs
+  return c and table.concat(c, ",") or nil
+end
+
 local function address(call)
   return call.ua.public_host or call.ua.host
 end
@@ -102,7 +108,7 @@ function M.answer(call, offer)
   if not body then return nil, why, code end
   body = stamp(call, function(o) return (sdp.answer(offer, o)) end, opts)
   if s then
-    local ok, serr = s:start(offer)
+    local ok, serr = s:start(offer, 0, allow(call))
     if not ok then return nil, serr, 488 end
   end
   return body
@@ -112,7 +118,7 @@ end
 function M.remote(call, body)
   local s = call.media_session
   if not s then return end
-  local ok, err = s:start(body)
+  local ok, err = s:start(body, 0, allow(call))
   if not ok then log.warn("call %s: media not started: %s", tostring(call.call_id), tostring(err)) end
 end
 

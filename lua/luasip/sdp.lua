@@ -13,8 +13,14 @@ local M = {}
 local CODECS = {
   PCMU = { pt = 0, rtpmap = "PCMU/8000", rate = 8000 },
   PCMA = { pt = 8, rtpmap = "PCMA/8000", rate = 8000 },
+  -- RFC 7587: always opus/48000/2; we send mono and decode FEC
+  opus = { pt = 111, rtpmap = "opus/48000/2", rate = 48000,
+           fmtp = "minptime=10;useinbandfec=1;maxaveragebitrate=32000" },
 }
-local TE_PT = 101
+-- telephone-event (RFC 4733) at each codec rate we offer
+local TE_PT = { [8000] = 101, [48000] = 110 }
+--- What calls offer unless the UA says otherwise.
+M.DEFAULT_CODECS = { "opus", "PCMU", "PCMA" }
 M.CODECS = CODECS
 
 local function ipver(addr) return addr:find(":", 1, true) and "IP6" or "IP4" end
@@ -33,23 +39,31 @@ end
 
 --- An audio offer. opts: addr, port (default 9, the "discard" port: a
 --- valid description that carries nothing), codecs (names, in our order of
---- preference; default PCMU, PCMA), direction (default sendrecv), ptime,
+--- preference: "opus", "PCMU", "PCMA"; default all three), direction (default sendrecv), ptime,
 --- id and version for the o= line.
 function M.offer(opts)
   opts = opts or {}
   local addr = opts.addr or "127.0.0.1"
-  local codecs = opts.codecs or { "PCMU", "PCMA" }
+  local codecs = opts.codecs or M.DEFAULT_CODECS
   local lines = head(addr, opts.id, opts.version)
-  local pts, maps = {}, {}
+  local pts, maps, rates = {}, {}, {}
   for _, name in ipairs(codecs) do
     local c = CODECS[name]
     if not c then error("luasip.sdp: unknown codec " .. tostring(name), 2) end
     pts[#pts + 1] = c.pt
     maps[#maps + 1] = "a=rtpmap:" .. c.pt .. " " .. c.rtpmap
+    if c.fmtp then maps[#maps + 1] = "a=fmtp:" .. c.pt .. " " .. c.fmtp end
+    if not rates[c.rate] then
+      rates[c.rate] = true
+      rates[#rates + 1] = c.rate
+    end
   end
-  pts[#pts + 1] = TE_PT
-  maps[#maps + 1] = "a=rtpmap:" .. TE_PT .. " telephone-event/8000"
-  maps[#maps + 1] = "a=fmtp:" .. TE_PT .. " 0-16"
+  for _, rate in ipairs(rates) do
+    local te = TE_PT[rate]
+    pts[#pts + 1] = te
+    maps[#maps + 1] = "a=rtpmap:" .. te .. " telephone-event/" .. rate
+    maps[#maps + 1] = "a=fmtp:" .. te .. " 0-16"
+  end
   lines[#lines + 1] = string.format("m=audio %d RTP/AVP %s", opts.port or 9, table.concat(pts, " "))
   for _, l in ipairs(maps) do lines[#lines + 1] = l end
   if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
@@ -74,7 +88,8 @@ local ANSWER_DIR = {
 
 --- Answer an offer. `offer` is the offer's text or core.sdp_map() of it;
 --- opts: addr, port, direction (what we want, default sendrecv), id,
---- version, ptime, codecs (names we accept; default all we have).
+--- version, ptime, codecs (names we accept; default all we have: the
+--- first of them in the offer's order is chosen).
 --- Returns the answer and the mapped offer, or nil, reason, 488 when no
 --- audio stream with a codec we have is offered (or the offer is
 --- malformed: nil, reason, 400).
@@ -83,17 +98,12 @@ function M.answer(offer, opts)
   local map = offer
   if type(offer) == "string" then
     local why
-    map, why = core.sdp_map(offer)
+    map, why = core.sdp_map(offer, opts.codecs and table.concat(opts.codecs, ","))
     if not map then
       return nil, why, why:match("^malformed") and 400 or 488
     end
   end
-  local accept = true
-  if opts.codecs then
-    accept = false
-    for _, n in ipairs(opts.codecs) do if n == map.codec then accept = true end end
-  end
-  if not map.codec or not accept or map.port == 0 then
+  if not map.codec or map.port == 0 then
     return nil, "no common codec", 488
   end
   if map.secure then
@@ -111,7 +121,12 @@ function M.answer(offer, opts)
       lines[#lines + 1] = string.format("m=audio %d %s %s", opts.port or 9, st.proto, fmts)
       local chans = (map.channels or 1) > 1 and ("/" .. map.channels) or ""
       lines[#lines + 1] = string.format("a=rtpmap:%d %s/%d%s", map.pt, map.codec, map.rate, chans)
-      if map.fmtp then lines[#lines + 1] = string.format("a=fmtp:%d %s", map.pt, map.fmtp) end
+      if map.codec:lower() == "opus" then
+        -- our receiving side: we decode in-band FEC and take the peer's bitrate
+        lines[#lines + 1] = string.format("a=fmtp:%d minptime=10;useinbandfec=1", map.pt)
+      elseif map.fmtp then
+        lines[#lines + 1] = string.format("a=fmtp:%d %s", map.pt, map.fmtp)
+      end
       if map.te_pt then
         lines[#lines + 1] = string.format("a=rtpmap:%d telephone-event/%d", map.te_pt, map.rate)
         lines[#lines + 1] = string.format("a=fmtp:%d 0-16", map.te_pt)

@@ -26,7 +26,7 @@
 --                 no media of ours (default: each call gets an RTP session
 --                 and offers PCMU, PCMA and telephone-event)
 --   media         false: no RTP sessions; calls offer port 9 (signalling only)
---   codecs        codecs to offer and accept, in order (default {"PCMU", "PCMA"})
+--   codecs        codecs to offer and accept, in order (default {"opus", "PCMU", "PCMA"})
 --   accept_refer  place the call an incoming REFER asks for (default true)
 --   timeout       seconds to wait for the stack to bind (default 5)
 local core = require "luasip.core"
