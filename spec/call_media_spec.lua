@@ -308,7 +308,7 @@ describe("calls with media", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
-  it("bridges two calls: audio and digits cross, and the bridge ends with either call", function()
+  it("bridges two calls (8 and 48 kHz): audio and digits cross, the bridge ends with either call", function()
     local dir = H.tmpdir()
     local res = {}
     H.run(function()
@@ -322,9 +322,12 @@ describe("calls with media", function()
         end
       end)
       local uri = "sip:switch@127.0.0.1:" .. switch.port
-      local ua = new_ua { listen = "127.0.0.1:0" }
-      local a = assert(ua:call(uri, { timeout = 5 }))
-      local c = assert(ua:call(uri, { timeout = 5 }))
+      -- A speaks G.711 at 8 kHz, C Opus at 48 kHz: the bridge resamples
+      local ua8 = new_ua { listen = "127.0.0.1:0", codecs = { "PCMU" } }
+      local ua48 = new_ua { listen = "127.0.0.1:0" }
+      local a = assert(ua8:call(uri, { timeout = 5 }))
+      local c = assert(ua48:call(uri, { timeout = 5 }))
+      assert.same({ "PCMU", "opus" }, { a.media_session:codec(), c.media_session:codec() })
       local digits = {}
       c:on_dtmf(function(_, d, source) digits[#digits + 1] = d .. "/" .. source end)
       local rec
@@ -362,9 +365,11 @@ describe("calls with media", function()
         assert(room:join(call))
       end)
       local uri = "sip:room@127.0.0.1:" .. host.port
+      -- two Opus members at 48 kHz and one PCMA at 8 kHz, resampled into the mix
       local ua = new_ua { listen = "127.0.0.1:0" }
+      local ua8 = new_ua { listen = "127.0.0.1:0", codecs = { "PCMA" } }
       local members = {}
-      for i = 1, 3 do members[i] = assert(ua:call(uri, { timeout = 5 })) end
+      for i = 1, 3 do members[i] = assert((i == 3 and ua8 or ua):call(uri, { timeout = 5 })) end
       assert.is_true(H.poll_until(function() return room:count() == 3 end, 5))
       for i = 1, 3 do
         luasip.spawn(function()

@@ -1,6 +1,7 @@
 /* conf.c — N-1 mixing for conferences. See conf.h. */
 #include "media/conf.h"
 
+#include <speex/speex_resampler.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,10 @@
 
 typedef struct {
   struct media_session *s;
-  int16_t out[FRAME_MAX];    /* what this member hears */
+  unsigned rate;                    /* the member's; the mix may run at another */
+  SpeexResamplerState *in, *back;   /* member -> mix rate, and back (NULL: same rate) */
+  int16_t heard[FRAME_MAX];         /* what it said, at the mix rate */
+  int16_t out[FRAME_MAX];           /* what it hears, at its rate */
 } member_t;
 
 struct media_conf {
@@ -58,10 +62,6 @@ int media_conf_join(media_conf_t *c, struct media_session *s, char *err, size_t 
     snprintf(err, errlen, "no media negotiated yet");
     return -1;
   }
-  if (c->n && rate != c->rate) {
-    snprintf(err, errlen, "the conference runs at %u Hz, this call at %u Hz", c->rate, rate);
-    return -1;
-  }
   if (c->n == MEDIA_CONF_MAX) {
     snprintf(err, errlen, "the conference is full (%d members)", MEDIA_CONF_MAX);
     return -1;
@@ -72,8 +72,25 @@ int media_conf_join(media_conf_t *c, struct media_session *s, char *err, size_t 
     return -1;
   }
   m->s = s;
-  c->rate = rate;
-  c->frame = rate / 50;
+  m->rate = rate;
+  if (!c->n) {
+    c->rate = rate;
+    c->frame = rate / 50;
+  }
+  if (rate != c->rate) {
+    int e1 = 0, e2 = 0;
+    m->in = speex_resampler_init(1, rate, c->rate, 3, &e1);
+    m->back = speex_resampler_init(1, c->rate, rate, 3, &e2);
+    if (!m->in || !m->back) {
+      if (m->in)
+        speex_resampler_destroy(m->in);
+      if (m->back)
+        speex_resampler_destroy(m->back);
+      free(m);
+      snprintf(err, errlen, "cannot resample %u to %u Hz", rate, c->rate);
+      return -1;
+    }
+  }
   c->m[c->n++] = m;
   media_session_set_conf(s, c, m->out);
   return 0;
@@ -84,6 +101,10 @@ void media_conf_leave(media_conf_t *c, struct media_session *s)
   for (int i = 0; i < c->n; i++)
     if (c->m[i]->s == s) {
       media_session_set_conf(s, NULL, NULL);
+      if (c->m[i]->in)
+        speex_resampler_destroy(c->m[i]->in);
+      if (c->m[i]->back)
+        speex_resampler_destroy(c->m[i]->back);
       free(c->m[i]);
       c->m[i] = c->m[--c->n];
       return;
@@ -106,23 +127,37 @@ static void mix(media_conf_t *c)
     return;
   memset(sum, 0, n * sizeof *sum);
   for (int i = 0; i < c->n; i++) {
+    member_t *m = c->m[i];
     unsigned frame, rate;
-    heard[i] = media_session_heard(c->m[i]->s, &frame, &rate);
-    if (frame != n || rate != c->rate) {
-      heard[i] = NULL; /* not running (yet), or renegotiated away */
+    int16_t const *h = media_session_heard(m->s, &frame, &rate);
+    heard[i] = NULL;
+    if (!frame || rate != m->rate || frame > FRAME_MAX)
+      continue; /* not running (yet), or renegotiated to another rate */
+    if (m->in) {
+      spx_uint32_t in_len = frame, out_len = n;
+      speex_resampler_process_int(m->in, 0, h, &in_len, m->heard, &out_len);
+      if (out_len < n)
+        memset(m->heard + out_len, 0, (n - out_len) * sizeof *m->heard);
+      h = m->heard;
+    } else if (frame != n) {
       continue;
     }
+    heard[i] = h;
     for (unsigned k = 0; k < n; k++)
-      sum[k] += heard[i][k];
+      sum[k] += h[k];
   }
   for (int i = 0; i < c->n; i++) {
-    int16_t *out = c->m[i]->out;
-    if (heard[i])
-      for (unsigned k = 0; k < n; k++)
-        out[k] = clamp16(sum[k] - heard[i][k]);
-    else
-      for (unsigned k = 0; k < n; k++)
-        out[k] = clamp16(sum[k]);
+    member_t *m = c->m[i];
+    int16_t mixed[FRAME_MAX];
+    int16_t *out = m->back ? mixed : m->out;
+    for (unsigned k = 0; k < n; k++)
+      out[k] = clamp16(heard[i] ? sum[k] - heard[i][k] : sum[k]);
+    if (m->back) {
+      spx_uint32_t in_len = n, out_len = m->rate / 50;
+      speex_resampler_process_int(m->back, 0, mixed, &in_len, m->out, &out_len);
+      if (out_len < m->rate / 50)
+        memset(m->out + out_len, 0, (m->rate / 50 - out_len) * sizeof *m->out);
+    }
   }
 }
 

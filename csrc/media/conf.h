@@ -2,8 +2,8 @@
  * member hears everyone but itself (N-1 mixing). Mixed once per engine
  * tick, before the sessions send: every member's frame played out last
  * tick is summed once, and each member gets the sum minus its own frame,
- * saturated to 16 bits. All members run at the conference's rate (the
- * first member's). No Lua. */
+ * saturated to 16 bits. The mix runs at the first member's rate; members
+ * at another rate are resampled (speexdsp) on the way in and out. No Lua. */
 #ifndef LUASIP_MEDIA_CONF_H
 #define LUASIP_MEDIA_CONF_H
 

@@ -4,6 +4,8 @@
 #include "media/clip.h"
 #include "media/codec.h"
 #include "media/conf.h"
+
+#include <speex/speex_resampler.h>
 #include "media/jitter.h"
 #include "media/recorder.h"
 #include "media/rtp.h"
@@ -77,6 +79,7 @@ struct media_session {
   unsigned nout;
   int playing;            /* PLAY_NONE, PLAY_TONE or PLAY_CLIP */
   media_session_t *peer;  /* bridged: the peer's audio is our source */
+  SpeexResamplerState *peer_rs; /* the peer's rate to ours, when they differ */
   media_conf_t *conf;     /* a conference member: the mix is our source */
   int16_t const *feed;    /* the conference's mix for us */
   clip_t *clip;
@@ -362,6 +365,8 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     s->codec = c;
     if (s->rate != codec_audio_rate(c) && s->playing == PLAY_CLIP)
       media_session_stop_play(s); /* decoded for the old rate */
+    if (s->rate != codec_audio_rate(c))
+      media_session_unbridge(s); /* its resampling was for the old rate */
     s->rate = codec_audio_rate(c);
     s->frame = s->rate * TICK_MS / 1000;
     jitter_init(&s->jb, codec_rtp_rate(c), s->frame, 300);
@@ -431,24 +436,59 @@ int media_session_bridge(media_session_t *a, media_session_t *b, char *err, size
     snprintf(err, errlen, "no media negotiated yet");
     return -1;
   }
-  if (a->rate != b->rate) {
-    snprintf(err, errlen, "the sessions run at %u and %u Hz (no resampling yet)", a->rate,
-             b->rate);
-    return -1;
-  }
   media_session_unbridge(a);
   media_session_unbridge(b);
+  if (a->rate != b->rate) {
+    int e1 = 0, e2 = 0;
+    a->peer_rs = speex_resampler_init(1, b->rate, a->rate, 3, &e1);
+    b->peer_rs = speex_resampler_init(1, a->rate, b->rate, 3, &e2);
+    if (!a->peer_rs || !b->peer_rs) {
+      snprintf(err, errlen, "cannot resample between %u and %u Hz", a->rate, b->rate);
+      if (a->peer_rs)
+        speex_resampler_destroy(a->peer_rs);
+      if (b->peer_rs)
+        speex_resampler_destroy(b->peer_rs);
+      a->peer_rs = b->peer_rs = NULL;
+      return -1;
+    }
+  }
   a->peer = b;
   b->peer = a;
   return 0;
 }
 
+static void drop_resampler(media_session_t *s)
+{
+  if (s->peer_rs)
+    speex_resampler_destroy(s->peer_rs);
+  s->peer_rs = NULL;
+}
+
 void media_session_unbridge(media_session_t *s)
 {
   if (s->peer) {
+    drop_resampler(s->peer);
     s->peer->peer = NULL;
     s->peer = NULL;
   }
+  drop_resampler(s);
+}
+
+/* The bridged peer's last frame, at our rate. */
+static void from_peer(media_session_t *s, int16_t *frame, unsigned n)
+{
+  media_session_t *p = s->peer;
+  spx_uint32_t in_len = p->frame, out_len = n;
+  if (!s->peer_rs) {
+    if (p->frame == n)
+      memcpy(frame, p->in, n * sizeof *frame);
+    else
+      memset(frame, 0, n * sizeof *frame);
+    return;
+  }
+  speex_resampler_process_int(s->peer_rs, 0, p->in, &in_len, frame, &out_len);
+  if (out_len < n)
+    memset(frame + out_len, 0, (n - out_len) * sizeof *frame);
 }
 
 media_session_t *media_session_bridged(media_session_t const *s) { return s->peer; }
@@ -927,8 +967,8 @@ static void session_tick(media_session_t *s)
         media_session_stop_play(s);
     } else if (s->echo) {
       memcpy(frame, s->in, n * sizeof *frame);
-    } else if (s->peer && s->peer->frame == n) {
-      memcpy(frame, s->peer->in, n * sizeof *frame);
+    } else if (s->peer) {
+      from_peer(s, frame, n);
     } else if (s->feed) {
       memcpy(frame, s->feed, n * sizeof *frame);
     } else {
