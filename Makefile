@@ -19,7 +19,7 @@ SERVER_SRC := csrc/lrequest.c csrc/sip/proxy.c
 STORE_SRC  := csrc/store/sqlite.c csrc/lstore.c
 # The media engine (RTP/RTCP, codecs, jitter buffer, tones, recording).
 MEDIA_SRC  := csrc/lmedia.c csrc/media/rtp.c csrc/media/sdpmap.c csrc/media/codec.c \
-              csrc/media/jitter.c csrc/media/tone.c csrc/media/recorder.c csrc/media/clip.c csrc/media/tts.c csrc/media/conf.c \
+              csrc/media/jitter.c csrc/media/tone.c csrc/media/recorder.c csrc/media/clip.c csrc/media/tts.c csrc/media/conf.c csrc/media/sdes.c \
               csrc/media/session.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
@@ -27,8 +27,8 @@ LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus) -lpthread -lm
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2) -lpthread -lm
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)

@@ -2,6 +2,7 @@
  * their sources, sinks, DTMF and statistics, for lua/luasip/media.lua. */
 #include "lcore.h"
 #include "media/conf.h"
+#include "media/sdes.h"
 #include "media/sdpmap.h"
 #include "media/session.h"
 #include "media/tts.h"
@@ -399,6 +400,31 @@ static int c_close(lua_State *L)
   return 0;
 }
 
+/* session:srtp(suite, local_key, remote_key) -> true, or nil, error;
+ * session:srtp(nil): plain RTP */
+static int s_srtp(lua_State *L)
+{
+  lsession *ls = check(L);
+  char const *suite = luaL_optstring(L, 2, NULL);
+  char const *lk = suite ? luaL_checkstring(L, 3) : NULL;
+  char const *rk = suite ? luaL_checkstring(L, 4) : NULL;
+  char err[160];
+  if (media_session_srtp(ls->s, suite, lk, rk, err, sizeof err) < 0)
+    return lsip_fail(L, err, "EINVAL");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.srtp_key(suite) -> a fresh random base64 key, or nil, error */
+static int l_srtp_key(lua_State *L)
+{
+  char b64[96];
+  if (sdes_new_key(luaL_checkstring(L, 1), b64, sizeof b64) < 0)
+    return lsip_fail(L, "unknown SRTP suite", "EINVAL");
+  lua_pushstring(L, b64);
+  return 1;
+}
+
 /* session:echo(on) */
 static int s_echo(lua_State *L)
 {
@@ -472,6 +498,8 @@ static int s_stats(lua_State *L)
   SETNUM("unknown_pt", st.unknown_pt);
   SETNUM("late", st.late);
   SETNUM("concealed_ms", st.concealed_ms);
+  SETNUM("srtp_auth_fail", st.srtp_auth_fail);
+  SETNUM("srtp_replay", st.srtp_replay);
   lua_pushboolean(L, st.latched);
   lua_setfield(L, -2, "latched");
   return 1;
@@ -565,7 +593,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const methods[] = {
     { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
-    { "stop_play", s_stop_play }, { "bridge", s_bridge }, { "bridged", s_bridge_peer }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
+    { "stop_play", s_stop_play }, { "srtp", s_srtp }, { "bridge", s_bridge }, { "bridged", s_bridge_peer }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
     { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
   };
   static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },
@@ -575,6 +603,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
                                     { "sdp_map", l_sdp_map },
                                     { "media_cache", l_media_cache },
                                     { "tts", l_tts },
+                                    { "srtp_key", l_srtp_key },
                                     { "media_conference", l_media_conference },
                                     { NULL, NULL } };
   static luaL_Reg const conf_methods[] = { { "join", c_join }, { "leave", c_leave },

@@ -16,11 +16,13 @@ local function new_ua(opts)
 end
 
 -- a calls b; b runs on_call(call) in the call's task.
-local function pair(on_call, a_opts)
+local function pair(on_call, a_opts, b_opts)
   a_opts = a_opts or {}
   a_opts.listen, a_opts.aor = "127.0.0.1:0", "sip:alice@127.0.0.1"
   local a = new_ua(a_opts)
-  local b = new_ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1" }
+  b_opts = b_opts or {}
+  b_opts.listen, b_opts.aor = "127.0.0.1:0", "sip:bob@127.0.0.1"
+  local b = new_ua(b_opts)
   b:on("call", on_call)
   return a, b, string.format("sip:bob@127.0.0.1:%d", b.port)
 end
@@ -45,8 +47,10 @@ describe("calls with media", function()
   end)
   H.leakcheck()
 
-  for _, codec in ipairs { "PCMU", "PCMA", "opus" } do
-    it("carries a tone " .. codec .. " from caller to the callee's recording", function()
+  for _, case in ipairs { { "PCMU", "off" }, { "PCMA", "off" }, { "opus", "off" },
+                          { "PCMU", "mandatory" }, { "PCMA", "mandatory" }, { "opus", "mandatory" } } do
+    local codec, srtp = case[1], case[2]
+    it("carries a tone " .. codec .. " with SRTP " .. srtp .. " from caller to the callee's recording", function()
       local dir = H.tmpdir()
       local path = dir .. "/in.wav"
       local rec = {}
@@ -55,9 +59,18 @@ describe("calls with media", function()
           assert(call:answer())
           rec.r1, rec.r2, rec.r3, rec.r4 = call:record(path, { max_seconds = 10, stop_on = false })
           rec.done = true
-        end, { codecs = { codec } })
+        end, { codecs = { codec }, srtp = srtp }, { srtp = srtp })
         local call = assert(a:call(uri, { timeout = 5 }))
         assert.equal(codec, call.media_session:codec())
+        if srtp == "mandatory" then
+          assert.equal("AES_CM_128_HMAC_SHA1_80", call.srtp)
+          assert.matches("m=audio %d+ RTP/SAVP ", call.local_sdp)
+          assert.matches("m=audio %d+ RTP/SAVP ", call.remote_sdp)
+          assert.matches("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:", call.remote_sdp)
+        else
+          assert.is_nil(call.srtp)
+          assert.is_nil(call.local_sdp:find("a=crypto", 1, true))
+        end
         assert.is_true(call:tone { freqs = { 1000 }, duration = 1000 })
         luasip.sleep(0.3)
         call:hangup()
@@ -392,6 +405,56 @@ describe("calls with media", function()
     assert.is_true(p(2, 600) > 100 * p(2, 900), "member 2 hears 1, not itself")
     assert.is_true(p(3, 600) > 100 * p(3, 1400) and p(3, 900) > 100 * p(3, 1400), "member 3 hears both")
     os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
+  it("keys SRTP anew on a re-INVITE, and audio goes on under the new keys", function()
+    local dir = H.tmpdir()
+    local rec
+    H.run(function()
+      local callee
+      local a, _, uri = pair(function(call)
+        callee = call
+        assert(call:answer())
+      end, { srtp = "mandatory" }, { srtp = "mandatory" })
+      local call = assert(a:call(uri, { timeout = 5 }))
+      local function key(sdp) return sdp:match("a=crypto:%d+ %S+ inline:(%S+)") end
+      local k1, r1 = key(call.local_sdp), key(call.remote_sdp)
+      assert.is_true(call:hold())
+      assert.is_true(call:unhold())
+      assert.are_not.equal(k1, key(call.local_sdp))
+      assert.are_not.equal(r1, key(call.remote_sdp))
+      luasip.spawn(function()
+        rec = { callee:record(dir .. "/after.wav", { max_seconds = 20, stop_on = false }) }
+      end)
+      assert.is_true(call:tone { freqs = { 1000 }, duration = 1000 })
+      luasip.sleep(0.3)
+      call:hangup()
+      assert.is_true(H.poll_until(function() return rec ~= nil end, 5))
+      assert.equal(0, call:stats().srtp_auth_fail)
+    end, 30)
+    local samples, rate = audio.read_wav(dir .. "/after.wav")
+    assert(audio.dominant(samples, rate, 1000))
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
+  it("refuses SRTP offers with srtp off, and plain offers with srtp mandatory (488)", function()
+    H.run(function()
+      local _, off, uri_off = pair(function(call) call:answer() end, nil, { srtp = "off" })
+      local secure = new_ua { listen = "127.0.0.1:0", srtp = "mandatory" }
+      local plain = new_ua { listen = "127.0.0.1:0", srtp = "off" }
+      local _, why, status = secure:call(uri_off, { timeout = 5 })
+      assert.equal(488, status, tostring(why))
+      local _, m, uri_m = pair(function(call) call:answer() end, nil, { srtp = "mandatory" })
+      _, why, status = plain:call(uri_m, { timeout = 5 })
+      assert.equal(488, status, tostring(why))
+      -- optional on both sides: SRTP is used
+      local _, _, uri_o = pair(function(call) call:answer() end)
+      local c = assert(new_ua { listen = "127.0.0.1:0" }:call(uri_o, { timeout = 5 }))
+      assert.equal("AES_CM_128_HMAC_SHA1_80", c.srtp)
+      assert.matches("m=audio %d+ RTP/AVP ", c.local_sdp)
+      c:hangup()
+      assert(off and m)
+    end, 30)
   end)
 
   it("answers an offer it cannot take with 488, and a malformed one with 400", function()

@@ -4,6 +4,7 @@
 #include "media/clip.h"
 #include "media/codec.h"
 #include "media/conf.h"
+#include "media/sdes.h"
 
 #include <speex/speex_resampler.h>
 #include "media/jitter.h"
@@ -80,6 +81,7 @@ struct media_session {
   int playing;            /* PLAY_NONE, PLAY_TONE or PLAY_CLIP */
   media_session_t *peer;  /* bridged: the peer's audio is our source */
   SpeexResamplerState *peer_rs; /* the peer's rate to ours, when they differ */
+  sdes_t *sec;            /* SRTP, when keyed */
   media_conf_t *conf;     /* a conference member: the mix is our source */
   int16_t const *feed;    /* the conference's mix for us */
   clip_t *clip;
@@ -180,6 +182,7 @@ static void free_session(media_session_t *s)
   if (s->rec)
     recorder_close(s->rec, 0, err, sizeof err);
   clip_release(s->clip);
+  sdes_destroy(s->sec);
   codec_destroy(s->codec);
   free(s);
 }
@@ -426,6 +429,20 @@ void media_session_destroy(media_session_t *s)
 
 /* ---- sources and sinks --------------------------------------------------- */
 
+int media_session_srtp(media_session_t *s, char const *suite, char const *local_key,
+                       char const *remote_key, char *err, size_t errlen)
+{
+  sdes_t *sec = NULL;
+  if (suite) {
+    sec = sdes_create(suite, local_key, remote_key, err, errlen);
+    if (!sec)
+      return -1;
+  }
+  sdes_destroy(s->sec);
+  s->sec = sec;
+  return 0;
+}
+
 int media_session_bridge(media_session_t *a, media_session_t *b, char *err, size_t errlen)
 {
   if (a == b || a->dead || b->dead) {
@@ -670,13 +687,15 @@ media_stats_t media_session_stats(media_session_t const *s)
 static void send_rtp(media_session_t *s, int marker, int pt, uint32_t ts, uint8_t const *payload,
                      size_t len)
 {
-  uint8_t pkt[RTP_HEADER_LEN + MTU];
+  uint8_t pkt[RTP_HEADER_LEN + MTU + SDES_TRAILER];
+  int n = (int)(RTP_HEADER_LEN + len);
   if (len > MTU || !s->send_ok)
     return;
   rtp_write_header(pkt, marker, (unsigned)pt, s->seq++, ts, s->ssrc);
   memcpy(pkt + RTP_HEADER_LEN, payload, len);
-  if (sendto(s->fd, pkt, RTP_HEADER_LEN + len, 0, (struct sockaddr *)&s->remote,
-             s->remote_len) >= 0) {
+  if (s->sec && sdes_protect(s->sec, pkt, &n, 0) != SDES_OK)
+    return;
+  if (sendto(s->fd, pkt, (size_t)n, 0, (struct sockaddr *)&s->remote, s->remote_len) >= 0) {
     s->st.packets_sent++;
     s->st.bytes_sent += len;
   }
@@ -742,7 +761,7 @@ static int dtmf_tick(media_session_t *s)
 
 static void send_rtcp(media_session_t *s)
 {
-  uint8_t buf[256];
+  uint8_t buf[256 + SDES_TRAILER];
   rtcp_sender_info_t si;
   rtcp_report_t rr;
   int nrr = 0;
@@ -770,9 +789,15 @@ static void send_rtcp(media_session_t *s)
     s->received_prior = s->received;
     nrr = 1;
   }
-  len = rtcp_write(buf, sizeof buf, s->ssrc, s->st.packets_sent ? &si : NULL, &rr, nrr, "luasip");
+  len = rtcp_write(buf, 256, s->ssrc, s->st.packets_sent ? &si : NULL, &rr, nrr, "luasip");
   if (!len)
     return;
+  if (s->sec) {
+    int n = (int)len;
+    if (sdes_protect(s->sec, buf, &n, 1) != SDES_OK)
+      return;
+    len = (size_t)n;
+  }
   if ((s->rtcp_mux ? sendto(s->fd, buf, len, 0, (struct sockaddr *)&s->remote, s->remote_len)
                    : sendto(s->rtcp_fd, buf, len, 0, (struct sockaddr *)&s->remote_rtcp,
                             s->remote_rtcp_len)) >= 0)
@@ -858,13 +883,36 @@ static void on_rtcp_packet(void *arg, rtcp_packet_t const *pkt)
   }
 }
 
-static void on_datagram(media_session_t *s, uint8_t const *p, size_t len,
+static void on_datagram(media_session_t *s, uint8_t *p, size_t len,
                         struct sockaddr_storage const *from, socklen_t fromlen, int rtcp_socket)
 {
   rtp_header_t h;
+  int is_rtcp;
   if (!s->running || !s->codec)
     return;
-  if (rtcp_socket || rtp_is_rtcp(p, len)) {
+  is_rtcp = rtcp_socket || rtp_is_rtcp(p, len);
+  if (s->sec) {
+    int n = (int)len, rc;
+    if (len < 12 || len > MTU) {
+      s->st.malformed++;
+      return;
+    }
+    rc = sdes_unprotect(s->sec, p, &n, is_rtcp);
+    if (rc == SDES_AUTH) {
+      s->st.srtp_auth_fail++;
+      return;
+    }
+    if (rc == SDES_REPLAY) {
+      s->st.srtp_replay++;
+      return;
+    }
+    if (rc != SDES_OK) {
+      s->st.malformed++;
+      return;
+    }
+    len = (size_t)n;
+  }
+  if (is_rtcp) {
     if (rtcp_parse(p, len, on_rtcp_packet, s) < 0)
       s->st.malformed++;
     else

@@ -41,6 +41,7 @@ typedef struct {
   int64_t remote_lost;      /* from the peer's last report, -1 none */
   double remote_jitter_ms;
   uint64_t rtcp_sent, rtcp_received, malformed, unknown_pt, late, concealed_ms;
+  uint64_t srtp_auth_fail, srtp_replay; /* SRTP packets dropped */
   int latched;
 } media_stats_t;
 
@@ -67,6 +68,10 @@ unsigned media_session_port(media_session_t const *s);
  * when no codec we know was negotiated. A remote port of 0 stops. */
 int media_session_start(media_session_t *s, sdpmap_t const *remote, unsigned ptime,
                         char *err, size_t errlen);
+/* Key SRTP (SDES): suite (NULL: plain RTP again), our base64 key and the
+ * peer's. Packets either way are protected from now on. */
+int media_session_srtp(media_session_t *s, char const *suite, char const *local_key,
+                       char const *remote_key, char *err, size_t errlen);
 /* Stop everything, close the sockets, free. Safe inside a callback. */
 void media_session_destroy(media_session_t *s);
 

@@ -580,7 +580,8 @@ function Call:_check_offer()
   if not map and why:match("^malformed") then return nil, "Bad Session Description", 400 end
   if self.ua.offer or self.ua.media == false then return true end
   if not map then return nil, why, 488 end
-  local body, reason, code = sdp.answer(self.remote_sdp, { codecs = self.ua.codecs })
+  local body, reason, code = sdp.answer(self.remote_sdp, { codecs = self.ua.codecs,
+    srtp = self.ua.srtp or "optional", key = core.srtp_key })
   if not body then return nil, reason, code end
   return true
 end

@@ -80,7 +80,23 @@ local function want(call, offering)
   return "sendonly"
 end
 
---- An offer for call: the port of its session (9 with media off).
+local function policy(call)
+  if call.media_session == false then return "off" end
+  return call.ua.srtp or "optional"
+end
+
+-- Keys of ours, one per suite, made once per offer or answer.
+local function keys()
+  local made = {}
+  return function(suite)
+    if not made[suite] then made[suite] = core.srtp_key(suite) end
+    return made[suite]
+  end
+end
+
+--- An offer for call: the port of its session (9 with media off), and
+--- fresh SRTP keys unless srtp is off (RTP/SAVP when mandatory; RTP/AVP
+--- with a=crypto when optional, RFC 4568 §5.1.1's best effort).
 function M.offer(call)
   local s, err, code = session(call)
   if s == nil then return nil, "no RTP port: " .. tostring(err), 503, code end
@@ -90,6 +106,15 @@ function M.offer(call)
     codecs = call.ua.codecs,
     direction = want(call, true),
   }
+  local p = policy(call)
+  call.offered_crypto = nil
+  if p ~= "off" then
+    local key, list = keys(), {}
+    for i, suite in ipairs(sdp.SUITES) do list[i] = { tag = i, suite = suite, key = key(suite) } end
+    opts.crypto = list
+    opts.proto = p == "mandatory" and "RTP/SAVP" or "RTP/AVP"
+    call.offered_crypto = list
+  end
   return stamp(call, sdp.offer, opts)
 end
 
@@ -103,12 +128,27 @@ function M.answer(call, offer)
     port = s and s:port() or 9,
     codecs = call.ua.codecs,
     direction = want(call, false),
+    srtp = policy(call),
+    key = keys(),
   }
   local body, why, code = sdp.answer(offer, opts)
   if not body then return nil, why, code end
-  body = stamp(call, function(o) return (sdp.answer(offer, o)) end, opts)
+  local sec
+  body = stamp(call, function(o)
+    local b, _, x = sdp.answer(offer, o)
+    sec = x
+    return b
+  end, opts)
   if s then
-    local ok, serr = s:start(offer, 0, allow(call))
+    local ok, serr
+    if sec then
+      ok, serr = s:srtp(sec.suite, sec.local_key, sec.remote_key)
+    else
+      ok, serr = s:srtp(nil)
+    end
+    if not ok then return nil, serr, 488 end
+    call.srtp = sec and sec.suite or nil
+    ok, serr = s:start(offer, 0, allow(call))
     if not ok then return nil, serr, 488 end
   end
   return body
@@ -118,7 +158,28 @@ end
 function M.remote(call, body)
   local s = call.media_session
   if not s then return end
-  local ok, err = s:start(body, 0, allow(call))
+  -- SRTP: the answer names one of the suites we offered, with its key
+  local map = core.sdp_map(body, allow(call))
+  local sec
+  if map and map.crypto and map.crypto[1] and call.offered_crypto then
+    local c = map.crypto[1]
+    for _, mine in ipairs(call.offered_crypto) do
+      if mine.tag == c.tag and mine.suite == c.suite then sec = { mine.suite, mine.key, c.key } end
+    end
+  end
+  if not sec and (policy(call) == "mandatory" or (map and map.secure)) then
+    log.warn("call %s: the answer has no SRTP key we can use: no media", tostring(call.call_id))
+    s:srtp(nil)
+    return
+  end
+  local ok, err
+  if sec then ok, err = s:srtp(sec[1], sec[2], sec[3]) else ok, err = s:srtp(nil) end
+  if not ok then
+    log.warn("call %s: SRTP not keyed: %s", tostring(call.call_id), tostring(err))
+    return
+  end
+  call.srtp = sec and sec[1] or nil
+  ok, err = s:start(body, 0, allow(call))
   if not ok then log.warn("call %s: media not started: %s", tostring(call.call_id), tostring(err)) end
 end
 

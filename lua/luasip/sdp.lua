@@ -19,6 +19,11 @@ local CODECS = {
 }
 -- telephone-event (RFC 4733) at each codec rate we offer
 local TE_PT = { [8000] = 101, [48000] = 110 }
+--- SRTP suites (RFC 4568, RFC 7714) we key, in our order of preference.
+M.SUITES = { "AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_32" }
+local SUITE_OK = {}
+for _, n in ipairs(M.SUITES) do SUITE_OK[n] = true end
+
 --- What calls offer unless the UA says otherwise.
 M.DEFAULT_CODECS = { "opus", "PCMU", "PCMA" }
 M.CODECS = CODECS
@@ -40,7 +45,8 @@ end
 --- An audio offer. opts: addr, port (default 9, the "discard" port: a
 --- valid description that carries nothing), codecs (names, in our order of
 --- preference: "opus", "PCMU", "PCMA"; default all three), direction (default sendrecv), ptime,
---- id and version for the o= line.
+--- id and version for the o= line, proto (default "RTP/AVP"), crypto (a
+--- list of { tag =, suite =, key = } for a=crypto lines).
 function M.offer(opts)
   opts = opts or {}
   local addr = opts.addr or "127.0.0.1"
@@ -64,8 +70,12 @@ function M.offer(opts)
     maps[#maps + 1] = "a=rtpmap:" .. te .. " telephone-event/" .. rate
     maps[#maps + 1] = "a=fmtp:" .. te .. " 0-16"
   end
-  lines[#lines + 1] = string.format("m=audio %d RTP/AVP %s", opts.port or 9, table.concat(pts, " "))
+  lines[#lines + 1] = string.format("m=audio %d %s %s", opts.port or 9, opts.proto or "RTP/AVP",
+                                    table.concat(pts, " "))
   for _, l in ipairs(maps) do lines[#lines + 1] = l end
+  for _, c in ipairs(opts.crypto or {}) do
+    lines[#lines + 1] = string.format("a=crypto:%d %s inline:%s", c.tag, c.suite, c.key)
+  end
   if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
   lines[#lines + 1] = "a=" .. (opts.direction or "sendrecv")
   lines[#lines + 1] = ""
@@ -89,10 +99,13 @@ local ANSWER_DIR = {
 --- Answer an offer. `offer` is the offer's text or core.sdp_map() of it;
 --- opts: addr, port, direction (what we want, default sendrecv), id,
 --- version, ptime, codecs (names we accept; default all we have: the
---- first of them in the offer's order is chosen).
---- Returns the answer and the mapped offer, or nil, reason, 488 when no
---- audio stream with a codec we have is offered (or the offer is
---- malformed: nil, reason, 400).
+--- first of them in the offer's order is chosen), srtp ("off",
+--- "optional", "mandatory"), key(suite) -> a base64 key of ours.
+--- Returns the answer, the mapped offer and the SRTP keying
+--- { suite =, local_key =, remote_key = } (nil for plain RTP), or nil,
+--- reason, 488 when no audio stream with a codec we have is offered or
+--- the SRTP policies disagree (malformed: nil, reason, 400). An offer that
+--- carries crypto is never answered with plain RTP.
 function M.answer(offer, opts)
   opts = opts or {}
   local map = offer
@@ -106,8 +119,20 @@ function M.answer(offer, opts)
   if not map.codec or map.port == 0 then
     return nil, "no common codec", 488
   end
-  if map.secure then
-    return nil, "SRTP (RTP/SAVP) is not offered by this UA", 488
+  local policy = opts.srtp or "off"
+  local sec
+  local offered = map.crypto and #map.crypto > 0
+  if offered or map.secure then
+    if policy == "off" then return nil, "SRTP offered, and this UA has srtp off", 488 end
+    for _, c in ipairs(map.crypto or {}) do
+      if SUITE_OK[c.suite] then sec = c break end
+    end
+    if not sec then return nil, "no SRTP suite in common", 488 end
+    local key = opts.key and opts.key(sec.suite)
+    if not key then return nil, "no SRTP key", 488 end
+    sec = { tag = sec.tag, suite = sec.suite, local_key = key, remote_key = sec.key }
+  elseif policy == "mandatory" then
+    return nil, "SRTP is mandatory and the offer has none", 488
   end
   local addr = opts.addr or "127.0.0.1"
   local lines = head(addr, opts.id, opts.version)
@@ -133,12 +158,15 @@ function M.answer(offer, opts)
       end
       if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
       if map.rtcp_mux then lines[#lines + 1] = "a=rtcp-mux" end
+      if sec then
+        lines[#lines + 1] = string.format("a=crypto:%d %s inline:%s", sec.tag, sec.suite, sec.local_key)
+      end
       local want = opts.direction or "sendrecv"
       lines[#lines + 1] = "a=" .. ANSWER_DIR[want][map.direction or "sendrecv"]
     end
   end
   lines[#lines + 1] = ""
-  return table.concat(lines, "\r\n"), map
+  return table.concat(lines, "\r\n"), map, sec
 end
 
 --- The direction of the first audio stream: "sendrecv", "sendonly",

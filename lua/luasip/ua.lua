@@ -27,6 +27,8 @@
 --                 and offers PCMU, PCMA and telephone-event)
 --   media         false: no RTP sessions; calls offer port 9 (signalling only)
 --   codecs        codecs to offer and accept, in order (default {"opus", "PCMU", "PCMA"})
+--   srtp          "optional" (default: offer RTP/AVP with SDES keys, accept either),
+--                 "mandatory" (RTP/SAVP only) or "off" (plain RTP; crypto offers get 488)
 --   accept_refer  place the call an incoming REFER asks for (default true)
 --   timeout       seconds to wait for the stack to bind (default 5)
 local core = require "luasip.core"
@@ -63,7 +65,7 @@ end
 
 local UA_OPTIONS = set("listen", "aor", "display", "contact_user", "user_agent", "credentials",
   "proxy", "tls", "keepalive", "keepalive_mode", "rport", "session_timer", "min_se", "refresher",
-  "rel100", "sdp", "media", "codecs", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
+  "rel100", "sdp", "media", "codecs", "srtp", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
 local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_timer", "rel100", "from")
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
@@ -130,6 +132,9 @@ function M.new(opts)
   if opts.aor ~= nil and (type(opts.aor) ~= "string" or not opts.aor:match("^sips?:")) then
     fail_arg("aor", "must be a sip: or sips: URI")
   end
+  if opts.srtp ~= nil and opts.srtp ~= "off" and opts.srtp ~= "optional" and opts.srtp ~= "mandatory" then
+    fail_arg("srtp", 'must be "off", "optional" or "mandatory"')
+  end
   local creds = opts.credentials
   if creds ~= nil and type(creds) ~= "table" then fail_arg("credentials", "must be a table") end
   local rel100 = opts.rel100
@@ -150,6 +155,7 @@ function M.new(opts)
     offer = opts.sdp,
     media = opts.media,
     codecs = opts.codecs,
+    srtp = opts.srtp,
     accept_refer = opts.accept_refer ~= false,
     objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
     calls = setmetatable({}, { __mode = "k" }),  -- live calls (for Replaces)
