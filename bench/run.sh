@@ -10,7 +10,10 @@
 #     examples/proxy.lua and vs Kamailio + KEMI Lua: highest REGISTER/s (no
 #     auth, digest auth; memory and sqlite stores) and calls/s, CPU per
 #     operation, peak RSS. BENCH_QUICK=1 for short runs; BENCH_SERVER=0 skips
-#     it, BENCH_SERVER=only runs only it.
+#     it, BENCH_SERVER=only runs only it;
+#  4. media (bench/media.sh): G.711 calls between two luasip processes,
+#     each side playing a file and recording: calls per core and packets/s
+#     against the raw loopback limit (BENCH_MEDIA=0 skips it, =only runs it).
 # Bounded: every load has a fixed count and a timeout; loopback only.
 set -u
 KPID=""; UPID=""; LPID=""
@@ -32,6 +35,7 @@ DUR=${DUR:-10}
 cd "$root"
 sh tools/deps.sh bench || exit 1
 if [ "${BENCH_SERVER:-1}" = only ]; then bash "$root/bench/server.sh"; exit $?; fi
+if [ "${BENCH_MEDIA:-1}" = only ]; then bash "$root/bench/media.sh"; exit $?; fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lua_env() { echo "LUA_PATH=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_PATH_5_4=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_CPATH=$root/build/$1/?.so;; LUA_CPATH_5_4=$root/build/$1/?.so;;"; }
@@ -97,3 +101,4 @@ for RATE in ${CALL_RATES:-200 500}; do
 done
 echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"
 [ "${BENCH_SERVER:-1}" = 0 ] || bash "$root/bench/server.sh"
+[ "${BENCH_MEDIA:-1}" = 0 ] || bash "$root/bench/media.sh"

@@ -3,7 +3,8 @@
 -- built-in uas scenario does on the other side of the comparison.
 local luasip = require "luasip"
 local port = tonumber(arg[1]) or 5072
-local ua = assert(luasip.ua { listen = "127.0.0.1:" .. port, rel100 = false })
+-- signalling only, as SIPp's uas is: no RTP sessions
+local ua = assert(luasip.ua { listen = "127.0.0.1:" .. port, rel100 = false, media = false })
 local answered = 0
 ua:on("call", function(call)
   if call:answer() then answered = answered + 1 end

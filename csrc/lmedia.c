@@ -228,6 +228,23 @@ static int s_play(lua_State *L)
   return 1;
 }
 
+/* core.media_timing([reset]) -> { ticks, interval_error_p99_ms, busy_p50_ms,
+ * busy_p99_ms } (nil before the engine exists) */
+static int l_media_timing(lua_State *L)
+{
+  lsip_ctx *ctx = lsip_ctx_of(L);
+  media_timing_t t;
+  if (!ctx->media)
+    return 0;
+  t = media_engine_timing(ctx->media, lua_toboolean(L, 1));
+  lua_createtable(L, 0, 4);
+  SETNUM("ticks", t.ticks);
+  SETNUM("interval_error_p99_ms", t.interval_error_p99_ms);
+  SETNUM("busy_p50_ms", t.busy_p50_ms);
+  SETNUM("busy_p99_ms", t.busy_p99_ms);
+  return 1;
+}
+
 /* core.media_cache() -> { clips, referenced, bytes, hits, loads } */
 static int l_media_cache(lua_State *L)
 {
@@ -602,6 +619,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
                                     { "media_ports", l_media_ports },
                                     { "sdp_map", l_sdp_map },
                                     { "media_cache", l_media_cache },
+                                    { "media_timing", l_media_timing },
                                     { "tts", l_tts },
                                     { "srtp_key", l_srtp_key },
                                     { "media_conference", l_media_conference },

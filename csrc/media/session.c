@@ -4,14 +4,13 @@
 #include "media/clip.h"
 #include "media/codec.h"
 #include "media/conf.h"
-#include "media/sdes.h"
-
-#include <speex/speex_resampler.h>
 #include "media/jitter.h"
 #include "media/recorder.h"
 #include "media/rtp.h"
+#include "media/sdes.h"
 
 #include <sofia-sip/su_uniqueid.h>
+#include <speex/speex_resampler.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,9 +33,13 @@
 #define MTU 1500
 #define MAX_FRAME 2880 /* samples: 60 ms at 48 kHz */
 
+#define TIMING_BUCKETS 500 /* 0.1 ms each, up to 50 ms */
+
 struct media_engine {
   loop_t *loop;
-  loop_timer_t *tick;
+  int tfd;               /* timerfd: the 20 ms tick, exact (sofia timers are not) */
+  loop_watch_t *tick_watch;
+  int ticking;
   unsigned port_min, port_max, next_port;
   media_session_t *sessions;
   int nsessions;
@@ -44,6 +48,10 @@ struct media_engine {
   uint64_t ticks;
   clip_cache_t *clips;   /* decoded files, shared by every session */
   media_conf_t *confs;   /* conferences, mixed at the start of each tick */
+  /* tick timing, in 0.1 ms buckets: the interval's error from 20 ms, and
+   * the time the tick's work took (how late its last session sends) */
+  double last_tick;
+  uint64_t err_hist[TIMING_BUCKETS], busy_hist[TIMING_BUCKETS], timed;
   uint8_t rx[BATCH][MTU];
 };
 
@@ -129,7 +137,21 @@ static void ntp_now(uint32_t *sec, uint32_t *frac)
 
 /* ---- the engine ---------------------------------------------------------- */
 
-static void tick(loop_timer_t *t, void *arg);
+static void on_tick_fd(loop_watch_t *w, int revents, void *arg);
+static void tick(media_engine_t *e);
+
+/* Arm (or disarm) the periodic tick. */
+static void set_ticking(media_engine_t *e, int on)
+{
+  struct itimerspec its;
+  memset(&its, 0, sizeof its);
+  if (on) {
+    its.it_interval.tv_nsec = TICK_MS * 1000000L;
+    its.it_value.tv_nsec = TICK_MS * 1000000L;
+  }
+  timerfd_settime(e->tfd, 0, &its, NULL);
+  e->ticking = on;
+}
 
 media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned port_max,
                                     char *err, size_t errlen)
@@ -150,10 +172,13 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
   e->port_min = port_min;
   e->port_max = port_max;
   e->next_port = port_min + 2 * (su_random() % ((port_max - port_min + 1) / 2));
-  e->tick = loop_timer_create(loop, tick, e);
+  e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  e->tick_watch = e->tfd >= 0 ? loop_watch_create(loop, e->tfd, LOOP_READ, on_tick_fd, e) : NULL;
   e->clips = clip_cache_create(CLIP_BUDGET);
-  if (!e->tick || !e->clips) {
-    loop_timer_destroy(e->tick);
+  if (!e->tick_watch || !e->clips) {
+    loop_watch_destroy(e->tick_watch);
+    if (e->tfd >= 0)
+      close(e->tfd);
     clip_cache_destroy(e->clips);
     free(e);
     snprintf(err, errlen, "cannot create the media tick");
@@ -168,7 +193,8 @@ int media_engine_destroy(media_engine_t *e)
     return 0;
   if (e->nsessions)
     return -1;
-  loop_timer_destroy(e->tick);
+  loop_watch_destroy(e->tick_watch);
+  close(e->tfd);
   clip_cache_destroy(e->clips);
   free(e);
   return 0;
@@ -400,8 +426,8 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     s->next_rtcp = s->e->ticks + RTCP_TICKS / 2;
   }
   s->running = 1;
-  if (!loop_timer_armed(s->e->tick))
-    loop_timer_start(s->e->tick, TICK_MS, TICK_MS);
+  if (!s->e->ticking)
+    set_ticking(s->e, 1);
   return 0;
 }
 
@@ -423,7 +449,7 @@ void media_session_destroy(media_session_t *s)
   e->nsessions--;
   e->ndead++;
   if (!e->nsessions)
-    loop_timer_stop(e->tick);
+    set_ticking(e, 0);
   sweep(e);
 }
 
@@ -980,6 +1006,53 @@ static void on_readable(loop_watch_t *w, int revents, void *arg)
   sweep(e);
 }
 
+static double percentile(uint64_t const *hist, uint64_t total, double p)
+{
+  uint64_t want = (uint64_t)(total * p), seen = 0;
+  for (unsigned i = 0; i < TIMING_BUCKETS; i++) {
+    seen += hist[i];
+    if (seen > want)
+      return (i + 1) / 10.0;
+  }
+  return TIMING_BUCKETS / 10.0;
+}
+
+/* The timerfd fired: one tick, or a few more when the loop was held up
+ * (the media clock keeps its pace; beyond 5 missed ticks they are lost). */
+static void on_tick_fd(loop_watch_t *w, int revents, void *arg)
+{
+  media_engine_t *e = arg;
+  uint64_t n = 0;
+  (void)w, (void)revents;
+  if (read(e->tfd, &n, sizeof n) != sizeof n || !n)
+    return;
+  if (n > 5)
+    n = 5;
+  while (n-- && e->ticking)
+    tick(e);
+}
+
+media_timing_t media_engine_timing(media_engine_t const *e, int reset)
+{
+  media_timing_t t = { e->ticks, 0, 0, 0 };
+  uint64_t busy = 0;
+  for (unsigned i = 0; i < TIMING_BUCKETS; i++)
+    busy += e->busy_hist[i];
+  if (e->timed)
+    t.interval_error_p99_ms = percentile(e->err_hist, e->timed, 0.99);
+  if (busy) {
+    t.busy_p99_ms = percentile(e->busy_hist, busy, 0.99);
+    t.busy_p50_ms = percentile(e->busy_hist, busy, 0.50);
+  }
+  if (reset) {
+    media_engine_t *m = (media_engine_t *)e;
+    memset(m->err_hist, 0, sizeof m->err_hist);
+    memset(m->busy_hist, 0, sizeof m->busy_hist);
+    m->timed = 0;
+  }
+  return t;
+}
+
 /* ---- the tick ------------------------------------------------------------ */
 
 /* Mean absolute amplitude of a frame (a cheap energy measure). */
@@ -1059,11 +1132,17 @@ static void session_tick(media_session_t *s)
   }
 }
 
-static void tick(loop_timer_t *t, void *arg)
+static void tick(media_engine_t *e)
 {
-  media_engine_t *e = arg;
-  (void)t;
+  double start = loop_now();
   e->ticks++;
+  if (e->last_tick > 0 && start - e->last_tick < 1.0) {
+    double err = (start - e->last_tick) * 1000.0 - TICK_MS;
+    unsigned b = (unsigned)((err < 0 ? -err : err) * 10.0);
+    e->err_hist[b < TIMING_BUCKETS ? b : TIMING_BUCKETS - 1]++;
+    e->timed++;
+  }
+  e->last_tick = start;
   e->dispatching++;
   media_conf_mix_all(e->confs);
   for (media_session_t *s = e->sessions; s; s = s->next)
@@ -1071,4 +1150,8 @@ static void tick(loop_timer_t *t, void *arg)
       session_tick(s);
   e->dispatching--;
   sweep(e);
+  {
+    unsigned b = (unsigned)((loop_now() - start) * 10000.0);
+    e->busy_hist[b < TIMING_BUCKETS ? b : TIMING_BUCKETS - 1]++;
+  }
 }

@@ -56,6 +56,15 @@ typedef struct {
   size_t bytes;
   uint64_t hits, loads;
 } media_clip_stats_t;
+/* Tick timing since the last reset (upper bounds, 0.1 ms resolution): p99
+ * of |interval - 20 ms|, and p50/p99 of the work per tick (a session's
+ * packet leaves at most that long after the tick began). */
+typedef struct {
+  uint64_t ticks;
+  double interval_error_p99_ms, busy_p50_ms, busy_p99_ms;
+} media_timing_t;
+media_timing_t media_engine_timing(media_engine_t const *e, int reset);
+
 /* The decoded-file cache: clips held, in use, bytes, hits and loads. */
 media_clip_stats_t media_engine_clip_stats(media_engine_t const *e);
 

@@ -1,0 +1,67 @@
+#!/bin/bash
+# bench/media.sh — media capacity (`make bench`, or alone): N bidirectional
+# G.711 calls between two luasip processes on loopback, each side playing a
+# file and recording every call. For each N the calling side reports its
+# CPU, the packets it sent and received, loss, and the engine's tick
+# timing; the table gives calls per core of luasip CPU and the packet rate
+# next to the raw loopback limit measured in the same run (bench/rawudp.c:
+# a tight sendmmsg/recvmmsg loop). A step passes with no loss and a p99
+# send-interval error (tick interval error + jitter of the tick's work)
+# of at most 1 ms. MEDIA_STEPS, MEDIA_SECONDS and LUA choose the run.
+# Bounded: fixed counts, timeouts, loopback only.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+LUA=${LUA:-lua5.4}
+STEPS=${MEDIA_STEPS:-"100 200 400 800 1200 1600 2000"}
+SECS=${MEDIA_SECONDS:-10}
+W=$(mktemp -d /tmp/luasip-media-bench.XXXXXX)
+APID=""
+cleanup() { [ -n "$APID" ] && kill "$APID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_PATH_5_4="$root/lua/?.lua;$root/lua/?/init.lua;;"
+export LUA_CPATH="$root/build/$LUA/?.so;;" LUA_CPATH_5_4="$root/build/$LUA/?.so;;"
+run() { "$LUA" "$root/bin/luasip" "$@"; }
+
+cc -O2 -o "$W/rawudp" "$root/bench/rawudp.c" || exit 1
+# the prompt: 10 s of two tones at 8 kHz
+"$LUA" -e "package.path='$root/spec/?.lua;'..package.path
+  local a = require 'audio'
+  a.write_wav('$W/prompt.wav', 8000, 1, 10, function(t) return 0.3 * math.sin(2*math.pi*440*t) + 0.2 * math.sin(2*math.pi*1200*t) end)"
+raw=$("$W/rawudp" 3)
+echo "== media: G.711 calls between two luasip processes on 127.0.0.1 ($LUA, ${SECS}s per step); raw loopback limit $raw packets/s per core"
+printf "%6s %7s %10s %12s %7s %6s %9s %9s %5s\n" calls "cpu%" calls/core "pkts/s/core" "%raw" lost "err_p99" "busy_p99" ok
+best=0; bestrow=""
+for N in $STEPS; do
+  rm -rf "$W/a" "$W/c"; mkdir -p "$W/a" "$W/c"
+  run "$root/bench/media_peer.lua" answer 0 "$W/prompt.wav" "$W/a" > "$W/answer.out" 2> "$W/answer.err" &
+  APID=$!
+  port=""
+  for _ in $(seq 100); do
+    port=$(awk '/^ready/ {print $2}' "$W/answer.out"); [ -n "$port" ] && break; sleep 0.1
+  done
+  [ -n "$port" ] || { echo "answer side did not start"; cat "$W/answer.err"; exit 1; }
+  line=$(timeout $((SECS + 120)) "$LUA" "$root/bin/luasip" "$root/bench/media_peer.lua" call \
+    "sip:bench@127.0.0.1:$port" "$N" "$SECS" "$W/prompt.wav" "$W/c" 2> "$W/call.err" | grep '^RESULT')
+  kill "$APID" 2>/dev/null; wait "$APID" 2>/dev/null; APID=""
+  if [ -z "$line" ]; then echo "$N calls: no result ($(tail -1 "$W/call.err"))"; break; fi
+  get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
+  wall=$(get wall); cpu=$(get cpu); sent=$(get sent); recv=$(get received); lost=$(get lost)
+  err=$(get err_p99); b50=$(get busy_p50); b99=$(get busy_p99)
+  frac=$(echo "$cpu / $wall" | bc -l)
+  percore=$(echo "$N / $frac" | bc -l)
+  pps=$(echo "($sent + $recv) / 2 / $cpu" | bc -l)
+  pct=$(echo "100 * $pps / $raw" | bc -l)
+  # a session sends at tick start + its place in the tick: its interval
+  # error is at most the tick's plus the spread of the tick's work
+  senderr=$(echo "$err + $b99 - $b50" | bc -l)
+  ok=no
+  if [ "$lost" = 0 ] && [ "$(echo "$senderr <= 1.0" | bc)" = 1 ] && [ "$(echo "$frac < 0.95" | bc)" = 1 ]; then
+    ok=yes; best=$N; bestrow=$(printf "%.0f calls per core, %.0f packets/s per core = %.0f%% of the raw limit" "$percore" "$pps" "$pct")
+  fi
+  [ -n "${MEDIA_VERBOSE:-}" ] && echo "$line"
+  printf "%6d %7.1f %10.0f %12.0f %7.1f %6d %8.1fms %8.1fms %5s\n" "$N" "$(echo "100 * $frac" | bc -l)" \
+    "$percore" "$pps" "$pct" "$lost" "$senderr" "$b99" "$ok"
+  [ "$ok" = yes ] || break
+done
+echo "media capacity: largest passing step $best calls: ${bestrow:-none passed}"
