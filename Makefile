@@ -87,7 +87,7 @@ asan-test: deps
 
 # libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
 # writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
-FUZZERS      := sofialog message proxy credentials rtp sdpmap
+FUZZERS      := sofialog message proxy credentials rtp sdpmap sdes
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
 fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
@@ -114,6 +114,10 @@ $(BUILD)/fuzz/rtp: spec/fuzz/rtp_fuzz.c csrc/media/rtp.c csrc/media/rtp.h
 $(BUILD)/fuzz/sdpmap: spec/fuzz/sdpmap_fuzz.c csrc/media/sdpmap.c csrc/media/sdpmap.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sdpmap_fuzz.c csrc/media/sdpmap.c $(SOFIA_LIBS)
+
+$(BUILD)/fuzz/sdes: spec/fuzz/sdes_fuzz.c csrc/media/sdes.c csrc/media/sdes.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sdes_fuzz.c csrc/media/sdes.c $(SOFIA_LIBS)
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
