@@ -565,8 +565,10 @@ static int l_sdp_map(lua_State *L)
     SETNUM("rate", m.rate);
     SETNUM("channels", m.channels);
   }
-  if (m.te_pt >= 0)
+  if (m.te_pt >= 0) {
     SETNUM("te_pt", m.te_pt);
+    SETNUM("te_rate", m.te_rate);
+  }
   if (m.ptime)
     SETNUM("ptime", m.ptime);
   lua_pushboolean(L, m.secure);

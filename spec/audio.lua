@@ -15,19 +15,23 @@ if not string.unpack then -- LuaJIT: the WAV reader needs string.unpack
   end
 end
 
--- 16-bit mono PCM samples and rate of a WAV file (finds the data chunk).
+-- 16-bit PCM samples (the first channel) and rate of a WAV file (finds
+-- the data chunk).
 function M.read_wav(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
   f:close()
   assert(s:sub(1, 4) == "RIFF" and s:sub(9, 12) == "WAVE", "not a WAV file")
   local rate = string.unpack("<I4", s, 25)
+  local channels = s:byte(23) + 256 * s:byte(24)
   local i = 13
   while i + 8 <= #s do
     local id, len = s:sub(i, i + 3), string.unpack("<I4", s, i + 4)
     if id == "data" then
       local samples = {}
-      for k = 0, len / 2 - 1 do samples[k + 1] = string.unpack("<i2", s, i + 8 + 2 * k) end
+      for k = 0, len / 2 / channels - 1 do
+        samples[k + 1] = string.unpack("<i2", s, i + 8 + 2 * channels * k)
+      end
       return samples, rate
     end
     i = i + 8 + len + len % 2
@@ -113,6 +117,19 @@ function M.dominant_overall(samples, rate, f, others, ratio)
     end
   end
   return true
+end
+
+-- How many 100 ms windows have f 100x the power of each of the others.
+function M.tone_windows(samples, rate, f, others)
+  local n, count = math.floor(rate / 10), 0
+  for k = 1, #samples - n + 1, n do
+    local pf, ok = M.power(samples, rate, f, k, k + n - 1), true
+    for _, g in ipairs(others) do
+      if not (pf > 100 * M.power(samples, rate, g, k, k + n - 1)) then ok = false break end
+    end
+    if ok and pf > 0 then count = count + 1 end
+  end
+  return count
 end
 
 -- How many 20 ms frames have a mean amplitude above level (default 1000).

@@ -4,6 +4,7 @@
 local H = require "helper"
 local audio = require "audio"
 local luasip = require "luasip"
+local socket = require "socket"
 
 local function example(name, ...)
   return H.luasip_argv(H.root .. "/examples/" .. name, ...)
@@ -31,7 +32,30 @@ local function hearing(call, path, fn)
   return rec
 end
 
+local function free_port()
+  local s = assert(socket.udp())
+  assert(s:setsockname("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
 describe("media examples", function()
+  it("ivr.lua takes SIPp's uac_pcap call: PCMA speech, then RFC 2833 digit 1 from a capture", function()
+    H.require_sipp()
+    local p, port = start("ivr.lua", "--listen", "127.0.0.1:0")
+    finally(function() p:cleanup() end)
+    local sipp = H.sipp({ "-sf", H.root .. "/spec/sipp/uac_pcap.xml", "127.0.0.1:" .. port },
+      { port = free_port, limit = 30, argv = function() return { "-m", "1", "-mp", tostring(free_port()) } end })
+    finally(function() sipp:cleanup() end)
+    local rc
+    H.run(function() rc = sipp:finish(35) end, 40)
+    assert.equal(0, rc, sipp:diag())
+    H.run(function() assert(p:expect("pressed 1", 5)) end, 10)
+    p:signal("TERM")
+    H.run(function() assert.are.equal(0, p:wait(10)) end, 15)
+  end)
+
   it("echo.lua sends the caller's tone back", function()
     local dir = H.tmpdir()
     local p, port = start("echo.lua", "--listen", "127.0.0.1:0")

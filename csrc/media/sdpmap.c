@@ -238,13 +238,17 @@ int sdpmap_parse_allow(char const *sdp, size_t len, char const *allow, sdpmap_t 
       copy(out->fmtp, sizeof out->fmtp, rm->rm_fmtp);
     }
   }
-  if (out->pt >= 0) /* telephone-event at the codec's clock rate */
+  if (out->pt >= 0) { /* telephone-event at the codec's clock rate, else any
+                        * (baresip and others offer 8 kHz events beside Opus) */
     for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next)
-      if (rm->rm_encoding && su_casematch(rm->rm_encoding, "telephone-event") &&
-          rm->rm_rate == out->rate) {
+      if (rm->rm_encoding && su_casematch(rm->rm_encoding, "telephone-event") && rm->rm_rate &&
+          (out->te_pt < 0 || rm->rm_rate == out->rate)) {
         out->te_pt = rm->rm_pt;
-        break;
+        out->te_rate = (unsigned)rm->rm_rate;
+        if (rm->rm_rate == out->rate)
+          break;
       }
+  }
   out->rtcp_port = out->port ? out->port + 1 : 0;
   for (sdp_attribute_t *a = m->m_attributes; a; a = a->a_next) {
     if (!a->a_name)

@@ -34,7 +34,8 @@ typedef struct {
   unsigned rate, channels;
   unsigned ptime;      /* ms, 0 when not given */
   char fmtp[256];      /* the chosen codec's fmtp, "" if none */
-  int te_pt;           /* telephone-event at the codec's rate, -1 if none */
+  int te_pt;           /* telephone-event (at the codec's rate if offered), -1 if none */
+  unsigned te_rate;    /* its clock rate */
   int sendrecv;        /* bit 1: the peer sends, bit 2: the peer receives */
   int secure;          /* RTP/SAVP or RTP/SAVPF */
   int ncrypto;

@@ -78,6 +78,7 @@ struct media_session {
   int send_ok;            /* the peer receives (its a= direction) */
   codec_t *codec;
   int pt, te_pt;
+  unsigned te_rate;       /* telephone-event's clock (may differ from the codec's) */
   unsigned rate, frame, ptime_samples;
   /* sending */
   uint32_t ssrc;
@@ -403,6 +404,7 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
   }
   s->pt = r->pt;
   s->te_pt = r->te_pt;
+  s->te_rate = r->te_rate ? r->te_rate : s->rate;
   if (!ptime)
     ptime = r->ptime ? r->ptime : 20;
   if (ptime != 10 && ptime != 20 && ptime != 30 && ptime != 40)
@@ -759,7 +761,11 @@ static int dtmf_tick(media_session_t *s)
     s->dtmf_elapsed += s->frame;
     ev.event = (uint8_t)rtp_event_code(s->dtmf_queue[s->dtmf_pos]);
     ev.volume = 10;
-    ev.duration = (uint16_t)(s->dtmf_elapsed > 65535 ? 65535 : s->dtmf_elapsed);
+    {
+      /* in telephone-event clock units (8 kHz events beside 48 kHz Opus) */
+      uint64_t d = (uint64_t)s->dtmf_elapsed * s->te_rate / s->rate;
+      ev.duration = (uint16_t)(d > 65535 ? 65535 : d);
+    }
     ev.end = s->dtmf_elapsed >= s->dtmf_samples;
     rtp_event_write(p, &ev);
     /* the end packet goes out three times (RFC 4733 §2.5.1.4) */
@@ -839,7 +845,7 @@ static void report_event(media_session_t *s)
   s->have_done = 1;
   s->done_ts = s->ev_ts;
   if (c && s->cb.dtmf)
-    s->cb.dtmf(s->arg, c, s->rate ? (unsigned)((uint64_t)s->ev_duration * 1000 / s->rate) : 0);
+    s->cb.dtmf(s->arg, c, s->te_rate ? (unsigned)((uint64_t)s->ev_duration * 1000 / s->te_rate) : 0);
 }
 
 static void on_event_packet(media_session_t *s, rtp_header_t const *h, uint8_t const *p)

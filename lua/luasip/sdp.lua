@@ -144,7 +144,7 @@ function M.answer(offer, opts)
       local fmts = string.format("%d", map.pt)
       if map.te_pt then fmts = string.format("%s %d", fmts, map.te_pt) end
       lines[#lines + 1] = string.format("m=audio %d %s %s", opts.port or 9, st.proto, fmts)
-      local chans = (map.channels or 1) > 1 and ("/" .. map.channels) or ""
+      local chans = (map.channels or 1) > 1 and string.format("/%d", map.channels) or ""
       lines[#lines + 1] = string.format("a=rtpmap:%d %s/%d%s", map.pt, map.codec, map.rate, chans)
       if map.codec:lower() == "opus" then
         -- our receiving side: we decode in-band FEC and take the peer's bitrate
@@ -153,7 +153,7 @@ function M.answer(offer, opts)
         lines[#lines + 1] = string.format("a=fmtp:%d %s", map.pt, map.fmtp)
       end
       if map.te_pt then
-        lines[#lines + 1] = string.format("a=rtpmap:%d telephone-event/%d", map.te_pt, map.rate)
+        lines[#lines + 1] = string.format("a=rtpmap:%d telephone-event/%d", map.te_pt, map.te_rate or map.rate)
         lines[#lines + 1] = string.format("a=fmtp:%d 0-16", map.te_pt)
       end
       if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end

@@ -1,0 +1,117 @@
+-- Interop with baresip (Debian baresip-core): baresip calls
+-- examples/ivr.lua with Opus and mandatory SRTP, sends the digit 1
+-- (RFC 4733) and records what it hears (its sndfile module); driven over
+-- its ctrl_tcp socket (netstring JSON).
+local H = require "helper"
+local audio = require "audio"
+local luasip = require "luasip"
+local socket = require "socket"
+
+local function free_port(kind)
+  local s = assert(kind == "tcp" and socket.tcp() or socket.udp())
+  assert(s:setsockname("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function example(name, ...)
+  return H.luasip_argv(H.root .. "/examples/" .. name, ...)
+end
+
+-- A baresip in dir, controlled over TCP: :cmd(command, params), :events().
+local function baresip(dir)
+  local sip, ctrl = free_port("udp"), free_port("tcp")
+  while ctrl == sip + 1 do ctrl = free_port("tcp") end -- sip+1 is its TLS port
+  local f = assert(io.open(dir .. "/config", "w"))
+  f:write(table.concat({
+    "poll_method epoll", "sip_listen 127.0.0.1:" .. sip,
+    "audio_player aubridge,nowhere", "audio_source ausine,800",
+    "ausrc_srate 48000", "ausrc_channels 2", "auplay_srate 48000", "auplay_channels 2",
+    "module_path /usr/lib/baresip/modules",
+    "module g711.so", "module opus.so", "module srtp.so", "module ausine.so",
+    "module aubridge.so", "module sndfile.so", "snd_path " .. dir .. "/dump",
+    "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
+    "ctrl_tcp_listen 127.0.0.1:" .. ctrl, "" }, "\n"))
+  f:close()
+  f = assert(io.open(dir .. "/accounts", "w"))
+  f:write("<sip:bs@127.0.0.1>;regint=0;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n")
+  f:close()
+  os.execute("mkdir -p " .. H.shell_quote(dir .. "/dump"))
+  local p = H.process({ "baresip", "-f", dir })
+  local b = { p = p, buf = "", seen = {} }
+  H.run(function()
+    assert(H.poll_until(function()
+      local c = socket.tcp()
+      c:settimeout(0.2)
+      if c:connect("127.0.0.1", ctrl) then b.c = c return true end
+      c:close()
+    end, 10), "baresip's ctrl_tcp did not come up:\n" .. p:errors() .. p:output())
+  end, 15)
+  b.c:settimeout(0)
+  function b:cmd(command, params)
+    local js = string.format('{"command":"%s","params":"%s","token":"t"}', command, params or "")
+    assert(self.c:send(#js .. ":" .. js .. ","))
+  end
+  -- read what arrived; each netstring's JSON text is kept in seen
+  function b:pump()
+    local data, _, partial = self.c:receive(65536)
+    self.buf = self.buf .. (data or partial or "")
+    while true do
+      local len, rest = self.buf:match("^(%d+):(.*)$")
+      if not len or #rest < tonumber(len) + 1 then break end
+      self.seen[#self.seen + 1] = rest:sub(1, tonumber(len))
+      self.buf = rest:sub(tonumber(len) + 2)
+    end
+  end
+  function b:wait_event(pattern, timeout)
+    return H.poll_until(function()
+      self:pump()
+      for _, e in ipairs(self.seen) do if e:find(pattern) then return e end end
+    end, timeout)
+  end
+  return b
+end
+
+describe("interop with baresip", function()
+  it("baresip calls ivr.lua with Opus and SRTP, presses 1 and hears the tone", function()
+    local ok = os.execute("command -v baresip >/dev/null 2>&1")
+    assert(ok == true or ok == 0, "baresip (Debian baresip-core) is not installed: run make deps")
+    local dir = H.tmpdir()
+    local ivr = H.process(example("ivr.lua", "--listen", "127.0.0.1:0", "--dir", dir))
+    local port
+    H.run(function()
+      port = tonumber(ivr:expect("listening on sip:%S+", 10):match("listening on sip:[^:]+:(%d+)"))
+    end, 15)
+    local b = baresip(dir)
+    finally(function()
+      pcall(b.cmd, b, "quit")
+      b.p:cleanup()
+      ivr:cleanup()
+    end)
+    local menc
+    H.run(function()
+      b:cmd("dial", "sip:ivr@127.0.0.1:" .. port)
+      assert(b:wait_event('"CALL_ESTABLISHED"', 10), table.concat(b.seen, "\n"))
+      menc = b:wait_event('"CALL_MENC"', 5)
+      luasip.sleep(2.5) -- into the spoken menu
+      b:cmd("sndcode", "1")
+      luasip.sleep(2.5) -- the tone
+      b:cmd("hangup")
+      assert(b:wait_event('"CALL_CLOSED"', 10), table.concat(b.seen, "\n"))
+      assert(ivr:expect("pressed 1", 5))
+    end, 40)
+    assert.matches("AES_CM_128_HMAC_SHA1_80", menc)
+    local p = io.popen("ls " .. H.shell_quote(dir .. "/dump") .. "/*-dec.wav")
+    local heard = p:read("l")
+    p:close()
+    assert(heard, "baresip recorded nothing")
+    local samples, rate = audio.read_wav(heard)
+    assert.equal(48000, rate)
+    -- the menu was spoken, then 440 Hz played for 1.5 s
+    assert.is_true(audio.loud_frames(samples, rate, 300) > 50, "baresip heard the menu")
+    local windows = audio.tone_windows(samples, rate, 440, { 300, 1000, 1400, 2000 })
+    assert.is_true(windows >= 10, windows .. " windows of 440 Hz (want >= 10 of the 15)")
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+end)
