@@ -111,6 +111,72 @@ describe("media engine", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
+  it("conceals injected loss and reordering: the recording stays continuous", function()
+    local socket = require "socket"
+    local dir = H.tmpdir()
+    local st
+    H.run(function()
+      local got = {}
+      local a = assert(core.media_session("127.0.0.1", function() end))
+      local b = assert(core.media_session("127.0.0.1", function() end))
+      -- a relay between a and b drops every 10th packet and swaps neighbours
+      local relay = assert(socket.udp())
+      assert(relay:setsockname("127.0.0.1", 0))
+      relay:settimeout(0)
+      local _, rport = relay:getsockname()
+      -- b sends into a sink (a must not latch onto b and bypass the relay);
+      -- b latches onto the relay, which drops what b sends it
+      local sink = assert(socket.udp())
+      assert(sink:setsockname("127.0.0.1", 0))
+      local _, sport = sink:getsockname()
+      assert(a:start(sdp_for(rport, 0, "PCMU")))
+      assert(b:start(sdp_for(sport, 0, "PCMU")))
+      local running, n, held = true, 0, nil
+      luasip.spawn(function()
+        while running do
+          if luasip.poll(relay, "r", 0.1) then
+            local data, _, from = relay:receivefrom()
+            while data do
+              if from == a:port() then -- (b's own packets, latched back here, are dropped)
+                n = n + 1
+                if n % 10 == 5 then
+                  got.dropped = (got.dropped or 0) + 1
+                elseif n % 10 == 2 then
+                  held = data -- sent after the next one: out of order
+                else
+                  relay:sendto(data, "127.0.0.1", b:port())
+                  if held then relay:sendto(held, "127.0.0.1", b:port()) held = nil end
+                end
+              end
+              data, _, from = relay:receivefrom()
+            end
+          end
+        end
+      end)
+      assert(b:record(dir .. "/lossy.wav"))
+      assert(a:tone { freqs = { 1000 }, duration = 1000 })
+      luasip.sleep(1.4)
+      assert(b:stop_record())
+      running = false
+      st = b:stats()
+      st.dropped = got.dropped
+      a:close()
+      b:close()
+      luasip.sleep(0.15)
+      relay:close()
+      sink:close()
+    end)
+    assert.is_true(st.dropped >= 5, "dropped " .. tostring(st.dropped))
+    assert.is_true(st.lost >= 5, "lost " .. st.lost)
+    assert.is_true(st.concealed_ms >= 100, "concealed " .. st.concealed_ms .. " ms")
+    local samples, rate = read_wav(dir .. "/lossy.wav")
+    assert(audio.dominant(samples, rate, 1000))
+    -- every 20 ms of the second stays loud: the gaps were filled
+    local loud = audio.loud_frames(samples, rate)
+    assert.is_true(loud >= 47 and loud <= 55, loud .. " loud frames (want ~50)")
+    os.execute("rm -rf " .. H.shell_quote(dir))
+  end)
+
   it("sends and receives RFC 4733 digits in order, each once", function()
     H.run(function()
       local a, b, got = pair(0, "PCMU")
