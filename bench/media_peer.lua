@@ -58,8 +58,9 @@ elseif role == "call" then
     late = late + s.late - before[i].late
   end
   print(string.format("RESULT calls=%d wall=%.2f cpu=%.3f sent=%d received=%d lost=%d late=%d " ..
-    "err_p99=%.1f busy_p50=%.1f busy_p99=%.1f", n, wall, cpu, sent, received, lost, late,
-    timing.interval_error_p99_ms or -1, timing.busy_p50_ms or -1, timing.busy_p99_ms or -1))
+    "err_p99=%.1f busy_p50=%.1f busy_p99=%.1f send_p99=%.1f", n, wall, cpu, sent, received, lost, late,
+    timing.interval_error_p99_ms or -1, timing.busy_p50_ms or -1, timing.busy_p99_ms or -1,
+    timing.send_error_p99_ms or -1))
   io.stdout:flush()
   ua:close() -- hangs every call up
 else

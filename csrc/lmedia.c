@@ -242,6 +242,7 @@ static int l_media_timing(lua_State *L)
   SETNUM("interval_error_p99_ms", t.interval_error_p99_ms);
   SETNUM("busy_p50_ms", t.busy_p50_ms);
   SETNUM("busy_p99_ms", t.busy_p99_ms);
+  SETNUM("send_error_p99_ms", t.send_error_p99_ms);
   return 1;
 }
 

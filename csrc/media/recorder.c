@@ -12,12 +12,27 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* Samples gathered before one write: 20 ms frames would cost a write()
+ * per call per tick; this is 0.5 s at 48 kHz, 3 s at 8 kHz. */
+#define REC_BUFFER 24000
+
 struct recorder {
   SNDFILE *sf;
   int fd;
   uint64_t samples;
   char *path, *tmp;
+  int failed;
+  size_t nbuf;
+  int16_t buf[REC_BUFFER];
 };
+
+static int flush_buffer(recorder_t *r)
+{
+  if (r->nbuf && sf_write_short(r->sf, r->buf, (sf_count_t)r->nbuf) != (sf_count_t)r->nbuf)
+    r->failed = 1;
+  r->nbuf = 0;
+  return r->failed ? -1 : 0;
+}
 
 static int format_for(char const *path)
 {
@@ -75,10 +90,19 @@ fail:
 
 int recorder_write(recorder_t *r, int16_t const *pcm, int n)
 {
-  sf_count_t w = sf_write_short(r->sf, pcm, n);
-  if (w > 0)
-    r->samples += (uint64_t)w;
-  return w == n ? 0 : -1;
+  if (n < 0 || r->failed)
+    return -1;
+  if (r->nbuf + (size_t)n > REC_BUFFER && flush_buffer(r) < 0)
+    return -1;
+  if ((size_t)n > REC_BUFFER) {
+    if (sf_write_short(r->sf, pcm, n) != n)
+      return r->failed = 1, -1;
+  } else {
+    memcpy(r->buf + r->nbuf, pcm, (size_t)n * sizeof *pcm);
+    r->nbuf += (size_t)n;
+  }
+  r->samples += (uint64_t)n;
+  return 0;
 }
 
 uint64_t recorder_samples(recorder_t const *r) { return r->samples; }
@@ -86,6 +110,11 @@ uint64_t recorder_samples(recorder_t const *r) { return r->samples; }
 int recorder_close(recorder_t *r, int keep, char *err, size_t errlen)
 {
   int rc = 0;
+  if (flush_buffer(r) < 0 && keep) {
+    snprintf(err, errlen, "%s: write failed", r->path);
+    keep = 0;
+    rc = -1;
+  }
   sf_write_sync(r->sf);
   if (sf_close(r->sf) != 0 && keep) { /* writes the header; r->fd stays open */
     snprintf(err, errlen, "%s: %s", r->path, sf_strerror(NULL));

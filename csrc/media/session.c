@@ -52,6 +52,7 @@ struct media_engine {
    * the time the tick's work took (how late its last session sends) */
   double last_tick;
   uint64_t err_hist[TIMING_BUCKETS], busy_hist[TIMING_BUCKETS], timed;
+  uint64_t send_hist[TIMING_BUCKETS]; /* each packet's interval error */
   uint8_t rx[BATCH][MTU];
 };
 
@@ -76,6 +77,7 @@ struct media_session {
   socklen_t remote_len, remote_rtcp_len;
   int running, latched, rtcp_mux;
   int send_ok;            /* the peer receives (its a= direction) */
+  double last_send;       /* when the last audio packet left (timing) */
   codec_t *codec;
   int pt, te_pt;
   unsigned te_rate;       /* telephone-event's clock (may differ from the codec's) */
@@ -737,8 +739,17 @@ static void send_audio(media_session_t *s, int16_t const *pcm, unsigned n)
   if (s->nout < s->ptime_samples)
     return;
   int len = codec_encode(s->codec, s->out, (int)s->nout, payload, sizeof payload);
-  if (len > 0)
+  if (len > 0) {
+    double now = loop_now();
     send_rtp(s, s->marker, s->pt, s->ts - (s->nout - n), payload, (size_t)len);
+    if (s->last_send > 0 && now - s->last_send < 1.0) {
+      /* how far this packet's interval is from its ptime */
+      double err = (now - s->last_send) * 1000.0 - s->nout * 1000.0 / s->rate;
+      unsigned b = (unsigned)((err < 0 ? -err : err) * 10.0);
+      s->e->send_hist[b < TIMING_BUCKETS ? b : TIMING_BUCKETS - 1]++;
+    }
+    s->last_send = now;
+  }
   s->marker = 0;
   s->nout = 0;
 }
@@ -1010,6 +1021,10 @@ static void on_readable(loop_watch_t *w, int revents, void *arg)
   }
   e->dispatching--;
   sweep(e);
+  /* The tick is due: run it now rather than after the other sockets the
+   * loop has ready (with many sessions, their packets would delay it). */
+  if (e->ticking && loop_now() >= e->last_tick + TICK_MS / 1000.0)
+    on_tick_fd(NULL, 0, e);
 }
 
 static double percentile(uint64_t const *hist, uint64_t total, double p)
@@ -1040,10 +1055,12 @@ static void on_tick_fd(loop_watch_t *w, int revents, void *arg)
 
 media_timing_t media_engine_timing(media_engine_t const *e, int reset)
 {
-  media_timing_t t = { e->ticks, 0, 0, 0 };
-  uint64_t busy = 0;
+  media_timing_t t = { e->ticks, 0, 0, 0, 0 };
+  uint64_t busy = 0, sends = 0;
   for (unsigned i = 0; i < TIMING_BUCKETS; i++)
-    busy += e->busy_hist[i];
+    busy += e->busy_hist[i], sends += e->send_hist[i];
+  if (sends)
+    t.send_error_p99_ms = percentile(e->send_hist, sends, 0.99);
   if (e->timed)
     t.interval_error_p99_ms = percentile(e->err_hist, e->timed, 0.99);
   if (busy) {
@@ -1054,6 +1071,7 @@ media_timing_t media_engine_timing(media_engine_t const *e, int reset)
     media_engine_t *m = (media_engine_t *)e;
     memset(m->err_hist, 0, sizeof m->err_hist);
     memset(m->busy_hist, 0, sizeof m->busy_hist);
+    memset(m->send_hist, 0, sizeof m->send_hist);
     m->timed = 0;
   }
   return t;
@@ -1070,7 +1088,10 @@ static unsigned frame_energy(int16_t const *pcm, unsigned n)
   return n ? (unsigned)(sum / n) : 0;
 }
 
-static void session_tick(media_session_t *s)
+/* A tick in two passes over the sessions: first every session sends (so a
+ * packet leaves as early in the tick as it can, whatever the others'
+ * work), then every session plays out what it received into its sinks. */
+static void session_send(media_session_t *s)
 {
   int16_t frame[MAX_FRAME];
   unsigned n = s->frame;
@@ -1106,8 +1127,11 @@ static void session_tick(media_session_t *s)
       s->cb.event(s->arg, MEDIA_PLAY_DONE, NULL);
   }
   s->ts += n;
-  if (s->dead)
-    return;
+}
+
+static void session_play(media_session_t *s)
+{
+  unsigned n = s->frame;
   /* play out what was received */
   jitter_get(&s->jb, s->codec, s->in);
   if (s->rec) {
@@ -1153,7 +1177,10 @@ static void tick(media_engine_t *e)
   media_conf_mix_all(e->confs);
   for (media_session_t *s = e->sessions; s; s = s->next)
     if (!s->dead && s->running && s->codec)
-      session_tick(s);
+      session_send(s);
+  for (media_session_t *s = e->sessions; s; s = s->next)
+    if (!s->dead && s->running && s->codec)
+      session_play(s);
   e->dispatching--;
   sweep(e);
   {

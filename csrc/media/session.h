@@ -57,11 +57,12 @@ typedef struct {
   uint64_t hits, loads;
 } media_clip_stats_t;
 /* Tick timing since the last reset (upper bounds, 0.1 ms resolution): p99
- * of |interval - 20 ms|, and p50/p99 of the work per tick (a session's
- * packet leaves at most that long after the tick began). */
+ * of |interval - 20 ms|, p50/p99 of the work per tick, and p99 over every
+ * audio packet sent of |its interval from the session's previous - ptime|. */
 typedef struct {
   uint64_t ticks;
   double interval_error_p99_ms, busy_p50_ms, busy_p99_ms;
+  double send_error_p99_ms; /* p99 of |a packet's send interval - its ptime| */
 } media_timing_t;
 media_timing_t media_engine_timing(media_engine_t const *e, int reset);
 
