@@ -132,20 +132,21 @@ describe("media engine", function()
       assert(a:start(sdp_for(rport, 0, "PCMU")))
       assert(b:start(sdp_for(sport, 0, "PCMU")))
       local running, n, held = true, 0, nil
+      local aport, bport = a:port(), b:port()
       luasip.spawn(function()
         while running do
           if luasip.poll(relay, "r", 0.1) then
             local data, _, from = relay:receivefrom()
             while data do
-              if from == a:port() then -- (b's own packets, latched back here, are dropped)
+              if from == aport then -- (b's own packets, latched back here, are dropped)
                 n = n + 1
                 if n % 10 == 5 then
                   got.dropped = (got.dropped or 0) + 1
                 elseif n % 10 == 2 then
                   held = data -- sent after the next one: out of order
                 else
-                  relay:sendto(data, "127.0.0.1", b:port())
-                  if held then relay:sendto(held, "127.0.0.1", b:port()) held = nil end
+                  relay:sendto(data, "127.0.0.1", bport)
+                  if held then relay:sendto(held, "127.0.0.1", bport) held = nil end
                 end
               end
               data, _, from = relay:receivefrom()

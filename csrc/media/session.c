@@ -143,17 +143,38 @@ static void ntp_now(uint32_t *sec, uint32_t *frac)
 static void on_tick_fd(loop_watch_t *w, int revents, void *arg);
 static void tick(media_engine_t *e);
 
-/* Arm (or disarm) the periodic tick. */
-static void set_ticking(media_engine_t *e, int on)
+/* Start the periodic tick (a timerfd made now), or stop it (and close the
+ * timerfd: an idle engine holds no descriptor). 0, or -1 when the timer
+ * cannot be made. */
+static int set_ticking(media_engine_t *e, int on)
 {
   struct itimerspec its;
-  memset(&its, 0, sizeof its);
-  if (on) {
-    its.it_interval.tv_nsec = TICK_MS * 1000000L;
-    its.it_value.tv_nsec = TICK_MS * 1000000L;
+  if (!on) {
+    loop_watch_destroy(e->tick_watch);
+    if (e->tfd >= 0)
+      close(e->tfd);
+    e->tick_watch = NULL;
+    e->tfd = -1;
+    e->ticking = 0;
+    return 0;
   }
+  if (e->tfd < 0) {
+    e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (e->tfd < 0)
+      return -1;
+    e->tick_watch = loop_watch_create(e->loop, e->tfd, LOOP_READ, on_tick_fd, e);
+    if (!e->tick_watch) {
+      close(e->tfd);
+      e->tfd = -1;
+      return -1;
+    }
+  }
+  memset(&its, 0, sizeof its);
+  its.it_interval.tv_nsec = TICK_MS * 1000000L;
+  its.it_value.tv_nsec = TICK_MS * 1000000L;
   timerfd_settime(e->tfd, 0, &its, NULL);
-  e->ticking = on;
+  e->ticking = 1;
+  return 0;
 }
 
 media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned port_max,
@@ -175,16 +196,11 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
   e->port_min = port_min;
   e->port_max = port_max;
   e->next_port = port_min + 2 * (su_random() % ((port_max - port_min + 1) / 2));
-  e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  e->tick_watch = e->tfd >= 0 ? loop_watch_create(loop, e->tfd, LOOP_READ, on_tick_fd, e) : NULL;
+  e->tfd = -1;
   e->clips = clip_cache_create(CLIP_BUDGET);
-  if (!e->tick_watch || !e->clips) {
-    loop_watch_destroy(e->tick_watch);
-    if (e->tfd >= 0)
-      close(e->tfd);
-    clip_cache_destroy(e->clips);
+  if (!e->clips) {
     free(e);
-    snprintf(err, errlen, "cannot create the media tick");
+    snprintf(err, errlen, "out of memory");
     return NULL;
   }
   return e;
@@ -196,8 +212,7 @@ int media_engine_destroy(media_engine_t *e)
     return 0;
   if (e->nsessions)
     return -1;
-  loop_watch_destroy(e->tick_watch);
-  close(e->tfd);
+  set_ticking(e, 0);
   clip_cache_destroy(e->clips);
   free(e);
   return 0;
@@ -430,8 +445,11 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     s->next_rtcp = s->e->ticks + RTCP_TICKS / 2;
   }
   s->running = 1;
-  if (!s->e->ticking)
-    set_ticking(s->e, 1);
+  if (!s->e->ticking && set_ticking(s->e, 1) < 0) {
+    snprintf(err, errlen, "cannot start the media tick: %s", strerror(errno));
+    s->running = 0;
+    return -1;
+  }
   return 0;
 }
 
