@@ -61,6 +61,8 @@ for N in $STEPS; do
   [ -n "${MEDIA_VERBOSE:-}" ] && echo "$line"
   printf "%6d %7.1f %10.0f %12.0f %7.1f %6d %8.1fms %8.1fms %5s\n" "$N" "$(echo "100 * $frac" | bc -l)" \
     "$percore" "$pps" "$pct" "$lost" "$senderr" "$b99" "$ok"
-  [ "$ok" = yes ] || break
+  # go on past a timing miss (this machine's scheduling is noisy); stop at
+  # loss or a saturated core
+  if [ "$lost" != 0 ] || [ "$(echo "$frac >= 0.95" | bc)" = 1 ]; then break; fi
 done
 echo "media capacity: largest passing step $best calls: ${bestrow:-none passed}"
