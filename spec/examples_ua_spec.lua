@@ -102,13 +102,44 @@ describe("examples/b2bua.lua", function()
     p:signal("TERM")
     H.run(function() assert.are.equal(0, p:wait(10)) end, 15)
   end)
-  it("relays B's 183 and answer SDP to A", function()
+  it("bridges the audio between the legs (--media bridge, the default)", function()
+    local audio = require "audio"
+    local dir = H.tmpdir()
+    local rec
+    local bob = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1", codecs = { "PCMA" } })
+    bob:on("call", function(call)
+      assert(call:answer())
+      rec = { call:record(dir .. "/bob.wav", { max_seconds = 20, stop_on = false }) }
+    end)
+    local p = H.process(example("b2bua.lua", "--listen", "127.0.0.1:0",
+                                "--target", "sip:bob@127.0.0.1:" .. bob.port))
+    finally(function() bob:close() p:cleanup() os.execute("rm -rf " .. H.shell_quote(dir)) end)
+    H.run(function()
+      local port = p:expect("listening on sip:%S+:%d+", 10):match("listening on sip:%S-:(%d+)")
+      local alice = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1" })
+      local a = assert(alice:call("sip:bob@127.0.0.1:" .. port, { timeout = 10 }))
+      assert.equal("opus", a.media_session:codec()) -- A speaks Opus, B PCMA: transcoded
+      p:expect("connected", 5)
+      assert.is_true(a:tone { freqs = { 1000 }, duration = 1000 })
+      luasip.sleep(0.3)
+      assert.is_true(a:hangup(5))
+      assert.is_true(H.poll_until(function() return rec ~= nil end, 5))
+      alice:close()
+    end, 30)
+    assert.equal("hangup", rec[2])
+    local samples, rate = audio.read_wav(dir .. "/bob.wav")
+    assert(audio.dominant(samples, rate, 1000))
+    p:signal("TERM")
+    H.run(function() assert.are.equal(0, p:wait(10)) end, 15)
+  end)
+
+  it("relays B's 183 and answer SDP to A (--media relay)", function()
     local bob, got = callee(function(call)
       call:ring { early_media = true }
       luasip.sleep(0.1)
       assert(call:answer())
     end, require("luasip.sdp").default_offer("127.0.0.1", 4000))
-    local p = H.process(example("b2bua.lua", "--listen", "127.0.0.1:0",
+    local p = H.process(example("b2bua.lua", "--listen", "127.0.0.1:0", "--media", "relay",
                                 "--target", "sip:bob@127.0.0.1:" .. bob.port))
     finally(function() bob:close() p:cleanup() end)
     H.run(function()
