@@ -47,7 +47,7 @@ for N in $STEPS; do
   if [ -z "$line" ]; then echo "$N calls: no result ($(tail -1 "$W/call.err"))"; break; fi
   get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
   wall=$(get wall); cpu=$(get cpu); sent=$(get sent); recv=$(get received); lost=$(get lost)
-  err=$(get err_p99); b50=$(get busy_p50); b99=$(get busy_p99)
+  b99=$(get busy_p99)
   frac=$(echo "$cpu / $wall" | bc -l)
   percore=$(echo "$N / $frac" | bc -l)
   pps=$(echo "($sent + $recv) / 2 / $cpu" | bc -l)

@@ -338,8 +338,8 @@ static int s_bridge(lua_State *L)
   return 1;
 }
 
-/* session:bridge_peer() -> true when bridged (to anything), else false */
-static int s_bridge_peer(lua_State *L)
+/* session:bridged() -> true when bridged (to anything), else false */
+static int s_bridged(lua_State *L)
 {
   lsession *ls = check(L);
   lua_pushboolean(L, media_session_bridged(ls->s) != NULL);
@@ -613,7 +613,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
 {
   static luaL_Reg const methods[] = {
     { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
-    { "stop_play", s_stop_play }, { "srtp", s_srtp }, { "bridge", s_bridge }, { "bridged", s_bridge_peer }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
+    { "stop_play", s_stop_play }, { "srtp", s_srtp }, { "bridge", s_bridge }, { "bridged", s_bridged }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
     { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
   };
   static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },

@@ -5,7 +5,6 @@
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/nta_tag.h>
-#include <sofia-sip/soa_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_tag.h>
 #include <sofia-sip/tport_tag.h>
@@ -277,17 +276,6 @@ static void set_bool(lua_State *L, char const *k, int v)
   lua_setfield(L, -2, k);
 }
 
-static char const *active_name(int a)
-{
-  switch (a) {
-  case 0: return "inactive";
-  case 1: return "sendonly";
-  case 2: return "recvonly";
-  case 3: return "sendrecv";
-  default: return NULL;
-  }
-}
-
 /* The tags of an event, as a table. */
 void lsip_push_event_info(lua_State *L, tagi_t const *tags)
 {
@@ -306,8 +294,6 @@ void lsip_push_event_info(lua_State *L, tagi_t const *tags)
       set_bool(L, "offer_sent", t->t_value != 0);
     } else if (tt == nutag_answer_sent) {
       set_bool(L, "answer_sent", t->t_value != 0);
-    } else if (tt == soatag_active_audio) {
-      set_str(L, "audio", active_name((int)t->t_value));
     } else if (tt == nutag_substate) {
       set_str(L, "substate", nua_substate_name((enum nua_substate)t->t_value));
     } else if (tt == nutag_refer_event && t->t_value) {

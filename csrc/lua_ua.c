@@ -14,7 +14,6 @@
 
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/nta_tag.h>
-#include <sofia-sip/soa_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/sip_tag.h>

@@ -4,7 +4,6 @@
 local H = require "helper"
 local audio = require "audio"
 local luasip = require "luasip"
-local socket = require "socket"
 
 local function example(name, ...)
   return H.luasip_argv(H.root .. "/examples/" .. name, ...)
@@ -32,13 +31,7 @@ local function hearing(call, path, fn)
   return rec
 end
 
-local function free_port()
-  local s = assert(socket.udp())
-  assert(s:setsockname("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = H.free_port
 
 describe("media examples", function()
   it("ivr.lua takes SIPp's uac_pcap call: PCMA speech, then RFC 2833 digit 1 from a capture", function()

@@ -194,6 +194,15 @@ end
 
 --- Fail when sipp is missing: `make test` installs it, so that is an
 --- error, not a reason to skip.
+--- A UDP (or "tcp") port on 127.0.0.1 that was free a moment ago.
+function H.free_port(kind)
+  local s = assert(kind == "tcp" and socket.tcp() or socket.udp())
+  assert(s:setsockname("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
 function H.require_sipp()
   local ok = os.execute("command -v sipp >/dev/null 2>&1")
   assert(ok == true or ok == 0, "sipp (Debian sip-tester) is not installed: run make deps")

@@ -7,13 +7,7 @@ local audio = require "audio"
 local luasip = require "luasip"
 local socket = require "socket"
 
-local function free_port(kind)
-  local s = assert(kind == "tcp" and socket.tcp() or socket.udp())
-  assert(s:setsockname("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = H.free_port
 
 local function example(name, ...)
   return H.luasip_argv(H.root .. "/examples/" .. name, ...)

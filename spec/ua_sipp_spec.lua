@@ -10,22 +10,14 @@
 -- process with its traces in a temp dir; a failing assertion prints them.
 local H = require "helper"
 local luasip = require "luasip"
-local socket = require "socket"
 
 local SCENARIOS = H.root .. "/spec/sipp"
 
 ---------------------------------------------------------------------------
 -- Running sipp
 
--- A UDP port on 127.0.0.1 that was free a moment ago (sipp() retries on
--- the rare race with another process).
-local function free_port()
-  local s = assert(socket.udp())
-  assert(s:setsockname("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+-- A free UDP port (sipp() retries on the rare race with another process).
+local free_port = H.free_port
 
 --- Start sipp as a child (H.sipp): `args` are the scenario arguments
 --- (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}). SIPp binds

@@ -269,8 +269,6 @@ int16_t const *clip_samples(clip_t const *k, size_t *n)
   return k->pcm;
 }
 
-unsigned clip_rate(clip_t const *k) { return k->rate; }
-
 clip_stats_t clip_cache_stats(clip_cache_t const *c)
 {
   clip_stats_t s = { c->clips, c->referenced, c->bytes, c->hits, c->loads };

@@ -28,7 +28,6 @@ clip_t *clip_get(clip_cache_t *c, char const *path, unsigned rate, char *err, si
 void clip_release(clip_t *clip);
 
 int16_t const *clip_samples(clip_t const *clip, size_t *n);
-unsigned clip_rate(clip_t const *clip);
 
 typedef struct {
   unsigned clips, referenced;

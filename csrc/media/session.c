@@ -1071,7 +1071,7 @@ static void on_tick_fd(loop_watch_t *w, int revents, void *arg)
     tick(e);
 }
 
-media_timing_t media_engine_timing(media_engine_t const *e, int reset)
+media_timing_t media_engine_timing(media_engine_t *e, int reset)
 {
   media_timing_t t = { e->ticks, 0, 0, 0, 0 };
   uint64_t busy = 0, sends = 0;
@@ -1086,11 +1086,10 @@ media_timing_t media_engine_timing(media_engine_t const *e, int reset)
     t.busy_p50_ms = percentile(e->busy_hist, busy, 0.50);
   }
   if (reset) {
-    media_engine_t *m = (media_engine_t *)e;
-    memset(m->err_hist, 0, sizeof m->err_hist);
-    memset(m->busy_hist, 0, sizeof m->busy_hist);
-    memset(m->send_hist, 0, sizeof m->send_hist);
-    m->timed = 0;
+    memset(e->err_hist, 0, sizeof e->err_hist);
+    memset(e->busy_hist, 0, sizeof e->busy_hist);
+    memset(e->send_hist, 0, sizeof e->send_hist);
+    e->timed = 0;
   }
   return t;
 }

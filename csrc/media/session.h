@@ -64,7 +64,7 @@ typedef struct {
   double interval_error_p99_ms, busy_p50_ms, busy_p99_ms;
   double send_error_p99_ms; /* p99 of |a packet's send interval - its ptime| */
 } media_timing_t;
-media_timing_t media_engine_timing(media_engine_t const *e, int reset);
+media_timing_t media_engine_timing(media_engine_t *e, int reset);
 
 /* The decoded-file cache: clips held, in use, bytes, hits and loads. */
 media_clip_stats_t media_engine_clip_stats(media_engine_t const *e);

@@ -576,14 +576,20 @@ end
 -- Can we answer the peer's INVITE offer? true, or nil, reason, status.
 function Call:_check_offer()
   if not self.remote_sdp then return true end
-  local map, why = core.sdp_map(self.remote_sdp)
-  if not map and why:match("^malformed") then return nil, "Bad Session Description", 400 end
-  if self.ua.offer or self.ua.media == false then return true end
-  if not map then return nil, why, 488 end
-  local body, reason, code = sdp.answer(self.remote_sdp, { codecs = self.ua.codecs,
-    srtp = self.ua.srtp or "optional", key = core.srtp_key })
-  if not body then return nil, reason, code end
-  return true
+  local ok, why, code
+  if self.ua.offer or self.ua.media == false then
+    -- passed on as it is: only its form matters
+    ok, why = core.sdp_map(self.remote_sdp)
+    if not ok and not why:match("^malformed") then ok = true end
+    code = 400
+  else
+    -- a trial answer (no key is made: nothing is sent)
+    ok, why, code = sdp.answer(self.remote_sdp, { codecs = self.ua.codecs,
+      srtp = self.ua.srtp or "optional", key = function() return "-" end })
+  end
+  if ok then return true end
+  if code == 400 then return nil, "Bad Session Description", 400 end
+  return nil, why, code
 end
 
 -- A description from the peer: an answer to ours, or an offer we answer.

@@ -68,9 +68,8 @@ return function(Call)
       digit = body:match("^%s*([%w%*#])")
     end
     if not digit then return false end
-    if digit:match("^%d%d$") or digit == "10" or digit == "11" then digit = nil end
-    digit = digit and digit:upper()
-    if digit == nil or not DIGITS:find(digit, 1, true) then
+    digit = digit:upper()
+    if not DIGITS:find(digit, 1, true) then
       log.warn("call %s: INFO with an unknown DTMF signal", tostring(self.call_id))
       return false
     end
@@ -92,40 +91,31 @@ return function(Call)
     return s
   end
 
-  -- Take the first digit of the buffer that is in `set` (any when set is
-  -- true); digits before it are dropped.
-  local function take_digit(call, set)
-    local buf = call.digits
-    if not buf or buf == "" then return nil end
-    if set == true then
-      call.digits = buf:sub(2)
-      return buf:sub(1, 1)
-    end
+  -- Where the first buffered digit in `set` (any when set is true) is.
+  local function find_digit(call, set)
+    local buf = call.digits or ""
     for i = 1, #buf do
-      local d = buf:sub(i, i)
-      if set:find(d, 1, true) then
-        call.digits = buf:sub(i + 1)
-        return d
-      end
+      if set == true or set:find(buf:sub(i, i), 1, true) then return i end
     end
+  end
+
+  -- Take that digit; digits before it are dropped.
+  local function take_digit(call, set)
+    local i = find_digit(call, set)
+    if not i then return nil end
+    local d = call.digits:sub(i, i)
+    call.digits = call.digits:sub(i + 1)
+    return d
   end
 
   -- The first buffered digit in `set` (any when true), left in the buffer.
   local function peek_digit(call, set)
-    local buf = call.digits
-    if not buf then return nil end
-    for i = 1, #buf do
-      local d = buf:sub(i, i)
-      if set == true or set:find(d, 1, true) then return d end
-    end
+    local i = find_digit(call, set)
+    return i and call.digits:sub(i, i)
   end
 
   local function tone_spec(source)
-    if type(source) == "string" then
-      local t = M.TONES[source]
-      if not t then return nil end
-      return t
-    end
+    if type(source) == "string" then return M.TONES[source] end
     return source
   end
 

@@ -52,11 +52,10 @@ local function version(call, body_without_o)
   return call.sdp_version
 end
 
-local function stamp(call, build, opts)
-  local body = build(opts)
-  opts.version = version(call, (body:gsub("o=[^\r\n]*", "", 1)))
-  opts.id = call.sdp_id
-  return build(opts)
+-- Put the call's session id and version into a description's o= line.
+local function stamp(call, body)
+  local v = version(call, (body:gsub("o=[^\r\n]*", "", 1)))
+  return (body:gsub("(o=%- )%S+ %d+", "%1" .. call.sdp_id .. " " .. v, 1))
 end
 
 -- The codecs the UA takes, as the engine's comma list (nil: any).
@@ -85,15 +84,6 @@ local function policy(call)
   return call.ua.srtp or "optional"
 end
 
--- Keys of ours, one per suite, made once per offer or answer.
-local function keys()
-  local made = {}
-  return function(suite)
-    if not made[suite] then made[suite] = core.srtp_key(suite) end
-    return made[suite]
-  end
-end
-
 --- An offer for call: the port of its session (9 with media off), and
 --- fresh SRTP keys unless srtp is off (RTP/SAVP when mandatory; RTP/AVP
 --- with a=crypto when optional, RFC 4568 §5.1.1's best effort).
@@ -109,13 +99,13 @@ function M.offer(call)
   local p = policy(call)
   call.offered_crypto = nil
   if p ~= "off" then
-    local key, list = keys(), {}
-    for i, suite in ipairs(sdp.SUITES) do list[i] = { tag = i, suite = suite, key = key(suite) } end
+    local list = {}
+    for i, suite in ipairs(sdp.SUITES) do list[i] = { tag = i, suite = suite, key = core.srtp_key(suite) } end
     opts.crypto = list
     opts.proto = p == "mandatory" and "RTP/SAVP" or "RTP/AVP"
     call.offered_crypto = list
   end
-  return stamp(call, sdp.offer, opts)
+  return stamp(call, sdp.offer(opts))
 end
 
 --- Answer the peer's offer for call, and start its session on it.
@@ -129,16 +119,12 @@ function M.answer(call, offer)
     codecs = call.ua.codecs,
     direction = want(call, false),
     srtp = policy(call),
-    key = keys(),
+    key = core.srtp_key,
   }
-  local body, why, code = sdp.answer(offer, opts)
-  if not body then return nil, why, code end
-  local sec
-  body = stamp(call, function(o)
-    local b, _, x = sdp.answer(offer, o)
-    sec = x
-    return b
-  end, opts)
+  -- the answer, the mapped offer and its SRTP keying; or nil, why, code
+  local r = { sdp.answer(offer, opts) }
+  if not r[1] then return nil, r[2], r[3] end
+  local body, sec = stamp(call, r[1]), r[3]
   if s then
     local ok, serr
     if sec then

@@ -26,7 +26,6 @@ for _, n in ipairs(M.SUITES) do SUITE_OK[n] = true end
 
 --- What calls offer unless the UA says otherwise.
 M.DEFAULT_CODECS = { "opus", "PCMU", "PCMA" }
-M.CODECS = CODECS
 
 local function ipver(addr) return addr:find(":", 1, true) and "IP6" or "IP4" end
 
