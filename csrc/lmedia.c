@@ -246,19 +246,25 @@ static int l_media_timing(lua_State *L)
   return 1;
 }
 
-/* core.media_cache() -> { clips, referenced, bytes, hits, loads } */
+/* core.media_cache() -> { clips, referenced, bytes, hits, loads, encodings,
+ * encoded, reused }: decoded files, and the encoded-prompt cache's packets
+ * encoded and copied */
 static int l_media_cache(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
-  media_clip_stats_t st = { 0, 0, 0, 0, 0 };
+  media_clip_stats_t st;
+  memset(&st, 0, sizeof st);
   if (ctx->media)
     st = media_engine_clip_stats(ctx->media);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 8);
   SETNUM("clips", st.clips);
   SETNUM("referenced", st.referenced);
   SETNUM("bytes", st.bytes);
   SETNUM("hits", st.hits);
   SETNUM("loads", st.loads);
+  SETNUM("encodings", st.encodings);
+  SETNUM("encoded", st.encoded);
+  SETNUM("reused", st.reused);
   return 1;
 }
 

@@ -228,7 +228,7 @@ describe("calls with media", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
-  it("plays a 44.1 kHz stereo file, resampled once and cached for the next call", function()
+  it("plays a 44.1 kHz stereo file, resampled and encoded once, cached for the next call", function()
     local dir = H.tmpdir()
     local file = dir .. "/prompt.wav"
     audio.write_wav(file, 44100, 2, 1.0, audio.sine(800))
@@ -265,6 +265,12 @@ describe("calls with media", function()
     local cache = core.media_cache()
     assert.equal(1, cache.loads - before.loads)
     assert.equal(1, cache.hits - before.hits)
+    -- the encoded-prompt cache: the first call encoded 1 s of packets (20 ms
+    -- each, the last padded), the second only copied them
+    local encoded = cache.encoded - before.encoded
+    assert.equal(1, cache.encodings - before.encodings)
+    assert.is_true(encoded == 50 or encoded == 51, encoded .. " packets encoded")
+    assert.equal(encoded, cache.reused - before.reused)
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 

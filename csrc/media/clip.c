@@ -2,6 +2,7 @@
  * resampled (speexdsp) to a codec's rate, cached by path, rate, size and
  * modification time. See clip.h. */
 #include "media/clip.h"
+#include "media/codec.h"
 
 #include <sndfile.h>
 #include <speex/speex_resampler.h>
@@ -20,6 +21,19 @@ struct clip {
   int refs;
   int16_t *pcm;
   size_t n;
+  clip_enc_t *encodings;
+};
+
+struct clip_enc {
+  clip_enc_t *next;
+  clip_t *clip;
+  char key[64];
+  unsigned ptime;        /* samples per packet */
+  size_t npackets, done; /* packets in all, encoded so far */
+  uint32_t *off;         /* packet i is data[off[i]..off[i+1]) */
+  uint8_t *data;
+  size_t cap;
+  codec_t *enc;          /* the encoder, until every packet is made */
 };
 
 struct clip_cache {
@@ -27,6 +41,8 @@ struct clip_cache {
   size_t budget, bytes;
   unsigned clips, referenced;
   uint64_t hits, loads;
+  unsigned encodings;
+  uint64_t encoded, reused;
 };
 
 clip_cache_t *clip_cache_create(size_t budget_bytes)
@@ -49,10 +65,26 @@ static void unlink_clip(clip_t *k)
   k->next = k->prev = NULL;
 }
 
+static void free_encodings(clip_t *k)
+{
+  clip_cache_t *c = k->cache;
+  while (k->encodings) {
+    clip_enc_t *x = k->encodings;
+    k->encodings = x->next;
+    c->bytes -= (x->npackets + 1) * sizeof *x->off + x->off[x->done];
+    c->encodings--;
+    codec_destroy(x->enc);
+    free(x->off);
+    free(x->data);
+    free(x);
+  }
+}
+
 static void free_clip(clip_t *k)
 {
   clip_cache_t *c = k->cache;
   unlink_clip(k);
+  free_encodings(k);
   c->bytes -= k->n * sizeof *k->pcm;
   c->clips--;
   free(k->pcm);
@@ -269,8 +301,94 @@ int16_t const *clip_samples(clip_t const *k, size_t *n)
   return k->pcm;
 }
 
+clip_enc_t *clip_encoding(clip_t *k, codec_t const *c, unsigned ptime)
+{
+  char key[64];
+  clip_enc_t *x;
+  if (!ptime)
+    return NULL;
+  snprintf(key, sizeof key, "%s p=%u", codec_key(c), ptime);
+  for (x = k->encodings; x; x = x->next)
+    if (!strcmp(x->key, key))
+      return x;
+  x = calloc(1, sizeof *x);
+  if (!x)
+    return NULL;
+  x->clip = k;
+  memcpy(x->key, key, sizeof key);
+  x->ptime = ptime;
+  x->npackets = (k->n + ptime - 1) / ptime;
+  x->off = calloc(x->npackets + 1, sizeof *x->off);
+  x->enc = x->npackets ? codec_twin(c) : NULL;
+  if (!x->off || (x->npackets && !x->enc)) {
+    codec_destroy(x->enc);
+    free(x->off);
+    free(x);
+    return NULL;
+  }
+  x->next = k->encodings;
+  k->encodings = x;
+  k->cache->bytes += (x->npackets + 1) * sizeof *x->off;
+  k->cache->encodings++;
+  return x;
+}
+
+size_t clip_enc_packets(clip_enc_t const *x) { return x->npackets; }
+
+/* Encode the next packet; -1 on failure. */
+static int encode_next(clip_enc_t *x)
+{
+  clip_t *k = x->clip;
+  int16_t pcm[2880];
+  uint8_t out[1500];
+  size_t at = x->done * x->ptime, n = k->n - at < x->ptime ? k->n - at : x->ptime;
+  size_t have = x->off[x->done];
+  int len;
+  if (x->ptime > sizeof pcm / sizeof *pcm || !x->enc)
+    return -1;
+  memcpy(pcm, k->pcm + at, n * sizeof *pcm);
+  memset(pcm + n, 0, (x->ptime - n) * sizeof *pcm);
+  len = codec_encode(x->enc, pcm, (int)x->ptime, out, sizeof out);
+  if (len <= 0)
+    return -1;
+  if (have + (size_t)len > x->cap) {
+    size_t ncap = x->cap ? x->cap * 2 : (size_t)len * 64;
+    uint8_t *nd;
+    while (ncap < have + (size_t)len)
+      ncap *= 2;
+    nd = realloc(x->data, ncap);
+    if (!nd)
+      return -1;
+    x->data = nd, x->cap = ncap;
+  }
+  memcpy(x->data + have, out, (size_t)len);
+  x->off[++x->done] = (uint32_t)(have + (size_t)len);
+  k->cache->bytes += (size_t)len;
+  k->cache->encoded++;
+  if (x->done == x->npackets) {
+    /* every packet made: the encoder is no longer needed */
+    codec_destroy(x->enc);
+    x->enc = NULL;
+  }
+  return 0;
+}
+
+uint8_t const *clip_packet(clip_enc_t *x, size_t i, size_t *len)
+{
+  if (i >= x->npackets)
+    return NULL;
+  if (i < x->done)
+    x->clip->cache->reused++;
+  while (x->done <= i)
+    if (encode_next(x) < 0)
+      return NULL;
+  *len = x->off[i + 1] - x->off[i];
+  return x->data + x->off[i];
+}
+
 clip_stats_t clip_cache_stats(clip_cache_t const *c)
 {
-  clip_stats_t s = { c->clips, c->referenced, c->bytes, c->hits, c->loads };
+  clip_stats_t s = { c->clips, c->referenced, c->bytes, c->hits, c->loads,
+                     c->encodings, c->encoded, c->reused };
   return s;
 }

@@ -4,6 +4,7 @@
 #include <opus.h>
 #include <spandsp.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,6 +25,9 @@ struct codec {
   int16_t history[PLC_HISTORY];
   int nhistory;
   int concealed; /* samples concealed since the last received */
+  long bitrate;  /* Opus encoder settings */
+  int fec;
+  char key[48];
 };
 
 static void remember(codec_t *c, int16_t const *pcm, int n)
@@ -70,9 +74,12 @@ static codec_t *opus_create(char const *fmtp)
   }
   if (bitrate < 6000 || bitrate > 510000)
     bitrate = 32000;
+  c->bitrate = bitrate;
+  c->fec = fmtp_num(fmtp, "useinbandfec", 0) == 1;
+  snprintf(c->key, sizeof c->key, "opus/48000 b=%ld fec=%d", bitrate, c->fec);
   opus_encoder_ctl(c->enc, OPUS_SET_BITRATE((opus_int32)bitrate));
   opus_encoder_ctl(c->enc, OPUS_SET_COMPLEXITY(5));
-  if (fmtp_num(fmtp, "useinbandfec", 0) == 1) {
+  if (c->fec) {
     /* the peer decodes FEC: carry it, tuned for a few percent loss */
     opus_encoder_ctl(c->enc, OPUS_SET_INBAND_FEC(1));
     opus_encoder_ctl(c->enc, OPUS_SET_PACKET_LOSS_PERC(5));
@@ -100,7 +107,19 @@ codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char c
   if (!c)
     return NULL;
   c->kind = kind;
+  snprintf(c->key, sizeof c->key, "%s/8000", kind == PCMU ? "PCMU" : "PCMA");
   return c;
+}
+
+char const *codec_key(codec_t const *c) { return c->key; }
+
+codec_t *codec_twin(codec_t const *c)
+{
+  char fmtp[64];
+  if (c->kind != OPUS)
+    return codec_create(codec_name(c), 8000, 1, NULL);
+  snprintf(fmtp, sizeof fmtp, "maxaveragebitrate=%ld;useinbandfec=%d", c->bitrate, c->fec);
+  return codec_create("opus", 48000, 1, fmtp);
 }
 
 void codec_destroy(codec_t *c)

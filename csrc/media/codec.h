@@ -19,6 +19,14 @@ char const *codec_name(codec_t const *c);
 unsigned codec_audio_rate(codec_t const *c); /* PCM samples per second */
 unsigned codec_rtp_rate(codec_t const *c);   /* RTP timestamp units per second */
 
+/* What makes this codec's encoded output: name, rate and encoder settings
+ * ("opus/48000 b=32000 fec=1"). Two codecs with the same key produce the
+ * same packets for the same audio, so an encoding can be shared. */
+char const *codec_key(codec_t const *c);
+/* A new codec with c's settings (its own state): an encoder for a shared
+ * encoding. */
+codec_t *codec_twin(codec_t const *c);
+
 /* Encode n samples; returns the payload length, or -1. */
 int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t size);
 /* Decode a payload to at most max samples; returns how many, or -1. */

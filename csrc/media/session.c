@@ -96,6 +96,7 @@ struct media_session {
   media_conf_t *conf;     /* a conference member: the mix is our source */
   int16_t const *feed;    /* the conference's mix for us */
   clip_t *clip;
+  clip_enc_t *clip_enc;   /* the clip's packets for our codec (the prompt cache) */
   size_t clip_pos;
   int clip_loop;
   int echo;               /* the source is what we received a tick ago */
@@ -142,6 +143,7 @@ static void ntp_now(uint32_t *sec, uint32_t *frac)
 
 static void on_tick_fd(loop_watch_t *w, int revents, void *arg);
 static void tick(media_engine_t *e);
+static void pick_encoding(media_session_t *s);
 
 /* Start the periodic tick (a timerfd made now), or stop it (and close the
  * timerfd: an idle engine holds no descriptor). 0, or -1 when the timer
@@ -431,6 +433,7 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
   if (ptime == 30 && !strcasecmp(r->codec, "opus"))
     ptime = 20; /* not an Opus frame size */
   s->ptime_samples = s->rate * ptime / 1000;
+  pick_encoding(s);
   /* a re-INVITE to a new address un-latches */
   if (set_addr(s, &s->remote, &s->remote_len, r->addr, r->port) < 0 ||
       set_addr(s, &s->remote_rtcp, &s->remote_rtcp_len, r->addr, r->rtcp_port) < 0) {
@@ -592,6 +595,16 @@ void media_session_stop_play(media_session_t *s)
   s->playing = PLAY_NONE;
   clip_release(s->clip);
   s->clip = NULL;
+  s->clip_enc = NULL;
+}
+
+/* The clip's shared encoding, when our packets are one tick long (other
+ * packet sizes encode live). */
+static void pick_encoding(media_session_t *s)
+{
+  s->clip_enc = s->clip && s->codec && s->ptime_samples == s->frame
+                    ? clip_encoding(s->clip, s->codec, s->frame)
+                    : NULL;
 }
 
 int media_session_play_file(media_session_t *s, char const *path, int loop, char *err,
@@ -611,13 +624,15 @@ int media_session_play_file(media_session_t *s, char const *path, int loop, char
   s->clip_pos = 0;
   s->clip_loop = loop;
   s->playing = PLAY_CLIP;
+  pick_encoding(s);
   return 0;
 }
 
 media_clip_stats_t media_engine_clip_stats(media_engine_t const *e)
 {
   clip_stats_t c = clip_cache_stats(e->clips);
-  media_clip_stats_t m = { c.clips, c.referenced, c.bytes, c.hits, c.loads };
+  media_clip_stats_t m = { c.clips,    c.referenced, c.bytes,  c.hits,
+                           c.loads,    c.encodings,  c.encoded, c.reused };
   return m;
 }
 
@@ -749,6 +764,23 @@ static void send_rtp(media_session_t *s, int marker, int pt, uint32_t ts, uint8_
   }
 }
 
+/* Send one audio packet of `samples` samples starting at ts, and time its
+ * interval from the previous one. */
+static void send_payload(media_session_t *s, uint8_t const *payload, size_t len, uint32_t ts,
+                         unsigned samples)
+{
+  double now = loop_now();
+  send_rtp(s, s->marker, s->pt, ts, payload, len);
+  if (s->last_send > 0 && now - s->last_send < 1.0) {
+    /* how far this packet's interval is from its ptime */
+    double err = (now - s->last_send) * 1000.0 - samples * 1000.0 / s->rate;
+    unsigned b = (unsigned)((err < 0 ? -err : err) * 10.0);
+    s->e->send_hist[b < TIMING_BUCKETS ? b : TIMING_BUCKETS - 1]++;
+  }
+  s->last_send = now;
+  s->marker = 0;
+}
+
 static void send_audio(media_session_t *s, int16_t const *pcm, unsigned n)
 {
   uint8_t payload[MTU];
@@ -757,19 +789,30 @@ static void send_audio(media_session_t *s, int16_t const *pcm, unsigned n)
   if (s->nout < s->ptime_samples)
     return;
   int len = codec_encode(s->codec, s->out, (int)s->nout, payload, sizeof payload);
-  if (len > 0) {
-    double now = loop_now();
-    send_rtp(s, s->marker, s->pt, s->ts - (s->nout - n), payload, (size_t)len);
-    if (s->last_send > 0 && now - s->last_send < 1.0) {
-      /* how far this packet's interval is from its ptime */
-      double err = (now - s->last_send) * 1000.0 - s->nout * 1000.0 / s->rate;
-      unsigned b = (unsigned)((err < 0 ? -err : err) * 10.0);
-      s->e->send_hist[b < TIMING_BUCKETS ? b : TIMING_BUCKETS - 1]++;
-    }
-    s->last_send = now;
-  }
+  if (len > 0)
+    send_payload(s, payload, (size_t)len, s->ts - (s->nout - n), s->nout);
   s->marker = 0;
   s->nout = 0;
+}
+
+/* Send the clip's next packet from its shared encoding: 1 when the clip
+ * ended, 0 when it goes on, -1 when there is no packet (play it live). */
+static int clip_send(media_session_t *s)
+{
+  size_t len, i = s->clip_pos / s->frame;
+  uint8_t const *p = clip_packet(s->clip_enc, i, &len);
+  if (!p) {
+    s->clip_enc = NULL;
+    return -1;
+  }
+  send_payload(s, p, len, s->ts, s->frame);
+  s->clip_pos = (i + 1) * s->frame;
+  if (i + 1 < clip_enc_packets(s->clip_enc))
+    return 0;
+  if (!s->clip_loop)
+    return 1;
+  s->clip_pos = 0; /* a loop restarts on a packet boundary */
+  return 0;
 }
 
 /* One tick of RFC 4733: returns 1 while an event occupies the stream. */
@@ -1118,7 +1161,7 @@ static void session_send(media_session_t *s)
   if (s->dead)
     return;
   if (!dtmf_tick(s)) {
-    int done = 0;
+    int done = 0, sent = 0;
     if (s->playing == PLAY_TONE) {
       int got = tone_generate(&s->tone, frame, (int)n);
       if ((unsigned)got < n) {
@@ -1127,7 +1170,11 @@ static void session_send(media_session_t *s)
         done = 1;
       }
     } else if (s->playing == PLAY_CLIP) {
-      done = clip_fill(s, frame, n);
+      int r = s->clip_enc ? clip_send(s) : -1;
+      if (r >= 0)
+        sent = 1, done = r;
+      else
+        done = clip_fill(s, frame, n);
       if (done)
         media_session_stop_play(s);
     } else if (s->echo) {
@@ -1139,7 +1186,8 @@ static void session_send(media_session_t *s)
     } else {
       memset(frame, 0, n * sizeof *frame);
     }
-    send_audio(s, frame, n);
+    if (!sent)
+      send_audio(s, frame, n);
     if (done && s->cb.event)
       s->cb.event(s->arg, MEDIA_PLAY_DONE, NULL);
   }

@@ -55,6 +55,8 @@ typedef struct {
   unsigned clips, referenced;
   size_t bytes;
   uint64_t hits, loads;
+  unsigned encodings;       /* the encoded-prompt cache: encodings held, */
+  uint64_t encoded, reused; /* packets encoded, packets copied from one */
 } media_clip_stats_t;
 /* Tick timing since the last reset (upper bounds, 0.1 ms resolution): p99
  * of |interval - 20 ms|, p50/p99 of the work per tick, and p99 over every
