@@ -50,7 +50,7 @@ static void session_release(lsip_obj *o)
   ls->s = NULL;
 }
 
-static void on_dtmf(void *arg, char digit, unsigned duration_ms)
+static void on_dtmf(void *arg, char digit, unsigned duration_ms, int source)
 {
   lsession *ls = arg;
   int n = lsip_obj_push_call(&ls->obj);
@@ -60,7 +60,11 @@ static void on_dtmf(void *arg, char digit, unsigned duration_ms)
   lua_pushliteral(L, "dtmf");
   lua_pushlstring(L, &digit, 1);
   lua_pushinteger(L, duration_ms);
-  lsip_pcall(ls->obj.ctx, n + 2, 0);
+  if (source == MEDIA_DTMF_INBAND)
+    lua_pushliteral(L, "inband");
+  else
+    lua_pushliteral(L, "rfc4733");
+  lsip_pcall(ls->obj.ctx, n + 3, 0);
 }
 
 static void on_event(void *arg, int kind, char const *detail)
@@ -82,7 +86,7 @@ static void on_event(void *arg, int kind, char const *detail)
 
 /* core.media_session(addr, fn [, weak]) -> session; a weak session is not
  * kept alive by the engine and its fn gets no session argument. fn(session, what, ...) gets
- * ("dtmf", digit, ms), ("play_done"), ("record_done", error or nil),
+ * ("dtmf", digit, ms, "rfc4733" or "inband"), ("play_done"), ("record_done", error or nil),
  * ("dtmf_sent"). */
 static int l_media_session(lua_State *L)
 {
@@ -486,18 +490,39 @@ static int s_stop_record(lua_State *L)
   return 1;
 }
 
-/* session:send_dtmf(digits [, ms]) -> true, or nil, error */
+/* session:send_dtmf(digits [, ms [, inband]]) -> true, or nil, error */
 static int s_send_dtmf(lua_State *L)
 {
   lsession *ls = check(L);
   char const *digits = luaL_checkstring(L, 2);
   lua_Integer ms = luaL_optinteger(L, 3, 100);
+  int inband = lua_toboolean(L, 4);
   luaL_argcheck(L, ms >= 40 && ms <= 5000, 3, "duration from 40 to 5000 ms");
-  if (media_session_send_dtmf(ls->s, digits, (unsigned)ms) < 0)
-    return lsip_fail(L, "cannot send these digits now (0-9 * # A-D, a running session "
-                        "that negotiated telephone-event, at most 64 queued)", "EINVAL");
+  if (media_session_send_dtmf(ls->s, digits, (unsigned)ms, inband) < 0)
+    return lsip_fail(L, inband ? "cannot send these digits in-band now (0-9 * # A-D, a running "
+                                 "session, at most 64 queued, none going out as RFC 4733)"
+                               : "cannot send these digits now (0-9 * # A-D, a running session "
+                                 "that negotiated telephone-event, at most 64 queued, none "
+                                 "going out in-band)",
+                     "EINVAL");
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* session:detect_inband(mode): "auto" (while no telephone-event), true or
+ * false */
+static int s_detect_inband(lua_State *L)
+{
+  lsession *ls = check(L);
+  int mode;
+  if (lua_type(L, 2) == LUA_TSTRING && !strcmp(lua_tostring(L, 2), "auto"))
+    mode = MEDIA_INBAND_AUTO;
+  else if (lua_type(L, 2) == LUA_TBOOLEAN)
+    mode = lua_toboolean(L, 2) ? MEDIA_INBAND_ON : MEDIA_INBAND_OFF;
+  else
+    return luaL_argerror(L, 2, "\"auto\", true or false");
+  media_session_detect_inband(ls->s, mode);
+  return 0;
 }
 
 static int s_stats(lua_State *L)
@@ -620,7 +645,7 @@ void lsip_open_media(lua_State *L, lsip_ctx *ctx)
   static luaL_Reg const methods[] = {
     { "port", s_port }, { "codec", s_codec }, { "start", s_start }, { "tone", s_tone },
     { "stop_play", s_stop_play }, { "srtp", s_srtp }, { "bridge", s_bridge }, { "bridged", s_bridged }, { "play", s_play }, { "echo", s_echo }, { "record", s_record }, { "stop_record", s_stop_record },
-    { "send_dtmf", s_send_dtmf }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
+    { "send_dtmf", s_send_dtmf }, { "detect_inband", s_detect_inband }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL }
   };
   static luaL_Reg const meta[] = { { "__gc", s_close }, { "__close", s_close },
                                    { "__tostring", s_tostring }, { NULL, NULL } };

@@ -91,17 +91,22 @@ describe("calls with media", function()
     end)
   end
 
-  for _, method in ipairs { "rfc4733", "info" } do
-    it("collects 0123456789*# sent by " .. method .. ", # terminating", function()
+  for _, case in ipairs { { "rfc4733" }, { "info" }, { "inband", "PCMU" }, { "inband", "opus" } } do
+    local method, codec = case[1], case[2]
+    local what = method .. (codec and " over " .. codec or "")
+    it("collects 0123456789*# sent by " .. what .. ", # terminating", function()
       local got = {}
       H.run(function()
+        -- in-band: the callee listens for tones although telephone-event
+        -- was negotiated (the default listens only when it was not)
         local a, _, uri = pair(function(call)
           call:on_dtmf(function(_, digit, source) got[#got + 1] = digit .. "/" .. source end)
           assert(call:answer())
           got.digits, got.term = call:collect { max = 20, timeout = 5, inter_digit_timeout = 3 }
           got.done = true
-        end)
+        end, { codecs = codec and { codec } }, { dtmf_inband = method == "inband" })
         local call = assert(a:call(uri, { timeout = 5 }))
+        if codec then assert.equal(codec, call.media_session:codec()) end
         assert.is_true(call:dtmf("0123456789*#", { method = method, duration = 60 }))
         assert.is_true(H.poll_until(function() return got.done end, 10))
         call:hangup()

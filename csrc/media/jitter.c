@@ -111,6 +111,23 @@ int jitter_get(jitter_t *j, codec_t *codec, int16_t *out)
     j->play_ts += j->frame;
     j->npending = 0;
   }
+  if (!codec) {
+    /* nobody listens: keep time and release what is due, decode nothing */
+    uint32_t end = j->play_ts + j->frame;
+    for (int i = 0; i < JITTER_SLOTS; i++)
+      if (j->slots[i].used && DIFF(j->slots[i].ts, end) < 0) {
+        j->slots[i].used = 0;
+        j->played++;
+      }
+    if ((int64_t)DIFF(end, j->newest_ts) > (int64_t)j->max_delay) {
+      j->started = 0; /* nothing for a long while: start over on the next packet */
+      j->have_newest = 0;
+    }
+    j->play_ts = end;
+    j->npending = 0;
+    memset(out, 0, j->frame * sizeof *out);
+    return 0;
+  }
   while (produced < j->frame) {
     unsigned want = j->frame - produced;
     if (j->npending > 0 && j->pending_ts == j->play_ts) {

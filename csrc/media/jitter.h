@@ -47,7 +47,9 @@ void jitter_put(jitter_t *j, uint16_t seq, uint32_t ts, uint8_t const *payload, 
                 uint32_t arrival);
 /* Write frame samples to out: decoded audio, concealment, or silence before
  * the first packet / after a long gap. Returns 1 when out holds received or
- * concealed audio, 0 for silence. */
+ * concealed audio, 0 for silence. With no codec nothing is decoded (nobody
+ * listens): the buffer keeps time, releases what is due, and out is
+ * silence. */
 int jitter_get(jitter_t *j, codec_t *codec, int16_t *out);
 double jitter_ms(jitter_t const *j);
 

@@ -10,6 +10,7 @@
 #include "media/sdes.h"
 
 #include <sofia-sip/su_uniqueid.h>
+#include <spandsp.h>
 #include <speex/speex_resampler.h>
 
 #include <arpa/inet.h>
@@ -106,6 +107,15 @@ struct media_session {
   unsigned dtmf_pos, dtmf_len, dtmf_samples, dtmf_elapsed, dtmf_gap;
   enum dtmf_state dtmf_state;
   uint32_t dtmf_ts;
+  int dtmf_inband;        /* the queue goes out as tones in the audio */
+  tone_t dtmf_tone;
+  /* in-band DTMF detection */
+  int inband_mode;        /* enum media_inband */
+  dtmf_rx_state_t *dtmf_rx;
+  SpeexResamplerState *rx_rs; /* our rate to the detector's 8 kHz */
+  unsigned rx_rs_rate;
+  char inband_digit;      /* the digit sounding now */
+  uint64_t inband_at, inband_start; /* 8 kHz samples heard, and at its start */
   /* receiving */
   jitter_t jb;
   recorder_t *rec;
@@ -144,6 +154,7 @@ static void ntp_now(uint32_t *sec, uint32_t *frac)
 static void on_tick_fd(loop_watch_t *w, int revents, void *arg);
 static void tick(media_engine_t *e);
 static void pick_encoding(media_session_t *s);
+static void detect_inband(media_session_t *s);
 
 /* Start the periodic tick (a timerfd made now), or stop it (and close the
  * timerfd: an idle engine holds no descriptor). 0, or -1 when the timer
@@ -228,6 +239,10 @@ static void free_session(media_session_t *s)
   if (s->rec)
     recorder_close(s->rec, 0, err, sizeof err);
   clip_release(s->clip);
+  if (s->dtmf_rx)
+    dtmf_rx_free(s->dtmf_rx);
+  if (s->rx_rs)
+    speex_resampler_destroy(s->rx_rs);
   sdes_destroy(s->sec);
   codec_destroy(s->codec);
   free(s);
@@ -352,6 +367,7 @@ media_session_t *media_session_create(media_engine_t *e, char const *addr,
   s->seq = (uint16_t)su_random();
   s->ts = su_random();
   s->pt = s->te_pt = -1;
+  s->inband_mode = MEDIA_INBAND_AUTO;
   s->st.rtt_ms = -1;
   s->st.remote_lost = -1;
   s->next = e->sessions;
@@ -662,6 +678,12 @@ static int clip_fill(media_session_t *s, int16_t *frame, unsigned n)
   return 0;
 }
 
+void media_session_detect_inband(media_session_t *s, int mode)
+{
+  if (mode >= MEDIA_INBAND_OFF && mode <= MEDIA_INBAND_AUTO)
+    s->inband_mode = mode;
+}
+
 void media_session_echo(media_session_t *s, int on)
 {
   s->echo = on != 0;
@@ -713,11 +735,15 @@ int media_session_stop_record(media_session_t *s, int keep, double *seconds, cha
   return recorder_close(r, keep, err, errlen);
 }
 
-int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms)
+int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms,
+                            int inband)
 {
   size_t n = strlen(digits), have = s->dtmf_len - s->dtmf_pos;
-  if (s->te_pt < 0 || !s->running)
+  inband = inband != 0;
+  if ((!inband && s->te_pt < 0) || !s->running || !s->codec)
     return -1;
+  if ((have || s->dtmf_state != DTMF_IDLE) && s->dtmf_inband != inband)
+    return -1; /* the queue is going out the other way */
   if (have + n > sizeof s->dtmf_queue - 1)
     return -1;
   for (size_t i = 0; i < n; i++)
@@ -727,6 +753,7 @@ int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned dur
   memcpy(s->dtmf_queue + have, digits, n);
   s->dtmf_pos = 0;
   s->dtmf_len = (unsigned)(have + n);
+  s->dtmf_inband = inband;
   s->dtmf_samples = s->rate * (duration_ms >= 40 && duration_ms <= 5000 ? duration_ms : 100) / 1000;
   return 0;
 }
@@ -815,8 +842,49 @@ static int clip_send(media_session_t *s)
   return 0;
 }
 
-/* One tick of RFC 4733: returns 1 while an event occupies the stream. */
-static int dtmf_tick(media_session_t *s)
+/* The two frequencies of a digit (ITU-T Q.23). */
+static int dtmf_freqs(char c, double *lo, double *hi)
+{
+  static char const keys[] = "123A456B789C*0#D";
+  static double const rows[] = { 697, 770, 852, 941 }, cols[] = { 1209, 1336, 1477, 1633 };
+  char const *k = c ? strchr(keys, c) : NULL;
+  if (!k)
+    return -1;
+  *lo = rows[(k - keys) / 4];
+  *hi = cols[(k - keys) % 4];
+  return 0;
+}
+
+/* One tick of in-band DTMF: a digit's tones, then as long a pause (what a
+ * detector needs to tell two equal digits apart), both in frame. */
+static void inband_tick(media_session_t *s, int16_t *frame)
+{
+  unsigned n = s->frame;
+  int got = 0;
+  if (s->dtmf_state == DTMF_SENDING) {
+    got = tone_generate(&s->dtmf_tone, frame, (int)n);
+    s->dtmf_elapsed += n;
+    if ((unsigned)got < n || s->dtmf_elapsed >= s->dtmf_samples) {
+      s->dtmf_pos++;
+      s->dtmf_state = DTMF_GAP;
+      s->dtmf_gap = (s->dtmf_samples + n - 1) / n;
+    }
+  } else if (--s->dtmf_gap == 0) {
+    s->dtmf_state = DTMF_IDLE;
+    if (s->dtmf_pos >= s->dtmf_len) {
+      s->dtmf_pos = s->dtmf_len = 0;
+      if (s->cb.event)
+        s->cb.event(s->arg, MEDIA_DTMF_SENT, NULL);
+    }
+  }
+  if ((unsigned)got < n)
+    memset(frame + got, 0, (n - (unsigned)got) * sizeof *frame);
+}
+
+/* One tick of DTMF sending: 0 when no digit occupies the stream, 1 when an
+ * RFC 4733 event packet went out instead of audio, 2 when frame holds the
+ * in-band audio to send. */
+static int dtmf_tick(media_session_t *s, int16_t *frame)
 {
   uint8_t p[4];
   rtp_event_t ev;
@@ -827,9 +895,25 @@ static int dtmf_tick(media_session_t *s)
     s->dtmf_state = DTMF_SENDING;
     s->dtmf_ts = s->ts;
     s->dtmf_elapsed = 0;
+    if (s->dtmf_inband) {
+      tone_spec_t spec;
+      memset(&spec, 0, sizeof spec);
+      dtmf_freqs(s->dtmf_queue[s->dtmf_pos], &spec.freqs[0], &spec.freqs[1]);
+      spec.nfreqs = 2;
+      spec.duration_ms = s->dtmf_samples * 1000 / s->rate;
+      spec.level_dbm0 = -7; /* per frequency: well above detectors' floors */
+      if (tone_init(&s->dtmf_tone, &spec, s->rate) < 0)
+        s->dtmf_samples = 0; /* cannot happen for these frequencies */
+      inband_tick(s, frame);
+      return 2;
+    }
     s->nout = 0;
     /* fall through */
   case DTMF_SENDING:
+    if (s->dtmf_inband) {
+      inband_tick(s, frame);
+      return 2;
+    }
     s->dtmf_elapsed += s->frame;
     ev.event = (uint8_t)rtp_event_code(s->dtmf_queue[s->dtmf_pos]);
     ev.volume = 10;
@@ -850,6 +934,10 @@ static int dtmf_tick(media_session_t *s)
     }
     return 1;
   case DTMF_GAP:
+    if (s->dtmf_inband) {
+      inband_tick(s, frame);
+      return 2;
+    }
     if (--s->dtmf_gap == 0) {
       s->dtmf_state = DTMF_IDLE;
       if (s->dtmf_pos >= s->dtmf_len) {
@@ -917,7 +1005,8 @@ static void report_event(media_session_t *s)
   s->have_done = 1;
   s->done_ts = s->ev_ts;
   if (c && s->cb.dtmf)
-    s->cb.dtmf(s->arg, c, s->te_rate ? (unsigned)((uint64_t)s->ev_duration * 1000 / s->te_rate) : 0);
+    s->cb.dtmf(s->arg, c, s->te_rate ? (unsigned)((uint64_t)s->ev_duration * 1000 / s->te_rate) : 0,
+               MEDIA_DTMF_RFC4733);
 }
 
 static void on_event_packet(media_session_t *s, rtp_header_t const *h, uint8_t const *p)
@@ -1148,6 +1237,57 @@ static unsigned frame_energy(int16_t const *pcm, unsigned n)
   return n ? (unsigned)(sum / n) : 0;
 }
 
+/* spandsp's detector, as a digit starts (code) and ends (0): reported at
+ * its end with its length, as RFC 4733 events are. */
+static void on_inband(void *arg, int code, int level, int delay)
+{
+  media_session_t *s = arg;
+  (void)level, (void)delay;
+  if (code) {
+    s->inband_digit = (char)code;
+    s->inband_start = s->inband_at;
+  } else if (s->inband_digit) {
+    char c = s->inband_digit;
+    s->inband_digit = 0;
+    if (s->cb.dtmf)
+      s->cb.dtmf(s->arg, c, (unsigned)((s->inband_at - s->inband_start) / 8), MEDIA_DTMF_INBAND);
+  }
+}
+
+/* Listen for DTMF in what was just played out (at 8 kHz, resampled when the
+ * codec runs at another rate). */
+static void detect_inband(media_session_t *s)
+{
+  int16_t buf[MAX_FRAME];
+  int16_t const *pcm = s->in;
+  spx_uint32_t n = s->frame;
+  if (!s->dtmf_rx) {
+    s->dtmf_rx = dtmf_rx_init(NULL, NULL, NULL);
+    if (!s->dtmf_rx)
+      return;
+    dtmf_rx_set_realtime_callback(s->dtmf_rx, on_inband, s);
+  }
+  if (s->rate != 8000) {
+    spx_uint32_t in_len = s->frame;
+    if (s->rx_rs && s->rx_rs_rate != s->rate) {
+      speex_resampler_destroy(s->rx_rs);
+      s->rx_rs = NULL;
+    }
+    if (!s->rx_rs) {
+      int err = 0;
+      s->rx_rs = speex_resampler_init(1, s->rate, 8000, 3, &err);
+      if (!s->rx_rs)
+        return;
+      s->rx_rs_rate = s->rate;
+    }
+    n = MAX_FRAME;
+    speex_resampler_process_int(s->rx_rs, 0, s->in, &in_len, buf, &n);
+    pcm = buf;
+  }
+  s->inband_at += n;
+  dtmf_rx(s->dtmf_rx, pcm, (int)n);
+}
+
 /* A tick in two passes over the sessions: first every session sends (so a
  * packet leaves as early in the tick as it can, whatever the others'
  * work), then every session plays out what it received into its sinks. */
@@ -1160,7 +1300,10 @@ static void session_send(media_session_t *s)
     report_event(s);
   if (s->dead)
     return;
-  if (!dtmf_tick(s)) {
+  int dt = dtmf_tick(s, frame);
+  if (dt == 2) {
+    send_audio(s, frame, n); /* in-band digits: the source waits */
+  } else if (!dt) {
     int done = 0, sent = 0;
     if (s->playing == PLAY_TONE) {
       int got = tone_generate(&s->tone, frame, (int)n);
@@ -1197,8 +1340,17 @@ static void session_send(media_session_t *s)
 static void session_play(media_session_t *s)
 {
   unsigned n = s->frame;
-  /* play out what was received */
-  jitter_get(&s->jb, s->codec, s->in);
+  /* play out what was received: decoded only when something listens (a
+   * recording, echo, a bridge, a conference, the in-band DTMF detector) */
+  int inband = s->inband_mode == MEDIA_INBAND_ON ||
+               (s->inband_mode == MEDIA_INBAND_AUTO && s->te_pt < 0);
+  int listened = s->rec || s->echo || s->peer || s->conf || inband;
+  jitter_get(&s->jb, listened ? s->codec : NULL, s->in);
+  if (inband) {
+    detect_inband(s);
+    if (s->dead)
+      return;
+  }
   if (s->rec) {
     char err[256];
     int failed = recorder_write(s->rec, s->in, (int)n) < 0;

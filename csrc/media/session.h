@@ -27,9 +27,16 @@ enum media_event {
   MEDIA_DTMF_SENT,       /* the digits queued by media_session_send_dtmf went out */
 };
 
+/* Where a received digit came from. */
+enum media_dtmf_source { MEDIA_DTMF_RFC4733, MEDIA_DTMF_INBAND };
+
+/* In-band DTMF detection (spandsp's detector on the decoded audio): off,
+ * on, or on only while the peer did not negotiate telephone-event. */
+enum media_inband { MEDIA_INBAND_OFF, MEDIA_INBAND_ON, MEDIA_INBAND_AUTO };
+
 typedef struct {
-  /* a digit received (RFC 4733), once per event, at its end */
-  void (*dtmf)(void *arg, char digit, unsigned duration_ms);
+  /* a digit received, once per digit, at its end */
+  void (*dtmf)(void *arg, char digit, unsigned duration_ms, int source);
   void (*event)(void *arg, int kind, char const *detail);
 } media_cb_t;
 
@@ -105,7 +112,13 @@ int media_session_record(media_session_t *s, char const *path, unsigned max_ms,
 int media_session_stop_record(media_session_t *s, int keep, double *seconds,
                               char *err, size_t errlen);
 /* Queue RFC 4733 digits (0-9 * # A-D), duration ms each (default 100). */
-int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms);
+/* Queue digits to send, each lasting duration_ms: as RFC 4733 events
+ * (needs telephone-event), or in-band as tones in the audio. -1 when they
+ * cannot be queued (bad digits, too many, the queue busy in the other way). */
+int media_session_send_dtmf(media_session_t *s, char const *digits, unsigned duration_ms,
+                            int inband);
+/* In-band DTMF detection: enum media_inband (the default is AUTO). */
+void media_session_detect_inband(media_session_t *s, int mode);
 media_stats_t media_session_stats(media_session_t const *s);
 
 /* Relay audio between two running sessions at the same rate: each sends

@@ -36,10 +36,10 @@ return function(Call)
   ---------------------------------------------------------------------------
   -- From the media session and the dialog
 
-  -- what: "dtmf" (digit, ms), "play_done", "record_done" (err), "dtmf_sent"
-  function Call:_media_event(what, a, b)
+  -- what: "dtmf" (digit, ms, source), "play_done", "record_done" (err), "dtmf_sent"
+  function Call:_media_event(what, a, b, c)
     if what == "dtmf" then
-      self:_dtmf_in(a, b, "rfc4733")
+      self:_dtmf_in(a, b, c)
     elseif what == "play_done" then
       self.play_done = self.play_id
     elseif what == "record_done" then
@@ -50,7 +50,7 @@ return function(Call)
     self:_poke()
   end
 
-  -- A digit from the peer (source "rfc4733" or "info"): buffered for the
+  -- A digit from the peer (source "rfc4733", "inband" or "info"): buffered for the
   -- verbs, then reported to on_dtmf listeners.
   function Call:_dtmf_in(digit, ms, source)
     self.digits = (self.digits or "") .. digit
@@ -348,7 +348,8 @@ return function(Call)
 
   --- Send digits to the peer: RFC 4733 events when telephone-event was
   --- negotiated, else SIP INFO (application/dtmf-relay). opts: duration
-  --- (ms per digit, default 100), method ("rfc4733" or "info" to choose).
+  --- (ms per digit, default 100), method ("rfc4733", "info" or "inband":
+  --- tones in the audio, each digit followed by as long a pause).
   --- Waits until they are sent. Returns true, or nil, reason.
   function Call:dtmf(digits, opts)
     digits = check_digits(digits, "call:dtmf")
@@ -356,24 +357,27 @@ return function(Call)
     local ms = opts.duration or 100
     if type(ms) ~= "number" or ms < 40 or ms > 5000 then error("call:dtmf: duration from 40 to 5000 ms", 2) end
     local method = opts.method
-    if method ~= nil and method ~= "rfc4733" and method ~= "info" then
-      error('call:dtmf: method must be "rfc4733" or "info"', 2)
+    if method ~= nil and method ~= "rfc4733" and method ~= "info" and method ~= "inband" then
+      error('call:dtmf: method must be "rfc4733", "info" or "inband"', 2)
     end
     if self.state == "terminated" then return nil, "hangup" end
     local s = self.media_session
     if method ~= "info" and s and s:codec() then
       self.dtmf_sent = nil
-      local ok = s:send_dtmf(digits, ms)
+      local inband = method == "inband"
+      local ok, err = s:send_dtmf(digits, ms, inband)
+      if not ok and inband then return nil, err end
       if ok then
         local v, why = self:_wait_until(function()
           if self.state == "terminated" then return "hangup" end
           if self.dtmf_sent then return "sent" end
-        end, #digits * (ms + 80) / 1000 + 2, "call:dtmf")
+        end, #digits * (ms * (inband and 2 or 1) + 80) / 1000 + 2, "call:dtmf")
         if v == "sent" then return true end
         return nil, v or why
       end
     end
     if method == "rfc4733" then return nil, "telephone-event was not negotiated" end
+    if method == "inband" then return nil, "no media session" end
     -- no telephone-event: one INFO per digit (RFC 2976 transport)
     for i = 1, #digits do
       local ok, why, code = self:info("application/dtmf-relay",
@@ -387,7 +391,7 @@ return function(Call)
   end
 
   --- Call fn(call, digit, source, ms) for each digit the peer sends
-  --- (source "rfc4733" or "info"). Returns a handle with :remove().
+  --- (source "rfc4733", "inband" or "info"). Returns a handle with :remove().
   function Call:on_dtmf(fn)
     if type(fn) ~= "function" then error("call:on_dtmf: expected a function", 2) end
     return self:on("dtmf", fn)

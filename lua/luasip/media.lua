@@ -34,6 +34,7 @@ local function session(call)
     if c then c:_media_event(what, ...) end
   end, true) -- weak: collected (and closed) with its call
   if not s then return nil, err, code end
+  if call.ua.dtmf_inband ~= nil then s:detect_inband(call.ua.dtmf_inband) end
   call.media_session = s
   return s
 end

@@ -29,6 +29,8 @@
 --   codecs        codecs to offer and accept, in order (default {"opus", "PCMU", "PCMA"})
 --   srtp          "optional" (default: offer RTP/AVP with SDES keys, accept either),
 --                 "mandatory" (RTP/SAVP only) or "off" (plain RTP; crypto offers get 488)
+--   dtmf_inband   listen for DTMF tones in the audio: "auto" (default: while the
+--                 peer negotiated no telephone-event), true or false
 --   accept_refer  place the call an incoming REFER asks for (default true)
 --   timeout       seconds to wait for the stack to bind (default 5)
 local core = require "luasip.core"
@@ -65,7 +67,7 @@ end
 
 local UA_OPTIONS = set("listen", "aor", "display", "contact_user", "user_agent", "credentials",
   "proxy", "tls", "keepalive", "keepalive_mode", "rport", "session_timer", "min_se", "refresher",
-  "rel100", "sdp", "media", "codecs", "srtp", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
+  "rel100", "sdp", "media", "codecs", "srtp", "dtmf_inband", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
 local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_timer", "rel100", "from")
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
@@ -135,6 +137,9 @@ function M.new(opts)
   if opts.srtp ~= nil and opts.srtp ~= "off" and opts.srtp ~= "optional" and opts.srtp ~= "mandatory" then
     fail_arg("srtp", 'must be "off", "optional" or "mandatory"')
   end
+  if opts.dtmf_inband ~= nil and opts.dtmf_inband ~= "auto" and type(opts.dtmf_inband) ~= "boolean" then
+    fail_arg("dtmf_inband", 'must be "auto", true or false')
+  end
   local creds = opts.credentials
   if creds ~= nil and type(creds) ~= "table" then fail_arg("credentials", "must be a table") end
   local rel100 = opts.rel100
@@ -156,6 +161,7 @@ function M.new(opts)
     media = opts.media,
     codecs = opts.codecs,
     srtp = opts.srtp,
+    dtmf_inband = opts.dtmf_inband,
     accept_refer = opts.accept_refer ~= false,
     objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
     calls = setmetatable({}, { __mode = "k" }),  -- live calls (for Replaces)
