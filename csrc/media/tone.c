@@ -21,8 +21,12 @@ int tone_init(tone_t *t, tone_spec_t const *spec, unsigned rate)
   }
   t->spec = *spec;
   t->rate = rate;
-  for (int i = 0; i < spec->nfreqs; i++)
-    t->step[i] = 2 * M_PI * spec->freqs[i] / rate;
+  for (int i = 0; i < spec->nfreqs; i++) {
+    double w = 2 * M_PI * spec->freqs[i] / rate;
+    t->re[i] = 1, t->im[i] = 0; /* sin starts at 0 */
+    t->cos_step[i] = cos(w);
+    t->sin_step[i] = sin(w);
+  }
   /* dBm0: a full-scale sine is +3.14 dBm0 (G.711), i.e. 32767 peak */
   t->amp = 32767.0 * pow(10.0, (spec->level_dbm0 - 3.14) / 20.0);
   if (t->amp * spec->nfreqs > 32767.0)
@@ -32,39 +36,57 @@ int tone_init(tone_t *t, tone_spec_t const *spec, unsigned rate)
   return 0;
 }
 
-/* On or off at sample position pos of the cadence. */
-static int sounding(tone_t const *t, uint64_t pos)
+/* Whether the cadence sounds at sample pos, and for how many samples
+ * more it stays so (UINT64_MAX: for ever). */
+static uint64_t cadence_run(tone_t const *t, uint64_t pos, int *on)
 {
   uint64_t at;
+  *on = 1;
   if (!t->period)
-    return 1;
+    return UINT64_MAX;
   at = pos % t->period;
   for (int i = 0; i < t->spec.nsteps; i++) {
     uint64_t len = (uint64_t)t->spec.cadence[i] * t->rate / 1000;
-    if (at < len)
-      return i % 2 == 0;
+    if (at < len) {
+      *on = i % 2 == 0;
+      return len - at;
+    }
     at -= len;
   }
-  return 0;
+  *on = 0; /* rounding left a sample or two at the period's end */
+  return t->period - (pos % t->period);
 }
 
 int tone_generate(tone_t *t, int16_t *out, int n)
 {
-  int k = 0;
-  for (; k < n; k++) {
-    double v = 0;
-    if (t->total && t->pos >= t->total)
-      break;
-    if (sounding(t, t->pos))
-      for (int i = 0; i < t->spec.nfreqs; i++)
-        v += sin(t->phase[i]);
-    for (int i = 0; i < t->spec.nfreqs; i++) {
-      t->phase[i] += t->step[i];
-      if (t->phase[i] > 2 * M_PI)
-        t->phase[i] -= 2 * M_PI;
+  int k = 0, nf = t->spec.nfreqs;
+  if (t->total)
+    n = t->pos >= t->total ? 0 : t->total - t->pos < (uint64_t)n ? (int)(t->total - t->pos) : n;
+  while (k < n) {
+    int on;
+    uint64_t run = cadence_run(t, t->pos, &on);
+    int m = run < (uint64_t)(n - k) ? (int)run : n - k;
+    if (!on) {
+      memset(out + k, 0, (size_t)m * sizeof *out);
+    } else {
+      for (int j = 0; j < m; j++) {
+        double v = 0;
+        for (int i = 0; i < nf; i++) {
+          double re = t->re[i], im = t->im[i];
+          v += im;
+          t->re[i] = re * t->cos_step[i] - im * t->sin_step[i];
+          t->im[i] = re * t->sin_step[i] + im * t->cos_step[i];
+        }
+        out[k + j] = (int16_t)lrint(v * t->amp);
+      }
+      /* keep the phasors on the unit circle (rounding drifts them) */
+      for (int i = 0; i < nf; i++) {
+        double r = sqrt(t->re[i] * t->re[i] + t->im[i] * t->im[i]);
+        t->re[i] /= r, t->im[i] /= r;
+      }
     }
-    out[k] = (int16_t)lrint(v * t->amp);
-    t->pos++;
+    k += m;
+    t->pos += (uint64_t)m;
   }
   return k;
 }

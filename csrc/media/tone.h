@@ -20,8 +20,10 @@ typedef struct {
 typedef struct {
   tone_spec_t spec;
   unsigned rate;
-  double phase[TONE_MAX_FREQS];
-  double step[TONE_MAX_FREQS];
+  /* each frequency an oscillator: a unit phasor turned by a fixed step
+   * every sample (no sin() per sample) */
+  double re[TONE_MAX_FREQS], im[TONE_MAX_FREQS];
+  double cos_step[TONE_MAX_FREQS], sin_step[TONE_MAX_FREQS];
   double amp;
   uint64_t pos;       /* samples generated */
   uint64_t total;     /* 0: endless */
