@@ -24,6 +24,7 @@ struct loop {
   su_root_t *root;
   int pollfd;
   int activity;    /* application callbacks run during this step */
+  unsigned long dispatched; /* quiet watch wakeups */
   loop_counts_t counts;
   /* signals */
   int sig_pipe[2];
@@ -49,6 +50,7 @@ struct loop_watch {
   int index;
   int fd;
   int events;
+  int quiet;
   loop_watch_f *cb;
   void *arg;
 };
@@ -198,6 +200,20 @@ long loop_next_timeout(loop_t *loop)
  * the last timer would sleep until the next packet. The next timer is known
  * to the millisecond, rounded down; we round up so the wait never ends
  * just short of the deadline and spins. */
+/* Dispatch what is ready: sofia's epoll port serves at most four fds per
+ * step, so while only quiet watches ran, step again (bounded), up to the
+ * first application callback or until nothing more is ready. */
+#define DISPATCH_ROUNDS 64
+static void dispatch(loop_t *loop)
+{
+  for (int i = 0; i < DISPATCH_ROUNDS; i++) {
+    unsigned long before = loop->dispatched;
+    su_root_step(loop->root, 0);
+    if (loop->activity || loop->dispatched == before)
+      break;
+  }
+}
+
 long loop_step(loop_t *loop, long timeout_ms)
 {
   if (loop->pollfd < 0) {
@@ -205,14 +221,14 @@ long loop_step(loop_t *loop, long timeout_ms)
     return d == SU_WAIT_FOREVER ? -1 : (long)d;
   }
   loop->activity = 0;
-  su_root_step(loop->root, 0);
+  dispatch(loop);
   if (!loop->activity && timeout_ms != 0) {
     struct pollfd p = { .fd = loop->pollfd, .events = POLLIN };
     long wait = timeout_ms, next = loop_next_timeout(loop);
     if (next >= 0 && (wait < 0 || next + 1 < wait))
       wait = next + 1;
     (void)poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
-    su_root_step(loop->root, 0);
+    dispatch(loop);
   }
   return loop_next_timeout(loop);
 }
@@ -331,7 +347,10 @@ static int watch_wakeup(su_root_magic_t *magic, su_wait_t *wait, su_wakeup_arg_t
   if (rev & (SU_WAIT_ERR | SU_WAIT_HUP))
     events |= w->events;
   if (events) {
-    w->loop->activity++;
+    if (w->quiet)
+      w->loop->dispatched++;
+    else
+      w->loop->activity++;
     w->cb(w, events, w->arg); /* may destroy w */
   }
   return 0;
@@ -350,7 +369,8 @@ loop_watch_t *loop_watch_create(loop_t *loop, int fd, int events,
     return NULL;
   w->loop = loop;
   w->fd = fd;
-  w->events = events;
+  w->quiet = (events & LOOP_QUIET) != 0;
+  w->events = events & (LOOP_READ | LOOP_WRITE);
   w->cb = cb;
   w->arg = arg;
   if (su_wait_create(w->wait, fd, to_poll_events(events)) < 0 ||
@@ -366,7 +386,7 @@ int loop_watch_modify(loop_watch_t *w, int events)
 {
   if (su_root_eventmask(w->loop->root, w->index, w->fd, to_poll_events(events)) < 0)
     return -1;
-  w->events = events;
+  w->events = events & (LOOP_READ | LOOP_WRITE);
   return 0;
 }
 

@@ -13,7 +13,12 @@ typedef void loop_timer_f(loop_timer_t *t, void *arg);
 typedef void loop_watch_f(loop_watch_t *w, int revents, void *arg);
 typedef void loop_signal_f(int signo, void *arg);
 
-enum { LOOP_READ = 1, LOOP_WRITE = 2 };
+/* LOOP_QUIET marks a watch whose callback enters the application only
+ * through the bindings' trampoline (which notes activity itself): its
+ * wakeups alone do not end loop_step, which goes on dispatching such
+ * watches (the media engine's RTP sockets) for a bounded number of rounds
+ * instead of returning to Lua after every few packets. */
+enum { LOOP_READ = 1, LOOP_WRITE = 2, LOOP_QUIET = 4 };
 
 /* Live object counts, so tests can assert nothing leaks. */
 typedef struct {

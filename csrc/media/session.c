@@ -70,7 +70,7 @@ struct media_session {
   media_cb_t cb;
   void *arg;
   int fd, rtcp_fd;
-  loop_watch_t *watch, *rtcp_watch;
+  loop_watch_t *rtcp_watch; /* RTP is read by the tick, RTCP when it comes */
   unsigned port;
   int family;
   /* where we send */
@@ -175,7 +175,7 @@ static int set_ticking(media_engine_t *e, int on)
     e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (e->tfd < 0)
       return -1;
-    e->tick_watch = loop_watch_create(e->loop, e->tfd, LOOP_READ, on_tick_fd, e);
+    e->tick_watch = loop_watch_create(e->loop, e->tfd, LOOP_READ | LOOP_QUIET, on_tick_fd, e);
     if (!e->tick_watch) {
       close(e->tfd);
       e->tfd = -1;
@@ -345,13 +345,12 @@ media_session_t *media_session_create(media_engine_t *e, char const *addr,
     free(s);
     return NULL;
   }
-  s->watch = loop_watch_create(e->loop, s->fd, LOOP_READ, on_readable, s);
-  s->rtcp_watch = loop_watch_create(e->loop, s->rtcp_fd, LOOP_READ, on_readable, s);
-  if (!s->watch || !s->rtcp_watch) {
-    if (s->watch)
-      loop_watch_destroy(s->watch);
-    if (s->rtcp_watch)
-      loop_watch_destroy(s->rtcp_watch);
+  {
+    int on = 1; /* arrival times for the jitter estimate, as RTP is read per tick */
+    setsockopt(s->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  }
+  s->rtcp_watch = loop_watch_create(e->loop, s->rtcp_fd, LOOP_READ | LOOP_QUIET, on_readable, s);
+  if (!s->rtcp_watch) {
     close(s->fd);
     close(s->rtcp_fd);
     free(s);
@@ -483,7 +482,6 @@ void media_session_destroy(media_session_t *s)
   media_session_unbridge(s);
   if (s->conf)
     media_conf_leave(s->conf, s);
-  loop_watch_destroy(s->watch);
   loop_watch_destroy(s->rtcp_watch);
   close(s->fd);
   close(s->rtcp_fd);
@@ -1077,7 +1075,8 @@ static void on_rtcp_packet(void *arg, rtcp_packet_t const *pkt)
 }
 
 static void on_datagram(media_session_t *s, uint8_t *p, size_t len,
-                        struct sockaddr_storage const *from, socklen_t fromlen, int rtcp_socket)
+                        struct sockaddr_storage const *from, socklen_t fromlen, int rtcp_socket,
+                        double arrival)
 {
   rtp_header_t h;
   int is_rtcp;
@@ -1136,21 +1135,40 @@ static void on_datagram(media_session_t *s, uint8_t *p, size_t len,
     return;
   }
   jitter_put(&s->jb, h.seq, h.ts, p + h.payload_off, h.payload_len,
-             (uint32_t)(uint64_t)(loop_now() * codec_rtp_rate(s->codec)));
+             (uint32_t)(uint64_t)(arrival * codec_rtp_rate(s->codec)));
 }
 
-static void on_readable(loop_watch_t *w, int revents, void *arg)
+/* When a datagram arrived, on loop_now()'s clock: the kernel's receive
+ * timestamp (SO_TIMESTAMPNS, wall clock) moved to the monotonic one; the
+ * read time when there is none. */
+static double arrival_of(struct msghdr const *m, double mono_now, double real_now)
 {
-  media_session_t *s = arg;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)m); c;
+       c = CMSG_NXTHDR((struct msghdr *)m, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+      struct timespec ts;
+      memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      double ago = real_now - ((double)ts.tv_sec + ts.tv_nsec / 1e9);
+      return ago >= 0 && ago < 1.0 ? mono_now - ago : mono_now;
+    }
+  return mono_now;
+}
+
+/* Read what the socket has (bounded: at most 4 batches) and handle it. */
+static void receive(media_session_t *s, int fd, int rtcp_socket)
+{
   media_engine_t *e = s->e;
-  int fd = loop_watch_fd(w), rtcp_socket = fd == s->rtcp_fd;
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   struct sockaddr_storage from[BATCH];
-  (void)revents;
-  e->dispatching++;
+  union {
+    char buf[CMSG_SPACE(sizeof(struct timespec))];
+    struct cmsghdr align;
+  } ctl[BATCH];
   for (int round = 0; round < 4 && !s->dead; round++) {
     int n;
+    struct timespec rt;
+    double mono;
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < BATCH; i++) {
       iov[i].iov_base = e->rx[i];
@@ -1159,22 +1177,35 @@ static void on_readable(loop_watch_t *w, int revents, void *arg)
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_hdr.msg_name = &from[i];
       msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      msgs[i].msg_hdr.msg_control = ctl[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
     }
     n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0)
       break;
+    mono = loop_now();
+    clock_gettime(CLOCK_REALTIME, &rt);
     for (int i = 0; i < n && !s->dead; i++)
       on_datagram(s, e->rx[i], msgs[i].msg_len, &from[i], msgs[i].msg_hdr.msg_namelen,
-                  rtcp_socket);
+                  rtcp_socket,
+                  arrival_of(&msgs[i].msg_hdr, mono, (double)rt.tv_sec + rt.tv_nsec / 1e9));
     if (n < BATCH)
       break;
   }
+}
+
+/* RTCP sockets are watched on the loop (their packets are rare); RTP
+ * sockets are read once per tick instead, between sending and playing
+ * out: one recvmmsg per session and tick, no wakeup per packet. */
+static void on_readable(loop_watch_t *w, int revents, void *arg)
+{
+  media_session_t *s = arg;
+  media_engine_t *e = s->e;
+  (void)revents;
+  e->dispatching++;
+  receive(s, loop_watch_fd(w), 1);
   e->dispatching--;
   sweep(e);
-  /* The tick is due: run it now rather than after the other sockets the
-   * loop has ready (with many sessions, their packets would delay it). */
-  if (e->ticking && loop_now() >= e->last_tick + TICK_MS / 1000.0)
-    on_tick_fd(NULL, 0, e);
 }
 
 static double percentile(uint64_t const *hist, uint64_t total, double p)
@@ -1395,6 +1426,11 @@ static void tick(media_engine_t *e)
   for (media_session_t *s = e->sessions; s; s = s->next)
     if (!s->dead && s->running && s->codec)
       session_send(s);
+  /* what arrived since the last tick (stale packets of sessions not
+   * running are read and dropped) */
+  for (media_session_t *s = e->sessions; s; s = s->next)
+    if (!s->dead)
+      receive(s, s->fd, 0);
   for (media_session_t *s = e->sessions; s; s = s->next)
     if (!s->dead && s->running && s->codec)
       session_play(s);
