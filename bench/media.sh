@@ -10,42 +10,19 @@
 # one, against 20 ms) of at most 1 ms. MEDIA_STEPS, MEDIA_SECONDS and LUA choose the run.
 # Bounded: fixed counts, timeouts, loopback only.
 set -u
-root=$(cd "$(dirname "$0")/.." && pwd)
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/media_lib.sh"
 STEPS=${MEDIA_STEPS:-"100 200 400 800 1200 1600 2000"}
 SECS=${MEDIA_SECONDS:-10}
-W=$(mktemp -d /tmp/luasip-media-bench.XXXXXX)
-APID=""
-cleanup() { [ -n "$APID" ] && kill "$APID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_PATH_5_4="$root/lua/?.lua;$root/lua/?/init.lua;;"
-export LUA_CPATH="$root/build/$LUA/?.so;;" LUA_CPATH_5_4="$root/build/$LUA/?.so;;"
-run() { "$LUA" "$root/bin/luasip" "$@"; }
 
 cc -O2 -o "$W/rawudp" "$root/bench/rawudp.c" || exit 1
-# the prompt: 10 s of two tones at 8 kHz
-"$LUA" -e "package.path='$root/spec/?.lua;'..package.path
-  local a = require 'audio'
-  a.write_wav('$W/prompt.wav', 8000, 1, 10, function(t) return 0.3 * math.sin(2*math.pi*440*t) + 0.2 * math.sin(2*math.pi*1200*t) end)"
+write_prompt "$W/prompt.wav" 8000
 raw=$("$W/rawudp" 3)
 echo "== media: G.711 calls between two luasip processes on 127.0.0.1 ($LUA, ${SECS}s per step); raw loopback limit $raw packets/s per core"
 printf "%6s %7s %10s %12s %7s %6s %9s %9s %5s\n" calls "cpu%" calls/core "pkts/s/core" "%raw" lost "send_p99" "busy_p99" ok
 best=0; bestrow=""
 for N in $STEPS; do
-  rm -rf "$W/a" "$W/c"; mkdir -p "$W/a" "$W/c"
-  run "$root/bench/media_peer.lua" answer 0 "$W/prompt.wav" "$W/a" > "$W/answer.out" 2> "$W/answer.err" &
-  APID=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(awk '/^ready/ {print $2}' "$W/answer.out"); [ -n "$port" ] && break; sleep 0.1
-  done
-  [ -n "$port" ] || { echo "answer side did not start"; cat "$W/answer.err"; exit 1; }
-  line=$(timeout $((SECS + 120)) "$LUA" "$root/bin/luasip" "$root/bench/media_peer.lua" call \
-    "sip:bench@127.0.0.1:$port" "$N" "$SECS" "$W/prompt.wav" "$W/c" 2> "$W/call.err" | grep '^RESULT')
-  kill "$APID" 2>/dev/null; wait "$APID" 2>/dev/null; APID=""
-  if [ -z "$line" ]; then echo "$N calls: no result ($(tail -1 "$W/call.err"))"; break; fi
-  get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
+  line=$(media_step "$N" "$SECS" "$W/prompt.wav") || break
+  get() { field "$line" "$1"; }
   wall=$(get wall); cpu=$(get cpu); sent=$(get sent); recv=$(get received); lost=$(get lost)
   b99=$(get busy_p99)
   frac=$(echo "$cpu / $wall" | bc -l)

@@ -13,7 +13,10 @@
 #     it, BENCH_SERVER=only runs only it;
 #  4. media (bench/media.sh): G.711 calls between two luasip processes,
 #     each side playing a file and recording: calls per core and packets/s
-#     against the raw loopback limit (BENCH_MEDIA=0 skips it, =only runs it).
+#     against the raw loopback limit; then Opus (bench/opus.sh): live
+#     encoding against libopus alone (bench/opusref.c), and calls per core
+#     through the encoded-prompt cache (BENCH_MEDIA=0 skips both, =only runs
+#     only them).
 # Bounded: every load has a fixed count and a timeout; loopback only.
 set -u
 KPID=""; UPID=""; LPID=""
@@ -35,7 +38,7 @@ DUR=${DUR:-10}
 cd "$root"
 sh tools/deps.sh bench || exit 1
 if [ "${BENCH_SERVER:-1}" = only ]; then bash "$root/bench/server.sh"; exit $?; fi
-if [ "${BENCH_MEDIA:-1}" = only ]; then bash "$root/bench/media.sh"; exit $?; fi
+if [ "${BENCH_MEDIA:-1}" = only ]; then bash "$root/bench/media.sh"; r=$?; bash "$root/bench/opus.sh" || r=$?; exit $r; fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lua_env() { echo "LUA_PATH=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_PATH_5_4=$root/lua/?.lua;$root/lua/?/init.lua;; LUA_CPATH=$root/build/$1/?.so;; LUA_CPATH_5_4=$root/build/$1/?.so;;"; }
@@ -101,4 +104,4 @@ for RATE in ${CALL_RATES:-200 500}; do
 done
 echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"
 [ "${BENCH_SERVER:-1}" = 0 ] || bash "$root/bench/server.sh"
-[ "${BENCH_MEDIA:-1}" = 0 ] || bash "$root/bench/media.sh"
+[ "${BENCH_MEDIA:-1}" = 0 ] || { bash "$root/bench/media.sh"; bash "$root/bench/opus.sh"; }

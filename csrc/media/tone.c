@@ -2,7 +2,18 @@
 #include "media/tone.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
+
+#define TABLE_BITS 12
+static float sine[1 << TABLE_BITS];
+static pthread_once_t sine_once = PTHREAD_ONCE_INIT;
+
+static void make_sine(void)
+{
+  for (int i = 0; i < 1 << TABLE_BITS; i++)
+    sine[i] = (float)sin(2 * M_PI * i / (1 << TABLE_BITS));
+}
 
 int tone_init(tone_t *t, tone_spec_t const *spec, unsigned rate)
 {
@@ -21,12 +32,9 @@ int tone_init(tone_t *t, tone_spec_t const *spec, unsigned rate)
   }
   t->spec = *spec;
   t->rate = rate;
-  for (int i = 0; i < spec->nfreqs; i++) {
-    double w = 2 * M_PI * spec->freqs[i] / rate;
-    t->re[i] = 1, t->im[i] = 0; /* sin starts at 0 */
-    t->cos_step[i] = cos(w);
-    t->sin_step[i] = sin(w);
-  }
+  pthread_once(&sine_once, make_sine);
+  for (int i = 0; i < spec->nfreqs; i++)
+    t->step[i] = (uint32_t)llround(spec->freqs[i] / rate * 4294967296.0); /* sin starts at 0 */
   /* dBm0: a full-scale sine is +3.14 dBm0 (G.711), i.e. 32767 peak */
   t->amp = 32767.0 * pow(10.0, (spec->level_dbm0 - 3.14) / 20.0);
   if (t->amp * spec->nfreqs > 32767.0)
@@ -69,20 +77,19 @@ int tone_generate(tone_t *t, int16_t *out, int n)
     if (!on) {
       memset(out + k, 0, (size_t)m * sizeof *out);
     } else {
-      for (int j = 0; j < m; j++) {
-        double v = 0;
+      float amp = (float)t->amp, acc[512];
+      /* in blocks: one frequency at a time over the block, then scale */
+      for (int b = 0; b < m; b += 512) {
+        int len = m - b < 512 ? m - b : 512;
+        memset(acc, 0, (size_t)len * sizeof *acc);
         for (int i = 0; i < nf; i++) {
-          double re = t->re[i], im = t->im[i];
-          v += im;
-          t->re[i] = re * t->cos_step[i] - im * t->sin_step[i];
-          t->im[i] = re * t->sin_step[i] + im * t->cos_step[i];
+          uint32_t ph = t->phase[i], st = t->step[i];
+          for (int j = 0; j < len; j++, ph += st)
+            acc[j] += sine[ph >> (32 - TABLE_BITS)];
+          t->phase[i] = ph;
         }
-        out[k + j] = (int16_t)lrint(v * t->amp);
-      }
-      /* keep the phasors on the unit circle (rounding drifts them) */
-      for (int i = 0; i < nf; i++) {
-        double r = sqrt(t->re[i] * t->re[i] + t->im[i] * t->im[i]);
-        t->re[i] /= r, t->im[i] /= r;
+        for (int j = 0; j < len; j++)
+          out[k + b + j] = (int16_t)(acc[j] * amp); /* |acc * amp| <= 32767: tone_init bounds amp */
       }
     }
     k += m;
