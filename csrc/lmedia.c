@@ -547,6 +547,7 @@ static int s_stats(lua_State *L)
   SETNUM("unknown_pt", st.unknown_pt);
   SETNUM("late", st.late);
   SETNUM("concealed_ms", st.concealed_ms);
+  SETNUM("recovered_ms", st.recovered_ms);
   SETNUM("srtp_auth_fail", st.srtp_auth_fail);
   SETNUM("srtp_replay", st.srtp_replay);
   lua_pushboolean(L, st.latched);

@@ -7,10 +7,12 @@ local audio = require "audio"
 local read_wav = audio.read_wav
 
 local function sdp_for(port, codec_pt, codec)
+  local opus = codec == "opus"
   return table.concat({
     "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
     "m=audio " .. port .. " RTP/AVP " .. codec_pt .. " 101",
-    "a=rtpmap:" .. codec_pt .. " " .. codec .. "/8000",
+    "a=rtpmap:" .. codec_pt .. " " .. codec .. (opus and "/48000/2" or "/8000"),
+    opus and ("a=fmtp:" .. codec_pt .. " useinbandfec=1") or "a=ptime:20",
     "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendrecv", "",
   }, "\r\n")
 end
@@ -96,7 +98,9 @@ describe("media engine", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
-  it("conceals injected loss and reordering: the recording stays continuous", function()
+  for _, case in ipairs { { 0, "PCMU" }, { 111, "opus" } } do
+  local pt, codec = case[1], case[2]
+  it("conceals injected loss and reordering (" .. codec .. "): the recording stays continuous", function()
     local socket = require "socket"
     local dir = H.tmpdir()
     local st
@@ -114,8 +118,8 @@ describe("media engine", function()
       local sink = assert(socket.udp())
       assert(sink:setsockname("127.0.0.1", 0))
       local _, sport = sink:getsockname()
-      assert(a:start(sdp_for(rport, 0, "PCMU")))
-      assert(b:start(sdp_for(sport, 0, "PCMU")))
+      assert(a:start(sdp_for(rport, pt, codec)))
+      assert(b:start(sdp_for(sport, pt, codec)))
       local running, n, held = true, 0, nil
       local aport, bport = a:port(), b:port()
       luasip.spawn(function()
@@ -154,14 +158,23 @@ describe("media engine", function()
     end)
     assert.is_true(st.dropped >= 5, "dropped " .. tostring(st.dropped))
     assert.is_true(st.lost >= 5, "lost " .. st.lost)
-    assert.is_true(st.concealed_ms >= 100, "concealed " .. st.concealed_ms .. " ms")
+    if codec == "opus" then
+      -- each lone loss is rebuilt from the next packet's in-band FEC
+      assert.is_true(st.recovered_ms >= 100, "recovered " .. st.recovered_ms .. " ms")
+    else
+      assert.is_true(st.concealed_ms >= 100, "concealed " .. st.concealed_ms .. " ms")
+      assert.equal(0, st.recovered_ms)
+    end
     local samples, rate = read_wav(dir .. "/lossy.wav")
-    assert(audio.dominant(samples, rate, 1000))
+    assert.equal(codec == "opus" and 48000 or 8000, rate)
+    -- over the whole second (a rebuilt frame is rougher than the rest)
+    assert(audio.dominant_overall(samples, rate, 1000, { 300, 600, 1400, 2000, 3000 }, 100))
     -- every 20 ms of the second stays loud: the gaps were filled
     local loud = audio.loud_frames(samples, rate)
     assert.is_true(loud >= 47 and loud <= 55, loud .. " loud frames (want ~50)")
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
+  end
 
   it("sends and receives RFC 4733 digits in order, each once", function()
     H.run(function()

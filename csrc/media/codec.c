@@ -167,6 +167,26 @@ int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int ma
   return n;
 }
 
+int codec_packet_samples(codec_t const *c, uint8_t const *in, size_t len)
+{
+  if (c->kind == OPUS) {
+    int n = len ? opus_packet_get_nb_samples(in, (opus_int32)len, 48000) : -1;
+    return n < 0 ? -1 : n;
+  }
+  return (int)len;
+}
+
+int codec_recover(codec_t *c, uint8_t const *next, size_t len, int16_t *pcm, int n)
+{
+  int got;
+  if (c->kind != OPUS || !len || n <= 0 || n % 120 || n > 5760)
+    return -1;
+  /* decode_fec=1: the LBRR data of `next` describes the frame before it
+   * (without any, libopus conceals instead, which is no worse) */
+  got = opus_decode(c->dec, next, (opus_int32)len, pcm, n, 1);
+  return got == n ? n : -1;
+}
+
 int codec_conceal(codec_t *c, int16_t *pcm, int n)
 {
   if (c->kind == OPUS) {

@@ -31,6 +31,12 @@ codec_t *codec_twin(codec_t const *c);
 int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t size);
 /* Decode a payload to at most max samples; returns how many, or -1. */
 int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int max);
+/* Samples of audio a payload holds (its duration), or -1. */
+int codec_packet_samples(codec_t const *c, uint8_t const *in, size_t len);
+/* Recover the n samples lost just before the payload `next` from the
+ * redundancy it carries (Opus in-band FEC); n, or -1 when the codec has
+ * none (then conceal). */
+int codec_recover(codec_t *c, uint8_t const *next, size_t len, int16_t *pcm, int n);
 /* Make up n samples for a lost packet (packet-loss concealment). */
 int codec_conceal(codec_t *c, int16_t *pcm, int n);
 

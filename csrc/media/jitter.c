@@ -17,9 +17,11 @@ void jitter_init(jitter_t *j, unsigned rate, unsigned frame, unsigned max_ms)
 
 double jitter_ms(jitter_t const *j) { return j->rate ? j->jitter * 1000.0 / j->rate : 0; }
 
+void jitter_set_lookahead(jitter_t *j, unsigned samples) { j->lookahead = samples; }
+
 static unsigned target(jitter_t const *j)
 {
-  double t = j->frame + 3 * j->jitter;
+  double t = j->frame + j->lookahead + 3 * j->jitter;
   return t > j->max_delay ? j->max_delay : (unsigned)t;
 }
 
@@ -163,8 +165,24 @@ int jitter_get(jitter_t *j, codec_t *codec, int16_t *out)
       memset(out + produced, 0, want * sizeof *out);
       return audio;
     }
-    if (s && (int64_t)DIFF(s->ts, j->play_ts) < (int64_t)want)
-      want = (unsigned)DIFF(s->ts, j->play_ts);
+    if (s) {
+      int32_t gap = DIFF(s->ts, j->play_ts);
+      int fec = codec_packet_samples(codec, s->data, s->len);
+      if (fec > 0 && gap == fec && fec <= (int)(sizeof j->pending / sizeof j->pending[0]) &&
+          codec_recover(codec, s->data, s->len, j->pending, fec) == fec) {
+        /* the one packet before s is lost and s carries its FEC: play
+         * that instead of concealing */
+        j->npending = fec;
+        j->pending_ts = j->play_ts;
+        j->recovered += (uint64_t)fec;
+        continue;
+      }
+      /* conceal up to where s's FEC (if any) can take over */
+      if (fec > 0 && gap > fec && gap - fec < (int32_t)want)
+        want = (unsigned)(gap - fec);
+      else if ((int64_t)gap < (int64_t)want)
+        want = (unsigned)gap;
+    }
     codec_conceal(codec, out + produced, (int)want);
     j->concealed += want;
     j->play_ts += want;

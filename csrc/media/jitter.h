@@ -31,6 +31,8 @@ typedef struct {
   unsigned rate;          /* RTP clock */
   unsigned frame;         /* samples per frame (tick) */
   unsigned max_delay;     /* samples */
+  unsigned lookahead;     /* samples of extra delay, so a lost packet's
+                           * successor is there to rebuild it from (FEC) */
   double jitter;          /* samples (RFC 3550 estimator) */
   int have_transit;
   int32_t last_transit;
@@ -39,6 +41,7 @@ typedef struct {
   uint32_t pending_ts;
   /* counters */
   uint64_t late, duplicate, too_big, concealed, played;
+  uint64_t recovered; /* samples rebuilt from the next packet's FEC */
 } jitter_t;
 
 void jitter_init(jitter_t *j, unsigned rate, unsigned frame, unsigned max_ms);
@@ -52,5 +55,8 @@ void jitter_put(jitter_t *j, uint16_t seq, uint32_t ts, uint8_t const *payload, 
  * silence. */
 int jitter_get(jitter_t *j, codec_t *codec, int16_t *out);
 double jitter_ms(jitter_t const *j);
+/* Hold `samples` more before playing (0 by default): with Opus a frame, so
+ * a lone lost packet can be rebuilt from the next one's in-band FEC. */
+void jitter_set_lookahead(jitter_t *j, unsigned samples);
 
 #endif

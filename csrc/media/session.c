@@ -434,6 +434,8 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     s->rate = codec_audio_rate(c);
     s->frame = s->rate * TICK_MS / 1000;
     jitter_init(&s->jb, codec_rtp_rate(c), s->frame, 300);
+    if (!strcasecmp(codec_name(c), "opus"))
+      jitter_set_lookahead(&s->jb, s->frame); /* 20 ms more, for FEC */
     s->nout = 0;
   }
   s->pt = r->pt;
@@ -762,6 +764,7 @@ media_stats_t media_session_stats(media_session_t const *s)
   st.jitter_ms = jitter_ms(&s->jb);
   st.late = s->jb.late;
   st.concealed_ms = s->rate ? s->jb.concealed * 1000 / s->rate : 0;
+  st.recovered_ms = s->rate ? s->jb.recovered * 1000 / s->rate : 0;
   st.latched = s->latched;
   if (s->have_seq) {
     uint64_t expected = (uint64_t)s->cycles + s->max_seq - s->base_seq + 1;

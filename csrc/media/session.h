@@ -48,6 +48,7 @@ typedef struct {
   int64_t remote_lost;      /* from the peer's last report, -1 none */
   double remote_jitter_ms;
   uint64_t rtcp_sent, rtcp_received, malformed, unknown_pt, late, concealed_ms;
+  uint64_t recovered_ms;    /* rebuilt from Opus in-band FEC instead of concealed */
   uint64_t srtp_auth_fail, srtp_replay; /* SRTP packets dropped */
   int latched;
 } media_stats_t;

@@ -399,7 +399,8 @@ return function(Call)
 
   --- RTP statistics of the call's media (nil without media): packets
   --- and bytes each way, lost, jitter_ms, rtt_ms, remote_lost,
-  --- remote_jitter_ms, rtcp_sent/received, malformed, late, concealed_ms.
+  --- remote_jitter_ms, rtcp_sent/received, malformed, late, concealed_ms,
+  --- recovered_ms (Opus in-band FEC).
   --- After the call ended: the figures at its end.
   function Call:stats()
     local s = self.media_session
