@@ -18,6 +18,10 @@ typedef struct {
   media_session_t *s;
 } lsession;
 
+/* The RTP port range until core.media_ports sets another. */
+#define PORT_MIN 16384
+#define PORT_MAX 32767
+
 static media_engine_t *engine(lua_State *L, lsip_ctx *ctx, unsigned lo, unsigned hi)
 {
   char err[160];
@@ -97,7 +101,7 @@ static int l_media_session(lua_State *L)
   lsession *ls;
   int weak = lua_toboolean(L, 3);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  engine(L, ctx, 16384, 32767);
+  engine(L, ctx, PORT_MIN, PORT_MAX);
   ls = compat_newuserdata(L, sizeof *ls);
   memset(ls, 0, sizeof *ls);
   ls->s = media_session_create(ctx->media, addr, &cb, ls, err, sizeof err);
@@ -256,7 +260,7 @@ static int l_media_timing(lua_State *L)
 static int l_media_cache(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
-  media_clip_stats_t st;
+  clip_stats_t st;
   memset(&st, 0, sizeof st);
   if (ctx->media)
     st = media_engine_clip_stats(ctx->media);
@@ -373,7 +377,7 @@ static int l_media_conference(lua_State *L)
 {
   lsip_ctx *ctx = lsip_ctx_of(L);
   lconf *lc;
-  engine(L, ctx, 16384, 32767);
+  engine(L, ctx, PORT_MIN, PORT_MAX);
   lc = compat_newuserdata(L, sizeof *lc);
   memset(lc, 0, sizeof *lc);
   lc->c = media_conf_create(ctx->media);

@@ -48,7 +48,7 @@ typedef struct {
   unsigned clips, referenced;
   size_t bytes;
   uint64_t hits, loads;
-  unsigned encodings;
+  unsigned encodings;        /* the encoded-prompt cache: encodings held, */
   uint64_t encoded, reused; /* packets encoded, and copied from an encoding */
 } clip_stats_t;
 clip_stats_t clip_cache_stats(clip_cache_t const *c);

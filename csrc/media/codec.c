@@ -57,10 +57,9 @@ static long fmtp_num(char const *fmtp, char const *key, long dflt)
   return dflt;
 }
 
-static codec_t *opus_create(char const *fmtp)
+static codec_t *opus_create(long bitrate, int fec)
 {
   int err = 0;
-  long bitrate = fmtp_num(fmtp, "maxaveragebitrate", 32000);
   codec_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -75,7 +74,7 @@ static codec_t *opus_create(char const *fmtp)
   if (bitrate < 6000 || bitrate > 510000)
     bitrate = 32000;
   c->bitrate = bitrate;
-  c->fec = fmtp_num(fmtp, "useinbandfec", 0) == 1;
+  c->fec = fec;
   snprintf(c->key, sizeof c->key, "opus/48000 b=%ld fec=%d", bitrate, c->fec);
   opus_encoder_ctl(c->enc, OPUS_SET_BITRATE((opus_int32)bitrate));
   opus_encoder_ctl(c->enc, OPUS_SET_COMPLEXITY(5));
@@ -94,7 +93,9 @@ codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char c
   if (!name)
     return NULL;
   if (!strcasecmp(name, "opus"))
-    return rate == 48000 ? opus_create(fmtp) : NULL;
+    return rate == 48000 ? opus_create(fmtp_num(fmtp, "maxaveragebitrate", 32000),
+                                       fmtp_num(fmtp, "useinbandfec", 0) == 1)
+                         : NULL;
   if (rate != 8000 || channels > 1)
     return NULL;
   if (!strcasecmp(name, "PCMU"))
@@ -115,12 +116,11 @@ char const *codec_key(codec_t const *c) { return c->key; }
 
 codec_t *codec_twin(codec_t const *c)
 {
-  char fmtp[64];
-  if (c->kind != OPUS)
-    return codec_create(codec_name(c), 8000, 1, NULL);
-  snprintf(fmtp, sizeof fmtp, "maxaveragebitrate=%ld;useinbandfec=%d", c->bitrate, c->fec);
-  return codec_create("opus", 48000, 1, fmtp);
+  return c->kind == OPUS ? opus_create(c->bitrate, c->fec)
+                         : codec_create(codec_name(c), 8000, 1, NULL);
 }
+
+int codec_has_fec(codec_t const *c) { return c->kind == OPUS; }
 
 void codec_destroy(codec_t *c)
 {

@@ -31,6 +31,9 @@ codec_t *codec_twin(codec_t const *c);
 int codec_encode(codec_t *c, int16_t const *pcm, int n, uint8_t *out, size_t size);
 /* Decode a payload to at most max samples; returns how many, or -1. */
 int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int max);
+/* Whether lost audio can be rebuilt from the packet after it (Opus's
+ * in-band FEC; codec_recover), so a jitter buffer should hold that packet. */
+int codec_has_fec(codec_t const *c);
 /* Samples of audio a payload holds (its duration), or -1. */
 int codec_packet_samples(codec_t const *c, uint8_t const *in, size_t len);
 /* Recover the n samples lost just before the payload `next` from the

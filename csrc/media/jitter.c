@@ -167,7 +167,7 @@ int jitter_get(jitter_t *j, codec_t *codec, int16_t *out)
     }
     if (s) {
       int32_t gap = DIFF(s->ts, j->play_ts);
-      int fec = codec_packet_samples(codec, s->data, s->len);
+      int fec = codec_has_fec(codec) ? codec_packet_samples(codec, s->data, s->len) : 0;
       if (fec > 0 && gap == fec && fec <= (int)(sizeof j->pending / sizeof j->pending[0]) &&
           codec_recover(codec, s->data, s->len, j->pending, fec) == fec) {
         /* the one packet before s is lost and s carries its FEC: play

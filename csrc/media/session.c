@@ -434,7 +434,7 @@ int media_session_start(media_session_t *s, sdpmap_t const *r, unsigned ptime, c
     s->rate = codec_audio_rate(c);
     s->frame = s->rate * TICK_MS / 1000;
     jitter_init(&s->jb, codec_rtp_rate(c), s->frame, 300);
-    if (!strcasecmp(codec_name(c), "opus"))
+    if (codec_has_fec(c))
       jitter_set_lookahead(&s->jb, s->frame); /* 20 ms more, for FEC */
     s->nout = 0;
   }
@@ -644,13 +644,7 @@ int media_session_play_file(media_session_t *s, char const *path, int loop, char
   return 0;
 }
 
-media_clip_stats_t media_engine_clip_stats(media_engine_t const *e)
-{
-  clip_stats_t c = clip_cache_stats(e->clips);
-  media_clip_stats_t m = { c.clips,    c.referenced, c.bytes,  c.hits,
-                           c.loads,    c.encodings,  c.encoded, c.reused };
-  return m;
-}
+clip_stats_t media_engine_clip_stats(media_engine_t const *e) { return clip_cache_stats(e->clips); }
 
 /* Fill frame[0..n) from the clip; 1 when it ended (the rest is silence). */
 static int clip_fill(media_session_t *s, int16_t *frame, unsigned n)
@@ -856,30 +850,45 @@ static int dtmf_freqs(char c, double *lo, double *hi)
   return 0;
 }
 
+/* A digit went out: a gap of `ticks` follows it. */
+static void digit_done(media_session_t *s, unsigned ticks)
+{
+  s->dtmf_pos++;
+  s->dtmf_state = DTMF_GAP;
+  s->dtmf_gap = ticks;
+}
+
+/* One tick of the gap after a digit; at its end, the next digit, or the
+ * queue is all sent. */
+static void gap_tick(media_session_t *s)
+{
+  if (--s->dtmf_gap)
+    return;
+  s->dtmf_state = DTMF_IDLE;
+  if (s->dtmf_pos >= s->dtmf_len) {
+    s->dtmf_pos = s->dtmf_len = 0;
+    if (s->cb.event)
+      s->cb.event(s->arg, MEDIA_DTMF_SENT, NULL);
+  }
+}
+
 /* One tick of in-band DTMF: a digit's tones, then as long a pause (what a
  * detector needs to tell two equal digits apart), both in frame. */
-static void inband_tick(media_session_t *s, int16_t *frame)
+static int inband_tick(media_session_t *s, int16_t *frame)
 {
   unsigned n = s->frame;
   int got = 0;
   if (s->dtmf_state == DTMF_SENDING) {
     got = tone_generate(&s->dtmf_tone, frame, (int)n);
     s->dtmf_elapsed += n;
-    if ((unsigned)got < n || s->dtmf_elapsed >= s->dtmf_samples) {
-      s->dtmf_pos++;
-      s->dtmf_state = DTMF_GAP;
-      s->dtmf_gap = (s->dtmf_samples + n - 1) / n;
-    }
-  } else if (--s->dtmf_gap == 0) {
-    s->dtmf_state = DTMF_IDLE;
-    if (s->dtmf_pos >= s->dtmf_len) {
-      s->dtmf_pos = s->dtmf_len = 0;
-      if (s->cb.event)
-        s->cb.event(s->arg, MEDIA_DTMF_SENT, NULL);
-    }
+    if ((unsigned)got < n || s->dtmf_elapsed >= s->dtmf_samples)
+      digit_done(s, (s->dtmf_samples + n - 1) / n);
+  } else {
+    gap_tick(s);
   }
   if ((unsigned)got < n)
     memset(frame + got, 0, (n - (unsigned)got) * sizeof *frame);
+  return 2;
 }
 
 /* One tick of DTMF sending: 0 when no digit occupies the stream, 1 when an
@@ -889,8 +898,7 @@ static int dtmf_tick(media_session_t *s, int16_t *frame)
 {
   uint8_t p[4];
   rtp_event_t ev;
-  switch (s->dtmf_state) {
-  case DTMF_IDLE:
+  if (s->dtmf_state == DTMF_IDLE) {
     if (s->dtmf_pos >= s->dtmf_len)
       return 0;
     s->dtmf_state = DTMF_SENDING;
@@ -905,51 +913,32 @@ static int dtmf_tick(media_session_t *s, int16_t *frame)
       spec.level_dbm0 = -7; /* per frequency: well above detectors' floors */
       if (tone_init(&s->dtmf_tone, &spec, s->rate) < 0)
         s->dtmf_samples = 0; /* cannot happen for these frequencies */
-      inband_tick(s, frame);
-      return 2;
+    } else {
+      s->nout = 0;
     }
-    s->nout = 0;
-    /* fall through */
-  case DTMF_SENDING:
-    if (s->dtmf_inband) {
-      inband_tick(s, frame);
-      return 2;
-    }
-    s->dtmf_elapsed += s->frame;
-    ev.event = (uint8_t)rtp_event_code(s->dtmf_queue[s->dtmf_pos]);
-    ev.volume = 10;
-    {
-      /* in telephone-event clock units (8 kHz events beside 48 kHz Opus) */
-      uint64_t d = (uint64_t)s->dtmf_elapsed * s->te_rate / s->rate;
-      ev.duration = (uint16_t)(d > 65535 ? 65535 : d);
-    }
-    ev.end = s->dtmf_elapsed >= s->dtmf_samples;
-    rtp_event_write(p, &ev);
-    /* the end packet goes out three times (RFC 4733 §2.5.1.4) */
-    for (int i = 0; i < (ev.end ? 3 : 1); i++)
-      send_rtp(s, s->dtmf_elapsed == s->frame, s->te_pt, s->dtmf_ts, p, 4);
-    if (ev.end) {
-      s->dtmf_pos++;
-      s->dtmf_state = DTMF_GAP;
-      s->dtmf_gap = 3; /* 60 ms between digits */
-    }
-    return 1;
-  case DTMF_GAP:
-    if (s->dtmf_inband) {
-      inband_tick(s, frame);
-      return 2;
-    }
-    if (--s->dtmf_gap == 0) {
-      s->dtmf_state = DTMF_IDLE;
-      if (s->dtmf_pos >= s->dtmf_len) {
-        s->dtmf_pos = s->dtmf_len = 0;
-        if (s->cb.event)
-          s->cb.event(s->arg, MEDIA_DTMF_SENT, NULL);
-      }
-    }
+  }
+  if (s->dtmf_inband)
+    return inband_tick(s, frame);
+  if (s->dtmf_state == DTMF_GAP) {
+    gap_tick(s);
     return 0;
   }
-  return 0;
+  s->dtmf_elapsed += s->frame;
+  ev.event = (uint8_t)rtp_event_code(s->dtmf_queue[s->dtmf_pos]);
+  ev.volume = 10;
+  {
+    /* in telephone-event clock units (8 kHz events beside 48 kHz Opus) */
+    uint64_t d = (uint64_t)s->dtmf_elapsed * s->te_rate / s->rate;
+    ev.duration = (uint16_t)(d > 65535 ? 65535 : d);
+  }
+  ev.end = s->dtmf_elapsed >= s->dtmf_samples;
+  rtp_event_write(p, &ev);
+  /* the end packet goes out three times (RFC 4733 §2.5.1.4) */
+  for (int i = 0; i < (ev.end ? 3 : 1); i++)
+    send_rtp(s, s->dtmf_elapsed == s->frame, s->te_pt, s->dtmf_ts, p, 4);
+  if (ev.end)
+    digit_done(s, 3); /* 60 ms between digits */
+  return 1;
 }
 
 static void send_rtcp(media_session_t *s)

@@ -12,6 +12,7 @@
 #define LUASIP_MEDIA_SESSION_H
 
 #include "loop/loop.h"
+#include "media/clip.h"
 #include "media/sdpmap.h"
 #include "media/tone.h"
 
@@ -59,13 +60,6 @@ media_engine_t *media_engine_create(loop_t *loop, unsigned port_min, unsigned po
 int media_engine_destroy(media_engine_t *e);
 int media_engine_sessions(media_engine_t const *e);
 
-typedef struct {
-  unsigned clips, referenced;
-  size_t bytes;
-  uint64_t hits, loads;
-  unsigned encodings;       /* the encoded-prompt cache: encodings held, */
-  uint64_t encoded, reused; /* packets encoded, packets copied from one */
-} media_clip_stats_t;
 /* Tick timing since the last reset (upper bounds, 0.1 ms resolution): p99
  * of |interval - 20 ms|, p50/p99 of the work per tick, and p99 over every
  * audio packet sent of |its interval from the session's previous - ptime|. */
@@ -77,7 +71,7 @@ typedef struct {
 media_timing_t media_engine_timing(media_engine_t *e, int reset);
 
 /* The decoded-file cache: clips held, in use, bytes, hits and loads. */
-media_clip_stats_t media_engine_clip_stats(media_engine_t const *e);
+clip_stats_t media_engine_clip_stats(media_engine_t const *e);
 
 /* Bind an even RTP port and the next one for RTCP on addr. */
 media_session_t *media_session_create(media_engine_t *e, char const *addr,
