@@ -60,6 +60,7 @@ static optmap const request_opts[] = {
   { "invite_timer", nutag_invite_timer, K_UINT },
   { "autoanswer", nutag_autoanswer, K_BOOL },
   { "media_enable", nutag_media_enable, K_BOOL },
+  { "auto_ack", nutag_autoack, K_BOOL },
   { NULL, NULL, K_STR },
 };
 

@@ -85,6 +85,7 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
   lua_State *L = ctx->L;
   lhandle *h = ev->owner;
   lhandle *fresh = NULL;
+  lhandle *update = NULL;
   int top;
 
   if (ctx->closing || lu->obj.fn_ref == LUA_NOREF || !lua_checkstack(L, 24))
@@ -125,7 +126,22 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
     fresh->pending[0] = ev->saved[0];
     ev->keep_saved = 1;
   }
+  /* An UPDATE is the application's to answer (NUTAG_APPL_METHOD): nua
+   * without soa would answer an offer in it with a bare 200. The call
+   * answers it during this event through h:respond(); one left unanswered
+   * (no call, or its handler failed) gets 500 below. */
+  if (h && ev->event == nua_i_update && ev->saved[0]) {
+    if (h->pending[0]) {
+      nua_respond(ev->nh, 500, "Not handled", NUTAG_WITH_SAVED(ev->saved), TAG_END());
+    } else {
+      h->pending[0] = ev->saved[0];
+      ev->keep_saved = 1;
+      update = h;
+    }
+  }
   lsip_pcall(ctx, 6, 0);
+  if (update && update->pending[0] == ev->saved[0] && update->nh)
+    refuse_pending(update->nh, update->pending);
   lua_settop(L, top);
   if (!fresh && h && ev->event == nua_i_message && lu->appl_message && ev->saved[0] &&
       h->nh && lu->ua)
@@ -228,7 +244,7 @@ static int l_ua(lua_State *L)
   lu->handles_ref = LUA_NOREF;
   lu->appl_message = opt_bool(L, 1, "appl_message", 1);
   lu->ua = sip_ua_create(loop_root(ctx->loop), on_ua_event, lu, err, sizeof err,
-                         NUTAG_APPL_METHOD(lu->appl_message ? "MESSAGE" : NULL),
+                         NUTAG_APPL_METHOD(lu->appl_message ? "MESSAGE, UPDATE" : "UPDATE"),
                          NUTAG_ENABLEMESSAGE(1),
                          NTATAG_UA(1),
                          NTATAG_MAXSIZE(65536),

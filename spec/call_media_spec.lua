@@ -448,6 +448,50 @@ describe("calls with media", function()
     os.execute("rm -rf " .. H.shell_quote(dir))
   end)
 
+  -- RFC 5761: our offers carry a=rtcp-mux; when the answer has it too,
+  -- RTCP goes to the peer's RTP port, and otherwise to the port above it.
+  -- The peer is a plain UDP socket pair answering with an explicit SDP.
+  for _, mux in ipairs { true, false } do
+    it("sends RTCP " .. (mux and "on the RTP port when the answer takes rtcp-mux" or
+                         "to the RTCP port when the answer leaves rtcp-mux out"), function()
+      H.run(function()
+        local rtp, rtcp = H.udp_pair()
+        local answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" ..
+          "m=audio " .. rtp.port .. " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n" .. (mux and "a=rtcp-mux\r\n" or "")
+        local a, _, uri = pair(function(call) call:answer() end, { codecs = { "PCMU" }, srtp = "off" },
+                               { sdp = answer })
+        local call = assert(a:call(uri, { timeout = 5 }))
+        assert.matches("\r\na=rtcp%-mux\r\n", call.local_sdp)
+        -- count RTP (PT 0) and RTCP (PT 200..204) arriving on each socket for 4 s:
+        -- the first report goes out 2.5 s into the call
+        local got = { [rtp.sock] = { rtp = 0, rtcp = 0 }, [rtcp.sock] = { rtp = 0, rtcp = 0 } }
+        local deadline = luasip.now() + 4
+        while luasip.now() < deadline do
+          for sock, n in pairs(got) do
+            local data = sock:receive()
+            while data do
+              local pt = data:byte(2)
+              if pt >= 200 and pt <= 204 then n.rtcp = n.rtcp + 1 else n.rtp = n.rtp + 1 end
+              data = sock:receive()
+            end
+          end
+          luasip.sleep(0.02)
+        end
+        call:hangup()
+        rtp.sock:close() rtcp.sock:close()
+        assert.is_true(got[rtp.sock].rtp > 150, got[rtp.sock].rtp .. " RTP packets")
+        assert.equal(0, got[rtcp.sock].rtp)
+        if mux then
+          assert.is_true(got[rtp.sock].rtcp >= 1, "no RTCP on the RTP port")
+          assert.equal(0, got[rtcp.sock].rtcp)
+        else
+          assert.is_true(got[rtcp.sock].rtcp >= 1, "no RTCP on the RTCP port")
+          assert.equal(0, got[rtp.sock].rtcp)
+        end
+      end, 20)
+    end)
+  end
+
   it("refuses SRTP offers with srtp off, and plain offers with srtp mandatory (488)", function()
     H.run(function()
       local _, off, uri_off = pair(function(call) call:answer() end, nil, { srtp = "off" })

@@ -203,6 +203,32 @@ function H.free_port(kind)
   return tonumber(port)
 end
 
+--- Two non-blocking UDP sockets on 127.0.0.1 at an even port and the one
+--- above it, as RTP and RTCP are: { sock =, port = } each.
+function H.udp_pair()
+  for _ = 1, 100 do
+    local a = assert(socket.udp())
+    assert(a:setsockname("127.0.0.1", 0))
+    local _, port = a:getsockname()
+    port = tonumber(port)
+    if port % 2 == 1 then
+      a:close()
+      a = assert(socket.udp())
+      port = port - 1
+      if not a:setsockname("127.0.0.1", port) then a:close() a = nil end
+    end
+    if a then
+      local b = assert(socket.udp())
+      if b:setsockname("127.0.0.1", port + 1) then
+        a:settimeout(0) b:settimeout(0)
+        return { sock = a, port = port }, { sock = b, port = port + 1 }
+      end
+      a:close() b:close()
+    end
+  end
+  error("no free pair of UDP ports")
+end
+
 function H.require_sipp()
   local ok = os.execute("command -v sipp >/dev/null 2>&1")
   assert(ok == true or ok == 0, "sipp (Debian sip-tester) is not installed: run make deps")

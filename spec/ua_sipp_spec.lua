@@ -453,6 +453,50 @@ io.stdout:flush()
     end)
   end
 
+  -- nua runs without soa: it answered an UPDATE's offer with a bare 200,
+  -- and its own session refresh (a re-INVITE without an offer) was ACKed
+  -- without the answer the peer's 200 asked for.
+  it("answers an UPDATE's offer, and puts its answer in the ACK to its own session refresh", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1",
+                                  session_timer = 4, min_se = 2, refresher = "local" })
+    finally(function() ua:close() end)
+    local call, updates = nil, {}
+    ua:on("call", function(c)
+      call = c
+      c:on("update", function(msg) updates[#updates + 1] = msg.body or "" end)
+      c:answer { timeout = 10 }
+    end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/uac_update.xml", "127.0.0.1:" .. ua.port }, 30, function(s)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.is_truthy(H.poll_until(function() return call and call.state == "terminated" end, 5))
+        assert.are.equal("remote", call.hangup_by)
+        assert.are.equal(2, #updates)
+        local msgs = s:messages()
+        local ok = received(msgs, "^SIP/2%.0 200 ")
+        -- to the INVITE, the two UPDATEs and the BYE
+        assert.are.equal(4, #ok)
+        assert.matches("2 UPDATE", header(ok[2], "CSeq"))
+        assert.matches("m=audio %d+ RTP/AVP 8\r?\n", ok[2])
+        assert.are.equal("application/sdp", header(ok[2], "Content-Type"))
+        assert.matches("3 UPDATE", header(ok[3], "CSeq"))
+        assert.are.equal("0", header(ok[3], "Content-Length"))
+        -- the refresh: a re-INVITE without an offer; the ACK answers the 200's
+        local invites = received(msgs, "^INVITE ")
+        assert.are.equal(1, #invites)
+        assert.are.equal("0", header(invites[1], "Content-Length"))
+        local acks = received(msgs, "^ACK ")
+        assert.are.equal(1, #acks)
+        assert.matches("m=audio %d+ RTP/AVP 0\r?\n", acks[1])
+        -- o= versions: the UPDATE's answer and the ACK's go up from the 200's
+        local function version(text) return tonumber(text:match("\no=%S+ %d+ (%d+)")) end
+        local v200, vupd, vack = version(ok[1]), version(ok[2]), version(acks[1])
+        assert.is_true(vupd == v200 + 1 and vack == vupd + 1, string.format("o= versions %s %s %s", v200, vupd, vack))
+        assert.matches("o=sipp 1 3 ", call.remote_sdp)
+      end)
+    end, 40)
+  end)
+
   -- Regressions: Call:_poke used to remove a satisfied waiter by index
   -- after its task had run, and so dropped the wait that task started at
   -- once on the same call, which then only ended at its timeout.

@@ -123,7 +123,6 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase,
   uah_t *h = (uah_t *)hmagic;
   sip_ua_event_t ev;
   int fresh = 0;
-  (void)nua;
 
   if (event == nua_r_shutdown) {
     if (status >= 200 && !ua->shut) {
@@ -154,6 +153,8 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase,
   if (h && event == nua_i_state && callstate_of(tags) == nua_callstate_ready)
     h->established = 1;
   if (h && !h->owner && !fresh) {
+    if (event == nua_i_update) /* the application answers UPDATE: nobody will */
+      nua_respond(nh, SIP_481_NO_TRANSACTION, NUTAG_WITH_THIS(nua), TAG_END());
     if (orphan_done(h, event, status, tags))
       uah_destroy(h);
     return;

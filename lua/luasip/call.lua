@@ -22,6 +22,11 @@ function Call:__tostring()
   return string.format("luasip.call (%s %s, %s)", self.direction, self.remote_uri or "?", self.state)
 end
 
+-- The SDP a message carries, or nil.
+local function sdp_of(msg)
+  return msg and msg.content_type == "application/sdp" and msg.body or nil
+end
+
 local function new(ua, h, direction)
   return setmetatable({
     ua = ua, h = h, direction = direction, state = "init",
@@ -44,7 +49,7 @@ function Call.incoming(ua, h, msg, info)
   c.from = msg.from
   c.to = msg.to
   c.remote_uri = msg.from and msg.from.uri.str
-  c.remote_sdp = (msg.content_type == "application/sdp" and msg.body) or nil
+  c.remote_sdp = sdp_of(msg)
   c.remote_target = msg.contact and msg.contact.uri.str
   c.state = "received"
   c.rel100_requested = (msg:header("Require") or ""):find("100rel", 1, true) ~= nil
@@ -142,7 +147,12 @@ function Call:_event(name, status, phrase, msg, info)
     end
     if self.reinvite_pending and self.final_status then self.reinvite_pending = nil end
     local old = self.state
-    self.state = info.callstate or self.state
+    local st = info.callstate or self.state
+    -- nua reports a ready call that sends an UPDATE as "calling" (and one
+    -- that answers an UPDATE with a 1xx as "received"), though the
+    -- dialog stays confirmed: keep it ready
+    if old == "ready" and (st == "calling" or st == "received") then st = old end
+    self.state = st
     if self.state == "terminated" then
       self.status = self.status or status
       self.reason = self.reason or phrase
@@ -166,6 +176,7 @@ function Call:_event(name, status, phrase, msg, info)
     end
     self:_poke()
   elseif name == "r_invite" then
+    local answered_offer = self.acks and status >= 200 and status < 300 and self:_ack(msg)
     self.last_status, self.last_reason, self.last_response = status, phrase, msg
     if (status == 401 or status == 407) and self.invite_send and
        self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE",
@@ -199,7 +210,7 @@ function Call:_event(name, status, phrase, msg, info)
       -- the remote target: where in-dialog requests go (RFC 3261 §12.1.2)
       self.remote_target = msg.contact and msg.contact.uri.str
     end
-    if msg and status < 300 and msg.content_type == "application/sdp" and msg.body then
+    if status < 300 and sdp_of(msg) and not answered_offer then
       self:_remote_description(msg.body) -- the answer to our offer
     end
     if status < 200 then
@@ -217,10 +228,11 @@ function Call:_event(name, status, phrase, msg, info)
     self:_emit("reinvite", msg)
   elseif name == "i_ack" then
     -- the answer to an offer we made in a 2xx (the peer's INVITE had none)
-    if msg and msg.body and msg.content_type == "application/sdp" then
+    if sdp_of(msg) then
       self:_remote_description(msg.body)
     end
   elseif name == "i_update" then
+    self:_answer_update(msg)
     self:_emit("update", msg)
   elseif name == "i_info" then
     if msg then self:_info_dtmf(msg) end
@@ -389,8 +401,11 @@ function Call:answer(opts)
     self:reject(code, why)
     return nil, why, code
   end
+  -- auto_ack off: the ACKs to our re-INVITEs are ours to send (Call:_ack),
+  -- for one may have to carry an answer
+  self.acks = true
   self.h:respond(200, nil, { content_type = "application/sdp", body = body, headers = opts.headers,
-                            contact = self.ua:_contact() })
+                            contact = self.ua:_contact(), auto_ack = false })
   local v, why = self:_wait_until(function()
     if self.state == "ready" then return "ready" end
     if self.state == "terminated" then return "terminated" end
@@ -511,18 +526,20 @@ function Call:reinvite(opts)
   return self:_reinvite(send, opts.timeout, "call:reinvite")
 end
 
---- Send an UPDATE (RFC 3311; opts: sdp, an offer, headers).
+--- Send an UPDATE (RFC 3311). Without options it is a session refresh
+--- with no body; opts.offer = true sends a fresh offer of ours (as a
+--- re-INVITE would), opts.sdp an offer given verbatim; opts.headers.
+--- Returns the 2xx (its answer already applied), or nil, reason, status.
 function Call:update(opts)
   opts = opts or {}
   local send = { headers = opts.headers }
-  if opts.sdp then
-    send.content_type, send.body = "application/sdp", opts.sdp
-    self.local_sdp = opts.sdp
+  if opts.sdp or opts.offer then
+    local o = self:_offer_send(opts.sdp)
+    send.content_type, send.body = o.content_type, o.body
   end
   local ok, why, code = self:_transaction("update", send, opts.timeout, "call:update")
-  if ok and opts.sdp and type(ok) == "table" and ok.content_type == "application/sdp" and ok.body then
-    self:_remote_description(ok.body)
-  end
+  local answer = send.body and ok and ok ~= true and sdp_of(ok)
+  if answer then self:_remote_description(answer) end
   return ok, why, code
 end
 
@@ -598,26 +615,88 @@ function Call:_remote_description(body)
   if not self.explicit_sdp then media.remote(self, body) end
 end
 
+-- Our answer to an offer of the peer's (in a re-INVITE, an UPDATE, or the
+-- 2xx to an INVITE of ours that had none), or nil, reason, status. A
+-- refused offer leaves the session as it was (RFC 3264 §8).
+function Call:_answer_offer(offer)
+  local body, why, code
+  if self.explicit_sdp then
+    body = self.local_sdp
+  else
+    body, why, code = media.answer(self, offer)
+  end
+  if not body then return nil, why, code or 488 end
+  self.remote_sdp, self.local_sdp = offer, body
+  return body
+end
+
 -- A re-INVITE from the peer: answer its offer, or offer when it has none.
 function Call:_answer_reinvite(msg)
-  local offer = msg and msg.content_type == "application/sdp" and msg.body or nil
+  local offer = sdp_of(msg)
   local body, why, code
   if offer then
-    self.remote_sdp = offer
-    if self.explicit_sdp then
-      body = self.local_sdp
-    else
-      body, why, code = media.answer(self, offer)
-    end
+    body, why, code = self:_answer_offer(offer)
   else
     body = self.explicit_sdp or self:_local_offer()
   end
   if not body then
-    self.h:respond(code or 488, why)
+    self.h:respond(code, why)
     return
   end
-  self.local_sdp = body
   self.h:respond(200, nil, { content_type = "application/sdp", body = body, contact = self.ua:_contact() })
+end
+
+-- ACK the 2xx to a re-INVITE of ours (an answered incoming call, whose
+-- handle has auto_ack off). nua's own session refresh (RFC 4028) is a
+-- re-INVITE without an offer: the peer offers in its 2xx, and the ACK
+-- carries our answer (RFC 3261 §13.2.1); returns true then. An offer we
+-- cannot take is still ACKed, then the call ends (RFC 3261 §13.3.1.4
+-- asks the same of a UAS).
+function Call:_ack(msg)
+  local offer = not self.reinvite_pending and sdp_of(msg)
+  if not offer then
+    self.h:send("ack")
+    return false
+  end
+  local body, why = self:_answer_offer(offer)
+  if body then
+    self.h:send("ack", { content_type = "application/sdp", body = body })
+    return true
+  end
+  self.h:send("ack")
+  self.status, self.reason = 488, why
+  self:hangup()
+  return true
+end
+
+-- An UPDATE from the peer (RFC 3311), answered during its event: a
+-- session refresh without a body gets a bare 200; an offer gets our
+-- answer, 491 when it crosses an offer of ours, and 500 with Retry-After
+-- while the peer's INVITE offer still waits for our answer (§5.2).
+function Call:_answer_update(msg)
+  local offer = sdp_of(msg)
+  if not offer then
+    self.h:respond(200)
+    return
+  end
+  local ours = self.reinvite_pending or (self.pending and self.pending.r_update and self.pending.r_update.send.body)
+    or (self.direction == "out" and not self.remote_sdp) -- our INVITE's offer, unanswered
+  if ours then
+    self.h:respond(491)
+    return
+  end
+  if self.direction == "in" and (self.state == "received" or self.state == "early")
+     and self.remote_sdp and not self.early_answer and not self.explicit_sdp then
+    self.h:respond(500, "Overlapping Offer/Answer", { headers = { ["Retry-After"] = tostring(math.random(1, 9)) } })
+    return
+  end
+  local body, why, code = self:_answer_offer(offer)
+  if not body then
+    self.h:respond(code, why)
+    return
+  end
+  if self.early_answer then self.early_answer = body end -- the 200 to the INVITE repeats the latest
+  self.h:respond(200, nil, { content_type = "application/sdp", body = body })
 end
 
 --- Send INFO with a body (e.g. "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").

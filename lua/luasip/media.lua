@@ -96,6 +96,7 @@ function M.offer(call)
     port = s and s:port() or 9,
     codecs = call.ua.codecs,
     direction = want(call, true),
+    rtcp_mux = s and call.ua.rtcp_mux, -- the engine demultiplexes either way
   }
   local p = policy(call)
   call.offered_crypto = nil

@@ -45,7 +45,8 @@ end
 --- valid description that carries nothing), codecs (names, in our order of
 --- preference: "opus", "PCMU", "PCMA"; default all three), direction (default sendrecv), ptime,
 --- id and version for the o= line, proto (default "RTP/AVP"), crypto (a
---- list of { tag =, suite =, key = } for a=crypto lines).
+--- list of { tag =, suite =, key = } for a=crypto lines), rtcp_mux (true:
+--- offer RTCP on the RTP port, RFC 5761 §5.1.1).
 function M.offer(opts)
   opts = opts or {}
   local addr = opts.addr or "127.0.0.1"
@@ -76,6 +77,7 @@ function M.offer(opts)
     lines[#lines + 1] = string.format("a=crypto:%d %s inline:%s", c.tag, c.suite, c.key)
   end
   if opts.ptime then lines[#lines + 1] = "a=ptime:" .. opts.ptime end
+  if opts.rtcp_mux then lines[#lines + 1] = "a=rtcp-mux" end
   lines[#lines + 1] = "a=" .. (opts.direction or "sendrecv")
   lines[#lines + 1] = ""
   return table.concat(lines, "\r\n")

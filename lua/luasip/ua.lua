@@ -31,6 +31,9 @@
 --                 "mandatory" (RTP/SAVP only) or "off" (plain RTP; crypto offers get 488)
 --   dtmf_inband   listen for DTMF tones in the audio: "auto" (default: while the
 --                 peer negotiated no telephone-event), true or false
+--   rtcp_mux      offer RTCP on the RTP port (RFC 5761; default true: it is used
+--                 when the answer agrees, and the separate RTCP port is kept
+--                 otherwise); offers with rtcp-mux are always accepted
 --   accept_refer  place the call an incoming REFER asks for (default true)
 --   timeout       seconds to wait for the stack to bind (default 5)
 local core = require "luasip.core"
@@ -67,7 +70,7 @@ end
 
 local UA_OPTIONS = set("listen", "aor", "display", "contact_user", "user_agent", "credentials",
   "proxy", "tls", "keepalive", "keepalive_mode", "rport", "session_timer", "min_se", "refresher",
-  "rel100", "sdp", "media", "codecs", "srtp", "dtmf_inband", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
+  "rel100", "sdp", "media", "codecs", "srtp", "dtmf_inband", "rtcp_mux", "accept_refer", "timeout", "stun", "stun_timeout", "t1")
 local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_timer", "rel100", "from")
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
@@ -162,6 +165,7 @@ function M.new(opts)
     codecs = opts.codecs,
     srtp = opts.srtp,
     dtmf_inband = opts.dtmf_inband,
+    rtcp_mux = opts.rtcp_mux ~= false,
     accept_refer = opts.accept_refer ~= false,
     objs = setmetatable({}, { __mode = "kv" }), -- handle -> Call / Registration / request
     calls = setmetatable({}, { __mode = "k" }),  -- live calls (for Replaces)
