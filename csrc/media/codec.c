@@ -57,6 +57,22 @@ static long fmtp_num(char const *fmtp, char const *key, long dflt)
   return dflt;
 }
 
+/* G.711 decoding by table: 256 entries per law, filled once from
+ * spandsp's expansions (a lookup per sample instead of a variable shift). */
+static int16_t ulaw_table[256], alaw_table[256];
+
+static void g711_tables(void)
+{
+  static int ready;
+  if (ready)
+    return;
+  for (int i = 0; i < 256; i++) {
+    ulaw_table[i] = ulaw_to_linear((uint8_t)i);
+    alaw_table[i] = alaw_to_linear((uint8_t)i);
+  }
+  ready = 1;
+}
+
 static codec_t *opus_create(long bitrate, int fec)
 {
   int err = 0;
@@ -107,6 +123,7 @@ codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char c
   c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
+  g711_tables();
   c->kind = kind;
   snprintf(c->key, sizeof c->key, "%s/8000", kind == PCMU ? "PCMU" : "PCMA");
   return c;
@@ -160,8 +177,9 @@ int codec_decode(codec_t *c, uint8_t const *in, size_t len, int16_t *pcm, int ma
     return n < 0 ? -1 : n;
   }
   int n = len < (size_t)max ? (int)len : max;
+  int16_t const *table = c->kind == PCMU ? ulaw_table : alaw_table;
   for (int i = 0; i < n; i++)
-    pcm[i] = c->kind == PCMU ? ulaw_to_linear(in[i]) : alaw_to_linear(in[i]);
+    pcm[i] = table[in[i]];
   remember(c, pcm, n);
   c->concealed = 0;
   return n;
