@@ -497,6 +497,37 @@ io.stdout:flush()
     end, 40)
   end)
 
+  it("sends an empty ACK when its session refresh repeats an offer of its own", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1",
+                                  session_timer = 4, min_se = 2, refresher = "local" })
+    finally(function() ua:close() end)
+    local call, held
+    ua:on("call", function(c)
+      call = c
+      assert(c:answer { timeout = 10 })
+      held = c:hold(10)
+    end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/uac_refresh_offer.xml", "127.0.0.1:" .. ua.port }, 30, function(s)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.is_truthy(H.poll_until(function() return call and call.state == "terminated" end, 5))
+        assert.is_true(held)
+        assert.are.equal("remote", call.hangup_by)
+        local msgs = s:messages()
+        local invites, acks = received(msgs, "^INVITE "), received(msgs, "^ACK ")
+        assert.are.equal(2, #invites)
+        assert.are.equal(2, #acks)
+        for i = 1, 2 do
+          assert.matches("a=sendonly", invites[i])
+          assert.are.equal("0", header(acks[i], "Content-Length"))
+        end
+        -- the refresh repeats the hold offer as it was: same o= version
+        assert.are.equal(invites[1]:match("\no=[^\r\n]*"), invites[2]:match("\no=[^\r\n]*"))
+        assert.matches("a=recvonly", call.remote_sdp)
+      end)
+    end, 40)
+  end)
+
   -- Regressions: Call:_poke used to remove a satisfied waiter by index
   -- after its task had run, and so dropped the wait that task started at
   -- once on the same call, which then only ended at its timeout.

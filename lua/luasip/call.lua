@@ -145,6 +145,13 @@ function Call:_event(name, status, phrase, msg, info)
       self.h:send("invite", send)
       return
     end
+    if self.ack_response then
+      -- the state that follows a 2xx to our re-INVITE says whether it
+      -- carried an offer or an answer (nua knows what its INVITE had)
+      local resp = self.ack_response
+      self.ack_response = nil
+      self:_ack(resp, info.offer_recv)
+    end
     if self.reinvite_pending and self.final_status then self.reinvite_pending = nil end
     local old = self.state
     local st = info.callstate or self.state
@@ -176,7 +183,9 @@ function Call:_event(name, status, phrase, msg, info)
     end
     self:_poke()
   elseif name == "r_invite" then
-    local answered_offer = self.acks and status >= 200 and status < 300 and self:_ack(msg)
+    -- an answered incoming call ACKs its re-INVITEs itself, at the next state
+    local acked_later = self.acks and status >= 200 and status < 300
+    if acked_later then self.ack_response = msg end
     self.last_status, self.last_reason, self.last_response = status, phrase, msg
     if (status == 401 or status == 407) and self.invite_send and
        self.ua:_authorize(self.h, msg, self.auth_attempt or 1, "INVITE",
@@ -210,7 +219,7 @@ function Call:_event(name, status, phrase, msg, info)
       -- the remote target: where in-dialog requests go (RFC 3261 §12.1.2)
       self.remote_target = msg.contact and msg.contact.uri.str
     end
-    if status < 300 and sdp_of(msg) and not answered_offer then
+    if status < 300 and sdp_of(msg) and not acked_later then
       self:_remote_description(msg.body) -- the answer to our offer
     end
     if status < 200 then
@@ -646,27 +655,28 @@ function Call:_answer_reinvite(msg)
   self.h:respond(200, nil, { content_type = "application/sdp", body = body, contact = self.ua:_contact() })
 end
 
--- ACK the 2xx to a re-INVITE of ours (an answered incoming call, whose
--- handle has auto_ack off). nua's own session refresh (RFC 4028) is a
--- re-INVITE without an offer: the peer offers in its 2xx, and the ACK
--- carries our answer (RFC 3261 §13.2.1); returns true then. An offer we
--- cannot take is still ACKed, then the call ends (RFC 3261 §13.3.1.4
--- asks the same of a UAS).
-function Call:_ack(msg)
-  local offer = not self.reinvite_pending and sdp_of(msg)
-  if not offer then
+-- ACK the 2xx (msg) to a re-INVITE of ours (an answered incoming call,
+-- whose handle has auto_ack off). nua's own session refresh (RFC 4028)
+-- from the called side is a re-INVITE without an offer: the peer offers
+-- in its 2xx (offer_recv), and the ACK carries our answer (RFC 3261
+-- §13.2.1). An offer we cannot take is still ACKed, then the call ends
+-- (RFC 3261 §13.3.1.4 asks the same of a UAS). Otherwise the 2xx's SDP
+-- is the answer to our offer.
+function Call:_ack(msg, offer_recv)
+  local sdp_body = sdp_of(msg)
+  if not (offer_recv and sdp_body) then
     self.h:send("ack")
-    return false
+    if sdp_body then self:_remote_description(sdp_body) end
+    return
   end
-  local body, why = self:_answer_offer(offer)
+  local body, why = self:_answer_offer(sdp_body)
   if body then
     self.h:send("ack", { content_type = "application/sdp", body = body })
-    return true
+    return
   end
   self.h:send("ack")
   self.status, self.reason = 488, why
   self:hangup()
-  return true
 end
 
 -- An UPDATE from the peer (RFC 3311), answered during its event: a
