@@ -57,20 +57,17 @@ static long fmtp_num(char const *fmtp, char const *key, long dflt)
   return dflt;
 }
 
-/* G.711 decoding by table: 256 entries per law, filled once from
- * spandsp's expansions (a lookup per sample instead of a variable shift). */
+/* G.711 decoding by table: 256 entries per law, filled from spandsp's
+ * expansions when the library loads (a lookup per sample instead of a
+ * variable shift; no lazy set-up for threads to race on). */
 static int16_t ulaw_table[256], alaw_table[256];
 
-static void g711_tables(void)
+__attribute__((constructor)) static void g711_tables(void)
 {
-  static int ready;
-  if (ready)
-    return;
   for (int i = 0; i < 256; i++) {
     ulaw_table[i] = ulaw_to_linear((uint8_t)i);
     alaw_table[i] = alaw_to_linear((uint8_t)i);
   }
-  ready = 1;
 }
 
 static codec_t *opus_create(long bitrate, int fec)
@@ -123,7 +120,6 @@ codec_t *codec_create(char const *name, unsigned rate, unsigned channels, char c
   c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
-  g711_tables();
   c->kind = kind;
   snprintf(c->key, sizeof c->key, "%s/8000", kind == PCMU ? "PCMU" : "PCMA");
   return c;
