@@ -12,7 +12,7 @@ CORE_SRC  = csrc/lcore.c csrc/lclass.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c cs
              csrc/lstun.c csrc/ldigest.c \
              csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c \
              csrc/sip/credentials.c \
-             $(SERVER_SRC) $(STORE_SRC) $(MEDIA_SRC)
+             $(SERVER_SRC) $(STORE_SRC) $(MEDIA_SRC) $(SIMPLE_SRC)
 # The server roles over nta (request dispatch, stateful proxy).
 SERVER_SRC := csrc/lrequest.c csrc/sip/proxy.c
 # Stores: SQLite with a writer thread (location, later presence, voicemail).
@@ -21,14 +21,16 @@ STORE_SRC  := csrc/store/sqlite.c csrc/lstore.c
 MEDIA_SRC  := csrc/lmedia.c csrc/media/rtp.c csrc/media/sdpmap.c csrc/media/codec.c \
               csrc/media/jitter.c csrc/media/tone.c csrc/media/recorder.c csrc/media/clip.c csrc/media/tts.c csrc/media/conf.c csrc/media/sdes.c \
               csrc/media/session.c
+# SIMPLE bodies: PIDF and isComposing over expat.
+SIMPLE_SRC := csrc/lsimple.c csrc/simple/pidf.c
 RL_SRC    := csrc/lreadline.c
 HEADERS   := $(wildcard csrc/*.h csrc/*/*.h)
 LUA_FILES := $(wildcard lua/luasip/*.lua)
 
 # Evaluated when a recipe runs, i.e. after `deps` has installed pkg-config
 # and the -dev packages.
-SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2)
-SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2) -lpthread -lm
+SOFIA_CFLAGS = $(shell pkg-config --cflags sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2 expat)
+SOFIA_LIBS   = $(shell pkg-config --libs sofia-sip-ua libcrypto sqlite3 spandsp sndfile speexdsp espeak-ng opus libsrtp2 expat) -lpthread -lm
 EDIT_CFLAGS  = $(shell pkg-config --cflags libedit)
 EDIT_LIBS    = $(shell pkg-config --libs libedit)
 LUA_CFLAGS_lua5.4 = $(shell pkg-config --cflags lua5.4)
@@ -87,7 +89,7 @@ asan-test: deps
 
 # libFuzzer targets (spec/fuzz/*_fuzz.c), one per parser the project
 # writes; each runs FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<name>.
-FUZZERS      := sofialog message proxy credentials rtp sdpmap sdes
+FUZZERS      := sofialog message proxy credentials rtp sdpmap sdes pidf
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Icsrc
 fuzz-build: $(foreach f,$(FUZZERS),$(BUILD)/fuzz/$(f))
@@ -118,6 +120,10 @@ $(BUILD)/fuzz/sdpmap: spec/fuzz/sdpmap_fuzz.c csrc/media/sdpmap.c csrc/media/sdp
 $(BUILD)/fuzz/sdes: spec/fuzz/sdes_fuzz.c csrc/media/sdes.c csrc/media/sdes.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(SOFIA_CFLAGS) -o $@ spec/fuzz/sdes_fuzz.c csrc/media/sdes.c $(SOFIA_LIBS)
+
+$(BUILD)/fuzz/pidf: spec/fuzz/pidf_fuzz.c csrc/simple/pidf.c csrc/simple/pidf.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ spec/fuzz/pidf_fuzz.c csrc/simple/pidf.c -lexpat
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

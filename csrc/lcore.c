@@ -364,6 +364,7 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_digest(L, ctx);
   lsip_open_store(L, ctx);
   lsip_open_media(L, ctx);
+  lsip_open_simple(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");
