@@ -256,6 +256,38 @@ describe("luasip.ua", function()
     end, 20)
   end)
 
+  it("sends and receives isComposing (RFC 3994), refusing a malformed one with 400", function()
+    H.run(function()
+      local a, b = pair("127.0.0.1:0")
+      local seen, texts = {}, {}
+      b:on("composing", function(from, state, msg)
+        seen[#seen + 1] = { from = from, state = state.state, refresh = state.refresh,
+                            content_type = state.content_type, last_active = state.last_active,
+                            type = msg.content_type }
+      end)
+      b:on("message", function(msg) texts[#texts + 1] = msg.body end)
+      local to = uri_of(b, "bob", "127.0.0.1")
+      assert(a:composing(to, true))
+      assert(a:message(to, "hi", { type = "text/plain" }))
+      assert(a:composing(to, false))
+      assert.equal(2, #seen)
+      assert.matches("^sip:alice@", seen[1].from)
+      assert.same({ "active", 60, "text/plain", "application/im-iscomposing+xml" },
+                  { seen[1].state, seen[1].refresh, seen[1].content_type, seen[1].type })
+      assert.equal("idle", seen[2].state)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", seen[2].last_active)
+      assert.same({ "hi" }, texts) -- the indications are not messages
+      -- malformed, or of the wrong document: 400 before any handler
+      for _, body in ipairs { "<isComposing", "<presence xmlns='urn:ietf:params:xml:ns:pidf'/>" } do
+        local resp, _, status = a:message(to, body, "application/im-iscomposing+xml")
+        assert.is_nil(resp)
+        assert.equal(400, status)
+      end
+      assert.equal(2, #seen)
+      close_all(a, b)
+    end, 20)
+  end)
+
   it("exchanges MESSAGE and OPTIONS out of dialog, answering from Lua", function()
     H.run(function()
       local a, b = pair("127.0.0.1:0")

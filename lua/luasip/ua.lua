@@ -322,12 +322,39 @@ function UA:_find_replaced(value)
   end
 end
 
+local ISCOMPOSING = "application/im-iscomposing+xml"
+
 function UA:_incoming_message(h, msg)
   local fn = self.handlers.message
+  local state
+  if msg.content_type == ISCOMPOSING then
+    -- a composition indication (RFC 3994): an event, not a message
+    local why
+    state, why = core.iscomposing_parse(msg.body or "")
+    if not state then
+      h:adopt()
+      h:respond(400, "Bad isComposing: " .. why:sub(1, 80))
+      h:close()
+      return
+    end
+    fn = self.handlers.composing
+    if not fn then
+      h:adopt()
+      h:respond(200)
+      h:close()
+      return
+    end
+  end
   if not fn then return end -- not adopted: answered 500 by the binding
   h:adopt()
   task.spawn(function()
-    local ok, status, reason = pcall(fn, msg)
+    local ok, status, reason
+    if state then
+      ok, status = pcall(fn, msg.from and msg.from.uri.str, state, msg)
+      status = ok and 200 or status
+    else
+      ok, status, reason = pcall(fn, msg)
+    end
     if not ok then
       log.error("message handler failed: %s", tostring(status))
       status, reason = 500, "Server Internal Error"
@@ -342,10 +369,15 @@ end
 
 --- Subscribe to UA events: "call" fn(call) (each in its own task),
 --- "message" fn(msg) -> status, reason (the answer; default 200),
---- "options" fn(msg), "info" fn(msg) (out of dialog; already answered).
+--- "composing" fn(from_uri, state, msg) for isComposing indications
+--- (RFC 3994; state = { state = "active" | "idle", content_type =,
+--- last_active =, refresh = }; answered 200, a malformed one 400 before
+--- any handler), "options" fn(msg), "info" fn(msg) (out of dialog;
+--- already answered).
+local EVENTS = { call = true, message = true, composing = true, options = true, info = true }
 function UA:on(event, fn)
-  if event ~= "call" and event ~= "message" and event ~= "options" and event ~= "info" then
-    error("ua:on: unknown event " .. tostring(event) .. " (call, message, options, info)", 2)
+  if not EVENTS[event] then
+    error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info)", 2)
   end
   if fn ~= nil and type(fn) ~= "function" then error("ua:on: expected a function", 2) end
   self.handlers[event] = fn
@@ -443,14 +475,35 @@ function UA:options(uri, opts)
   return self:_request("options", uri, opts, "ua:options")
 end
 
---- MESSAGE (RFC 3428) to uri. Returns the response, or nil, reason, status.
+--- MESSAGE (RFC 3428) to uri: ua:message(uri, body [, content_type
+--- [, opts]]) or ua:message(uri, body, { type =, headers =, timeout = }).
+--- Returns the response, or nil, reason, status.
 function UA:message(uri, body, content_type, opts)
   if type(body) ~= "string" then error("ua:message: body must be a string", 2) end
+  if type(content_type) == "table" then
+    opts, content_type = content_type, content_type.type
+  end
   local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
+  for k, v in pairs(opts or {}) do if k ~= "type" then o[k] = v end end
   o.body = body
   o.content_type = content_type or "text/plain"
   return self:_request("message", uri, o, "ua:message")
+end
+
+--- Tell uri we are composing a message (true) or stopped (false): an
+--- isComposing indication (RFC 3994) in a MESSAGE. opts: content_type
+--- (default "text/plain"), refresh (seconds while active, default 60),
+--- headers, timeout. Returns the response, or nil, reason, status.
+function UA:composing(uri, active, opts)
+  opts = opts or {}
+  local body = core.iscomposing_build {
+    state = active and "active" or "idle",
+    content_type = opts.content_type or "text/plain",
+    refresh = active and (opts.refresh or 60) or nil,
+    last_active = not active and os.date("!%Y-%m-%dT%H:%M:%SZ") or nil,
+  }
+  return self:_request("message", uri, { body = body, content_type = ISCOMPOSING, headers = opts.headers,
+                                         timeout = opts.timeout }, "ua:composing")
 end
 
 ---------------------------------------------------------------------------
