@@ -10,6 +10,7 @@
 -- process with its traces in a temp dir; a failing assertion prints them.
 local H = require "helper"
 local luasip = require "luasip"
+local core = require "luasip.core"
 
 local SCENARIOS = H.root .. "/spec/sipp"
 
@@ -21,12 +22,13 @@ local free_port = H.free_port
 
 --- Start sipp as a child (H.sipp): `args` are the scenario arguments
 --- (e.g. {"-sn", "uas"}, or {"-sf", file, "127.0.0.1:5060"}). SIPp binds
---- 127.0.0.1 only, on a free port (`.port`), handles one call (-m 1) and
+--- 127.0.0.1 only, on a free port (`.port`), handles `calls` calls (-m,
+--- default 1) and
 --- gives up after `limit` seconds (exit code non-zero). :messages() is
 --- its trace as a list of { dir = "recv" | "sent", text = message }.
-local function sipp(args, limit)
+local function sipp(args, limit, calls)
   local p = H.sipp(args, { port = free_port, limit = limit,
-                           argv = function() return { "-m", "1" } end })
+                           argv = function() return { "-m", tostring(calls or 1) } end })
   function p:messages()
     local list = {}
     local raw = self:raw_messages()
@@ -44,8 +46,8 @@ end
 
 -- Run fn(sipp) with a started sipp, always cleaning up; a failure carries
 -- SIPp's traces.
-local function with_sipp(args, limit, fn)
-  local p = sipp(args, limit)
+local function with_sipp(args, limit, fn, calls)
+  local p = sipp(args, limit, calls)
   local ok, err = xpcall(fn, debug.traceback, p)
   if not ok then
     local diag = p:diag()
@@ -206,6 +208,7 @@ describe("luasip.ua against SIPp", function()
         local f = assert(io.open(dir .. "/reg.lua", "w"))
         f:write(string.format([[
 local luasip = require "luasip"
+local core = require "luasip.core"
 local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
                               credentials = { user = "alice", password = "secret" } })
 assert(ua:register { registrar = "sip:127.0.0.1:%d", expires = 60, timeout = 10 })
@@ -237,6 +240,7 @@ io.stdout:flush()
         local f = assert(io.open(dir .. "/reg.lua", "w"))
         f:write(string.format([[
 local luasip = require "luasip"
+local core = require "luasip.core"
 local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1",
                               credentials = { user = "alice", password = "secret" } })
 assert(ua:register { registrar = "sip:127.0.0.1:%d", expires = 60, timeout = 10 })
@@ -524,6 +528,43 @@ io.stdout:flush()
         -- the refresh repeats the hold offer as it was: same o= version
         assert.are.equal(invites[1]:match("\no=[^\r\n]*"), invites[2]:match("\no=[^\r\n]*"))
         assert.matches("a=recvonly", call.remote_sdp)
+      end)
+    end, 40)
+  end)
+
+  it("publishes presence, modifies it with the entity tag, and removes it (RFC 3903)", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@127.0.0.1" })
+    finally(function() ua:close() end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/esc_publish.xml" }, 20, function(s)
+        local target = "sip:alice@127.0.0.1:" .. s.port
+        local pub = assert(ua:publish_presence { to = target, basic = "open", note = "at my desk",
+                                                 activities = { "working" }, expires = 60, timeout = 10 })
+        assert.same({ "published", "luasip-etag-1", 200 }, { pub.state, pub.etag, pub.status })
+        assert(pub:update { basic = "closed", note = "gone home", timeout = 10 })
+        assert.equal("luasip-etag-2", pub.etag)
+        assert(pub:remove(10))
+        assert.equal("removed", pub.state)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        local pubs = received(s:messages(), "^PUBLISH ")
+        assert.are.equal(3, #pubs)
+        -- one Call-ID; the entity tags chain the requests
+        assert.are.equal(header(pubs[1], "Call-ID"), header(pubs[3], "Call-ID"))
+        assert.is_nil(header(pubs[1], "SIP-If-Match"))
+        assert.are.equal("luasip-etag-1", header(pubs[2], "SIP-If-Match"))
+        assert.are.equal("luasip-etag-2", header(pubs[3], "SIP-If-Match"))
+        assert.are.equal("0", header(pubs[3], "Expires"))
+        assert.matches("<basic>closed</basic>", pubs[2], 1, true)
+        -- the first: our PIDF (parsed back), the expiry asked
+        assert.are.equal("60", header(pubs[1], "Expires"))
+        local doc = assert(core.pidf_parse(pubs[1]:match("\r?\n\r?\n(.*)$")))
+        assert.are.equal("sip:alice@127.0.0.1", doc.entity)
+        assert.same({ "open", "at my desk", ua.contact }, { doc.tuples[1].basic, doc.tuples[1].note, doc.tuples[1].contact })
+        assert.same({ "working" }, doc.activities)
+        -- the removal carries no body
+        assert.are.equal("0", header(pubs[3], "Content-Length"))
+        assert.has_error(function() ua:publish_presence { basic = "away" } end,
+                         'ua:publish_presence: basic must be "open" or "closed"')
       end)
     end, 40)
   end)

@@ -41,6 +41,7 @@ local task = require "luasip.task"
 local log = require "luasip.log"
 local Call = require "luasip.call"
 local digest = require "luasip.digest"
+local presence = require "luasip.presence"
 
 local M = {}
 
@@ -488,6 +489,15 @@ function UA:message(uri, body, content_type, opts)
   o.body = body
   o.content_type = content_type or "text/plain"
   return self:_request("message", uri, o, "ua:message")
+end
+
+--- Publish our presence (RFC 3903, PIDF): see luasip.presence.publish.
+--- ua:publish_presence{ basic = "open" | "closed", note =, activities =,
+--- expires = 3600 } -> the publication (update, remove), or nil, reason,
+--- status.
+function UA:publish_presence(opts)
+  self:_check()
+  return presence.publish(self, opts)
 end
 
 --- Tell uri we are composing a message (true) or stopped (false): an

@@ -1,0 +1,120 @@
+--- Presence on the user-agent side (SIMPLE): publishing our own state
+--- with PUBLISH (RFC 3903) in PIDF (RFC 3863) with RPID activities
+--- (RFC 4480). The UA's ua:publish_presence() comes here.
+--
+-- nua keeps the publication: it refreshes it before it expires (with the
+-- entity tag, SIP-If-Match, and no body), sends a changed document with
+-- the tag of the last one, and removes it with Expires: 0.
+local core = require "luasip.core"
+local task = require "luasip.task"
+local log = require "luasip.log"
+
+local M = {}
+
+local PIDF = "application/pidf+xml"
+
+local Publication = { __name = "luasip.publication" }
+Publication.__index = Publication
+
+function Publication:__tostring()
+  return string.format("luasip.publication (%s, %s)", self.state, self.etag or "no etag")
+end
+
+-- The document for opts: one tuple for this UA (its contact), the note,
+-- and the activities in an RPID person element.
+local function document(ua, opts, what)
+  local basic = opts.basic or "open"
+  if basic ~= "open" and basic ~= "closed" then error(what .. ': basic must be "open" or "closed"', 3) end
+  if opts.note ~= nil and type(opts.note) ~= "string" then error(what .. ": note must be a string", 3) end
+  if opts.activities ~= nil and type(opts.activities) ~= "table" then
+    error(what .. ": activities must be a list of strings", 3)
+  end
+  local ok, xml = pcall(core.pidf_build, {
+    entity = ua.aor,
+    tuples = { { id = "luasip", basic = basic, contact = ua.contact, note = opts.note,
+                 timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") } },
+    activities = opts.activities,
+  })
+  if not ok then error(what .. ": " .. tostring(xml):gsub("^core%.pidf_build: ", ""), 3) end
+  return xml
+end
+
+function Publication:_event(name, status, phrase, msg)
+  if (name ~= "r_publish" and name ~= "r_unpublish") or status < 200 then return end
+  if (status == 401 or status == 407) and self.send and
+     self.ua:_authorize(self.h, msg, self.attempt, "PUBLISH", self.uri, self.send,
+                        function(opts) self.h:send(name:sub(3), opts) end) then
+    self.attempt = self.attempt + 1
+    return
+  end
+  self.status, self.reason = status, phrase
+  if status >= 200 and status < 300 then
+    self.etag = msg and msg:header("SIP-ETag") or self.etag
+    self.state = name == "r_unpublish" and "removed" or "published"
+  elseif not self.waiting then
+    -- a refresh nua sent by itself failed: the publication is gone
+    log.warn("publication of %s: refresh failed: %d %s", self.ua.aor, status, tostring(phrase))
+    self.state = "failed"
+  end
+  if self.waiting then self.waiting(status, phrase, msg) end
+end
+
+-- Send a PUBLISH (method "publish" or "unpublish") and wait for its answer.
+function Publication:_send(method, send, timeout, what)
+  self.attempt, self.send = 1, send
+  local status, phrase = task.wait(function(done)
+    self.waiting = done
+    self.h:send(method, send)
+    return function() self.waiting = nil end
+  end, timeout or 32, what)
+  self.waiting = nil
+  if status == nil then return nil, phrase, "timeout" end
+  if status >= 200 and status < 300 then return self end
+  if method == "publish" and self.state ~= "published" then self.state = "failed" end
+  return nil, phrase, status
+end
+
+--- Change what is published (the same options as ua:publish_presence):
+--- a PUBLISH with the entity tag of the last one. Returns the
+--- publication, or nil, reason, status.
+function Publication:update(opts)
+  opts = opts or {}
+  if self.state == "removed" then return nil, "publication removed" end
+  return self:_send("publish", { event = "presence", content_type = PIDF, body = document(self.ua, opts,
+    "publication:update") }, opts.timeout, "publication:update")
+end
+
+--- Remove the publication (PUBLISH with Expires: 0). Returns the
+--- publication, or nil, reason, status.
+function Publication:remove(timeout)
+  if self.state == "removed" then return self end
+  local ok, why, status = self:_send("unpublish", {}, timeout, "publication:remove")
+  self.state = "removed"
+  if self.h:alive() then self.h:close() end
+  return ok, why, status
+end
+
+--- ua:publish_presence{ basic = "open" | "closed", note =, activities =
+--- { "away", ... }, expires = 3600, to = (default: the UA's AOR), timeout }
+--- Returns the publication (fields state, etag, status; methods update,
+--- remove), or nil, reason, status.
+function M.publish(ua, opts)
+  opts = opts or {}
+  local what = "ua:publish_presence"
+  if type(opts) ~= "table" then error(what .. ": expected a table of options", 2) end
+  local expires = opts.expires or 3600
+  if type(expires) ~= "number" or expires < 1 then error(what .. ": expires must be a positive number", 2) end
+  local body = document(ua, opts, what)
+  local to = opts.to or ua.aor
+  -- one Call-ID for the publication's requests (RFC 3903 asks none, but
+  -- nua would otherwise change it between the first and the next)
+  local call_id = core.hash("MD5", string.format("%s %s %.6f %d", ua.aor, to, core.now(), math.random(1e9))):sub(1, 24)
+  local h = assert(ua.core:handle { to = to, from = ua.from, call_id = call_id .. "@luasip" })
+  local pub = setmetatable({ ua = ua, h = h, uri = to, state = "publishing" }, Publication)
+  ua.objs[h] = pub
+  h:on_collect("destroy")
+  return pub:_send("publish", { event = "presence", content_type = PIDF, body = body, uri = to,
+                                expires = tostring(math.floor(expires)) }, opts.timeout, what)
+end
+
+return M
