@@ -31,6 +31,17 @@ static void push_list(lua_State *L, char *const *items, unsigned n)
   }
 }
 
+/* Push a document a builder made (and free it), or raise when it could
+ * not (out of memory). */
+static int push_built(lua_State *L, char *xml, char const *what)
+{
+  if (!xml)
+    return luaL_error(L, "%s: out of memory", what);
+  lua_pushstring(L, xml);
+  free(xml);
+  return 1;
+}
+
 static int l_pidf_parse(lua_State *L)
 {
   size_t len;
@@ -155,11 +166,7 @@ static int l_pidf_build(lua_State *L)
   p.tuples = tuples;
   xml = pidf_build(&p);
   lua_pop(L, 1);
-  if (!xml)
-    return luaL_error(L, "%s: out of memory", what);
-  lua_pushstring(L, xml);
-  free(xml);
-  return 1;
+  return push_built(L, xml, what);
 }
 
 static int l_iscomposing_parse(lua_State *L)
@@ -190,7 +197,6 @@ static int l_iscomposing_build(lua_State *L)
   static char const what[] = "core.iscomposing_build";
   iscomposing_t c;
   char const *state;
-  char *xml;
   luaL_checktype(L, 1, LUA_TTABLE);
   memset(&c, 0, sizeof c);
   state = opt_field(L, 1, "state", what);
@@ -207,12 +213,7 @@ static int l_iscomposing_build(lua_State *L)
     c.refresh = (unsigned)r;
   }
   lua_pop(L, 1);
-  xml = iscomposing_build(&c);
-  if (!xml)
-    return luaL_error(L, "%s: out of memory", what);
-  lua_pushstring(L, xml);
-  free(xml);
-  return 1;
+  return push_built(L, iscomposing_build(&c), what);
 }
 
 void lsip_open_simple(lua_State *L, lsip_ctx *ctx)

@@ -639,6 +639,16 @@ function Call:_answer_offer(offer)
   return body
 end
 
+-- Answer the peer's request being handled: 200 with our description,
+-- or, without one, the refusal (code, why).
+function Call:_respond_sdp(body, why, code, contact)
+  if not body then
+    self.h:respond(code, why)
+    return
+  end
+  self.h:respond(200, nil, { content_type = "application/sdp", body = body, contact = contact })
+end
+
 -- A re-INVITE from the peer: answer its offer, or offer when it has none.
 function Call:_answer_reinvite(msg)
   local offer = sdp_of(msg)
@@ -648,11 +658,7 @@ function Call:_answer_reinvite(msg)
   else
     body = self.explicit_sdp or self:_local_offer()
   end
-  if not body then
-    self.h:respond(code, why)
-    return
-  end
-  self.h:respond(200, nil, { content_type = "application/sdp", body = body, contact = self.ua:_contact() })
+  self:_respond_sdp(body, why, code, self.ua:_contact())
 end
 
 -- ACK the 2xx (msg) to a re-INVITE of ours (an answered incoming call,
@@ -670,13 +676,11 @@ function Call:_ack(msg, offer_recv)
     return
   end
   local body, why = self:_answer_offer(sdp_body)
-  if body then
-    self.h:send("ack", { content_type = "application/sdp", body = body })
-    return
+  self.h:send("ack", body and { content_type = "application/sdp", body = body } or nil)
+  if not body then
+    self.status, self.reason = 488, why
+    self:hangup()
   end
-  self.h:send("ack")
-  self.status, self.reason = 488, why
-  self:hangup()
 end
 
 -- An UPDATE from the peer (RFC 3311), answered during its event: a
@@ -701,12 +705,8 @@ function Call:_answer_update(msg)
     return
   end
   local body, why, code = self:_answer_offer(offer)
-  if not body then
-    self.h:respond(code, why)
-    return
-  end
-  if self.early_answer then self.early_answer = body end -- the 200 to the INVITE repeats the latest
-  self.h:respond(200, nil, { content_type = "application/sdp", body = body })
+  if body and self.early_answer then self.early_answer = body end -- the 200 to the INVITE repeats the latest
+  self:_respond_sdp(body, why, code)
 end
 
 --- Send INFO with a body (e.g. "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").

@@ -13,6 +13,12 @@ local M = {}
 
 local PIDF = "application/pidf+xml"
 
+--- Now as an RFC 3339 date-time in UTC (PIDF timestamps, isComposing's
+--- lastactive).
+function M.timestamp()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
 local Publication = { __name = "luasip.publication" }
 Publication.__index = Publication
 
@@ -32,7 +38,7 @@ local function document(ua, opts, what)
   local ok, xml = pcall(core.pidf_build, {
     entity = ua.aor,
     tuples = { { id = "luasip", basic = basic, contact = ua.contact, note = opts.note,
-                 timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") } },
+                 timestamp = M.timestamp() } },
     activities = opts.activities,
   })
   if not ok then error(what .. ": " .. tostring(xml):gsub("^core%.pidf_build: ", ""), 3) end

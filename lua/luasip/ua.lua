@@ -510,7 +510,7 @@ function UA:composing(uri, active, opts)
     state = active and "active" or "idle",
     content_type = opts.content_type or "text/plain",
     refresh = active and (opts.refresh or 60) or nil,
-    last_active = not active and os.date("!%Y-%m-%dT%H:%M:%SZ") or nil,
+    last_active = not active and presence.timestamp() or nil,
   }
   return self:_request("message", uri, { body = body, content_type = ISCOMPOSING, headers = opts.headers,
                                          timeout = opts.timeout }, "ua:composing")
