@@ -165,6 +165,15 @@ static int agent_answer_options(lua_State *L)
   return 0;
 }
 
+/* agent:request(text, next_hop|nil, fn) — see lsip_agent_request */
+static int agent_request(lua_State *L)
+{
+  lagent *la = luaL_checkudata(L, 1, AGENT_CLASS);
+  if (!la->agent)
+    return luaL_error(L, "luasip.agent: used after close()");
+  return lsip_agent_request(L, la->obj.ctx, la->agent);
+}
+
 static int agent_close(lua_State *L)
 {
   lagent *la = luaL_checkudata(L, 1, AGENT_CLASS);
@@ -233,7 +242,8 @@ void lsip_open_agent(lua_State *L, lsip_ctx *ctx)
   };
   static luaL_Reg const methods[] = {
     { "port", agent_port }, { "addresses", agent_addresses },
-    { "answer_options", agent_answer_options }, { "close", agent_close }, { NULL, NULL },
+    { "answer_options", agent_answer_options },
+    { "request", agent_request }, { "close", agent_close }, { NULL, NULL },
   };
   static luaL_Reg const meta[] = {
     { "__gc", agent_close }, { "__close", agent_close },

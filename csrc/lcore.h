@@ -116,6 +116,7 @@ struct sip_agent;
 void lsip_open_request(lua_State *L, lsip_ctx *ctx);
 void lsip_push_request(lua_State *L, lsip_ctx *ctx, struct sip_agent *agent, struct msg_s *msg);
 void lsip_close_requests(lsip_ctx *ctx, struct sip_agent *agent);
+int lsip_agent_request(lua_State *L, lsip_ctx *ctx, struct sip_agent *agent);
 void lsip_open_ua(lua_State *L, lsip_ctx *ctx);
 void lsip_open_stun(lua_State *L, lsip_ctx *ctx);
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx);

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 static EVP_MD const *digest_md(lua_State *L, char const *what)
 {
@@ -100,8 +101,27 @@ static int l_credentials(lua_State *L)
   return 2;
 }
 
+/* core.random_token(n) -> n characters [0-9a-z] from the system's CSPRNG:
+ * tags, Call-IDs and entity tags nobody can guess. */
+static int l_random_token(lua_State *L)
+{
+  static char const alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  lua_Integer n = luaL_checkinteger(L, 1);
+  unsigned char raw[64];
+  char out[64];
+  int i;
+  luaL_argcheck(L, n >= 1 && n <= 64, 1, "length must be 1..64");
+  if (RAND_bytes(raw, (int)n) != 1)
+    return luaL_error(L, "core.random_token: no randomness available");
+  for (i = 0; i < n; i++)
+    out[i] = alphabet[raw[i] % 36]; /* the bias of 256 % 36 is harmless here */
+  lua_pushlstring(L, out, (size_t)n);
+  return 1;
+}
+
 void lsip_open_digest(lua_State *L, lsip_ctx *ctx)
 {
-  static luaL_Reg const funcs[] = { { "hash", l_hash }, { "hmac", l_hmac }, { "credentials", l_credentials }, { NULL, NULL } };
+  static luaL_Reg const funcs[] = { { "hash", l_hash }, { "hmac", l_hmac }, { "credentials", l_credentials },
+                                    { "random_token", l_random_token }, { NULL, NULL } };
   lsip_setfuncs(L, ctx, funcs);
 }

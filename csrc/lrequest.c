@@ -26,6 +26,8 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/sip_tag.h>
 #include <sofia-sip/su_string.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/tport.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +47,7 @@ typedef struct {
 typedef struct {
   lserver_obj s;
   msg_t *msg;
+  tport_t *tport;   /* the transport it came on (a reference), or NULL */
   nta_incoming_t *irq;
   int final;        /* final status sent upstream, 0 before */
   int routed;       /* a Route of ours was consumed on arrival */
@@ -101,6 +104,10 @@ static void req_release(lsip_obj *o)
     msg_destroy(r->msg);
     r->msg = NULL;
   }
+  if (r->tport) {
+    tport_unref(r->tport);
+    r->tport = NULL;
+  }
 }
 
 /* Push a new luasip.request owning msg. The caller has checked sip. */
@@ -111,6 +118,13 @@ void lsip_push_request(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent, msg_t *m
   memset(r, 0, sizeof *r);
   r->s.agent = agent;
   r->msg = msg;
+  /* Known now, during the delivery, and no longer after it: a server
+   * transaction made later needs it (without one, nta's reply would
+   * borrow a transport without a reference and later drop one it never
+   * took, freeing the listening transport). */
+  r->tport = tport_delivered_by(nta_agent_tports(sip_agent_nta(agent)), msg);
+  if (r->tport)
+    r->tport = tport_ref(r->tport);
   r->routed = proxy_preprocess_routes(msg, sip, sip_agent_is_me, agent) > 0;
   lsip_setclass(L, &req_class);
   lsip_obj_init(ctx, &r->s.obj, LSIP_REQUESTS, req_release);
@@ -147,7 +161,10 @@ static void finished(lreq *r, int status)
 
 static int make_transaction(lua_State *L, lreq *r, int idx);
 
-/* r:reply(status, reason, headers_string, body, content_type) -> true | nil, err */
+/* r:reply(status, reason, headers_string, body, content_type, to_tag)
+ *   -> true | nil, err. to_tag: the To tag of a response that makes a
+ * dialog (a SUBSCRIBE's 2xx); the request gets a server transaction, so
+ * the retransmissions of the request get the same answer. */
 static int req_reply(lua_State *L)
 {
   lreq *r = check_req(L);
@@ -157,6 +174,7 @@ static int req_reply(lua_State *L)
   size_t blen = 0;
   char const *body = luaL_optlstring(L, 5, NULL, &blen);
   char const *ctype = luaL_optstring(L, 6, NULL);
+  char const *to_tag = luaL_optstring(L, 7, NULL);
   char const *server = sip_agent_user_agent(r->s.agent);
   sip_t *sip = sip_object(r->msg);
   sip_payload_t pl[1]; /* the body, copied by sofia into the response */
@@ -179,8 +197,10 @@ static int req_reply(lua_State *L)
    * absorbs the retransmissions and the ACK of a non-2xx final response,
    * which would otherwise reach the handlers as a new request (and be
    * proxied on by a catch-all one). */
-  if (!r->irq && sip->sip_request->rq_method == sip_method_invite)
+  if (!r->irq && (to_tag || sip->sip_request->rq_method == sip_method_invite))
     make_transaction(L, r, 1);
+  if (to_tag && (!r->irq || !nta_incoming_tag(r->irq, to_tag)))
+    return lsip_fail(L, "cannot set the To tag", "EINVAL");
   if (r->irq) {
     rc = nta_incoming_treply(r->irq, status, reason,
                              TAG_IF(server, SIPTAG_SERVER_STR(server)),
@@ -224,7 +244,7 @@ static int make_transaction(lua_State *L, lreq *r, int idx)
 {
   sip_t *sip = sip_object(r->msg);
   r->irq = nta_incoming_create(sip_agent_nta(r->s.agent), NULL, msg_ref_create(r->msg), sip,
-                               TAG_END());
+                               TAG_IF(r->tport, NTATAG_TPORT(r->tport)), TAG_END());
   if (!r->irq)
     return -1;
   if (sip->sip_request->rq_method != sip_method_cancel)
@@ -349,7 +369,9 @@ static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip
   int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
   int final = status >= 200;
   int n;
+  sip_agent_t *agent = b->s.agent;
   b->status = status;
+  sip_agent_enter(agent); /* the callback may close the server */
   n = push_callback(&b->s.obj);
   if (n > 0) {
     lua_pushinteger(ctx->L, status);
@@ -370,8 +392,12 @@ static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip
     drop_callback(&b->s.obj);
     lsip_obj_unanchor(&b->s.obj);
   }
+  sip_agent_leave(agent);
   return 0;
 }
+
+static int send_branch(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent, msg_t *msg,
+                       char const *hop, char const *key, int fn_idx);
 
 /* r:branch(target|nil, record_route|nil, headers|nil, next_hop|nil, fn)
  *   -> branch | nil, err. fn(branch, status, response|nil) runs for every
@@ -379,7 +405,6 @@ static int branch_response(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip
 static int req_branch(lua_State *L)
 {
   lreq *r = check_req(L);
-  lsip_ctx *ctx = r->s.obj.ctx;
   char const *target = luaL_optstring(L, 2, NULL);
   char const *rr = luaL_optstring(L, 3, NULL);
   char const *headers = luaL_optstring(L, 4, NULL);
@@ -387,7 +412,6 @@ static int req_branch(lua_State *L)
   sip_t *sip = sip_object(r->msg);
   char err[128], key[64];
   msg_t *copy;
-  lbranch *b;
 
   luaL_checktype(L, 6, LUA_TFUNCTION);
   if (!r->hash[0])
@@ -397,22 +421,77 @@ static int req_branch(lua_State *L)
     return lsip_fail(L, err, "EINVAL");
   snprintf(key, sizeof key, "z9hG4bK%s.%x%x", r->hash, ++r->branches,
            (unsigned)(uintptr_t)r & 0xffffu);
-  b = compat_newuserdata(L, sizeof *b);
+  return send_branch(L, r->s.obj.ctx, r->s.agent, copy, hop, key, 6);
+}
+
+/* Push a branch sending msg (taken over) as a new client transaction to
+ * hop (NULL: by its Route or Request-URI), with callback at fn_idx;
+ * key: its Via branch (NULL: nta's own). */
+static int send_branch(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent, msg_t *msg,
+                       char const *hop, char const *key, int fn_idx)
+{
+  lbranch *b = compat_newuserdata(L, sizeof *b);
   memset(b, 0, sizeof *b);
-  b->s.agent = r->s.agent;
-  b->invite = sip->sip_request->rq_method == sip_method_invite;
-  b->orq = nta_outgoing_mcreate(sip_agent_nta(r->s.agent), branch_response,
-                                (nta_outgoing_magic_t *)b, (url_string_t const *)hop, copy,
-                                NTATAG_BRANCH_KEY(key), TAG_END());
+  b->s.agent = agent;
+  b->invite = sip_object(msg)->sip_request->rq_method == sip_method_invite;
+  b->orq = nta_outgoing_mcreate(sip_agent_nta(agent), branch_response,
+                                (nta_outgoing_magic_t *)b, (url_string_t const *)hop, msg,
+                                TAG_IF(key, NTATAG_BRANCH_KEY(key)), TAG_END());
   if (!b->orq) {
-    msg_destroy(copy);
+    msg_destroy(msg);
     return lsip_fail(L, "cannot send the request to this target", "EIO");
   }
   lsip_setclass(L, &branch_class);
   lsip_obj_init(ctx, &b->s.obj, LSIP_REQUESTS, branch_release);
-  lsip_obj_set_fn(L, &b->s.obj, 6);
+  lsip_obj_set_fn(L, &b->s.obj, fn_idx);
   lsip_obj_anchor(L, &b->s.obj, -1);
   return 1;
+}
+
+/* agent:request(text, next_hop|nil, fn) -> branch | nil, err — a request
+ * of our own (a NOTIFY of a subscription we serve, a MESSAGE): text is the
+ * whole request without Via, which nta adds; it goes to next_hop, else to
+ * its first Route (loose routing) or its Request-URI. fn(branch, status,
+ * response|nil) as for r:branch(). Called by lagent.c with the agent. */
+int lsip_agent_request(lua_State *L, lsip_ctx *ctx, sip_agent_t *agent)
+{
+  size_t len;
+  char const *text = luaL_checklstring(L, 2, &len);
+  char const *hop = luaL_optstring(L, 3, NULL);
+  msg_t *msg;
+  sip_t *sip;
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (len == 0 || len > 65536)
+    return lsip_fail(L, "the request must be 1 to 65536 bytes", "EINVAL");
+  msg = nta_msg_create(sip_agent_nta(agent), 0);
+  if (msg) {
+    msg_iovec_t iov[2];
+    if (msg_recv_iovec(msg, iov, 2, len, 1) < 0 || iov[0].mv_len != len) {
+      msg_destroy(msg);
+      msg = NULL;
+    } else {
+      memcpy(iov[0].mv_base, text, len);
+      msg_recv_commit(msg, len, 1);
+      if (msg_extract(msg) < 0)
+        msg_set_flags(msg, MSG_FLG_ERROR);
+    }
+  }
+  if (!msg)
+    return lsip_fail(L, "out of memory", "ENOMEM");
+  sip = sip_object(msg);
+  if (!sip || (sip->sip_flags & MSG_FLG_ERROR) || sip->sip_error || !sip->sip_request ||
+      !sip->sip_from || !sip->sip_to || !sip->sip_call_id || !sip->sip_cseq ||
+      sip->sip_cseq->cs_method != sip->sip_request->rq_method || sip->sip_via) {
+    msg_destroy(msg);
+    return lsip_fail(L, "not a well-formed request without Via", "EINVAL");
+  }
+  if (sip->sip_request->rq_method == sip_method_invite ||
+      sip->sip_request->rq_method == sip_method_ack ||
+      sip->sip_request->rq_method == sip_method_cancel) {
+    msg_destroy(msg);
+    return lsip_fail(L, "INVITE, ACK and CANCEL are not sent this way", "EINVAL");
+  }
+  return send_branch(L, ctx, agent, msg, hop, NULL, 4);
 }
 
 /* b:cancel() — CANCEL a pending INVITE branch (§9.1); a non-INVITE branch

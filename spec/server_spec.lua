@@ -310,4 +310,88 @@ describe("luasip.server", function()
       assert.is_true(pike:allow("k"))
     end)
   end)
+  describe("server:request", function()
+    it("sends a request of its own and returns the final response", function()
+      H.run(function()
+        local peer = assert(luasip.server { listen = "127.0.0.1:0" })
+        local seen
+        peer:on("NOTIFY", function(req)
+          seen = { event = req:header("Event"), body = req.msg.body, route = req.routed,
+                   from_tag = req.from.tag, cseq = req.cseq }
+          req:reply(200, nil, { headers = { ["X-Seen"] = "yes" } })
+        end)
+        local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+        local st, resp = srv:request("NOTIFY", peer.uri, {
+          from = "<sip:a@127.0.0.1>;tag=t1", cseq = 7, headers = { Event = "presence" },
+          body = "hello", content_type = "text/plain",
+        })
+        assert.equal(200, st)
+        assert.equal("yes", resp:header("X-Seen"))
+        assert.same({ event = "presence", body = "hello", route = false, from_tag = "t1", cseq = 7 }, seen)
+        -- nobody listens: the port is unreachable, nta makes up 503
+        local dead = assert(luasip.server { listen = "127.0.0.1:0" })
+        local dead_uri = dead.uri
+        dead:close()
+        local st2, resp2 = srv:request("OPTIONS", dead_uri, { timeout = 5 })
+        assert.equal(503, st2)
+        assert.equal(503, resp2.status)
+        peer:close()
+        srv:close()
+      end)
+    end)
+
+    it("refuses misuse with a one-line error", function()
+      local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+      assert.has_error(function() srv:request("invite", "sip:a@b") end,
+                       "server:request: method must be an upper-case token")
+      assert.has_error(function() srv:request("NOTIFY", "sip:a@b", { headers = { Event = "a\r\nX: y" } }) end)
+      assert.has_error(function() srv:request("NOTIFY", "sip:a@b", { nope = 1 }) end,
+                       "server:request: unknown option 'nope'")
+      H.run(function()
+        local ok, err = srv:request("INVITE", "sip:a@127.0.0.1")
+        assert.is_nil(ok)
+        assert.matches("not sent this way", err)
+      end)
+      srv:close()
+    end)
+
+    it("answers through a transaction made after the request arrived (regression: tport refcount)", function()
+      H.run(function()
+        local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+        srv:on("SUBSCRIBE", function(req)
+          luasip.sleep(0.01) -- the delivery is over: the transaction comes later
+          req:reply(200, nil, { to_tag = "tag" .. req.cseq })
+        end)
+        srv:on("OPTIONS", function(req) req:reply(200) end)
+        local peer = assert(luasip.server { listen = "127.0.0.1:0" })
+        for i = 1, 4 do
+          local st, resp = peer:request("SUBSCRIBE", srv.uri, { cseq = i, headers = { Event = "x" } })
+          assert.equal(200, st)
+          assert.equal("tag" .. i, resp.to_tag)
+        end
+        collectgarbage() collectgarbage()
+        -- the listening transport is still there, both ways
+        assert.equal(200, (peer:request("OPTIONS", srv.uri)))
+        assert.equal(200, (srv:request("OPTIONS", srv.uri)))
+        peer:close()
+        srv:close()
+      end)
+    end)
+
+    it("lets the script close the server as soon as the answer is in (regression: use after free)", function()
+      H.run(function()
+        local peer = assert(luasip.server { listen = "127.0.0.1:0" })
+        peer:on("OPTIONS", function(req) req:reply(200) end)
+        for _ = 1, 3 do
+          local srv = assert(luasip.server { listen = "127.0.0.1:0" })
+          assert.equal(200, (srv:request("OPTIONS", peer.uri)))
+          srv:close() -- still inside the client transaction's callback
+        end
+        local again = assert(luasip.server { listen = "127.0.0.1:0" })
+        assert.equal(200, (again:request("OPTIONS", peer.uri)))
+        again:close()
+        peer:close()
+      end)
+    end)
+  end)
 end)

@@ -138,20 +138,29 @@ static int agent_request(nta_agent_magic_t *magic, nta_agent_t *nta,
     else
       nta_msg_treply(nta, msg, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
   } else {
-    a->in_callback++;
+    sip_agent_enter(a);
     a->cb(a->arg, msg, sip);
-    a->in_callback--;
+    sip_agent_leave(a);
   }
-  if (a->doomed == 1 && !a->in_callback) {
+  return 0;
+}
+
+void sip_agent_enter(sip_agent_t *a)
+{
+  a->in_callback++;
+}
+
+void sip_agent_leave(sip_agent_t *a)
+{
+  if (--a->in_callback == 0 && a->doomed == 1) {
     /* nta still uses the agent after this returns: free it on the next
-     * turn (once, however many requests arrive before then). If no timer
+     * turn (once, however many callbacks come before then). If no timer
      * can be had, leak it rather than crash. */
     su_timer_t *t = su_timer_create(su_root_task(a->root), 0);
     a->doomed = 2;
     if (t && su_timer_set_interval(t, agent_reap, a, 0) < 0)
       su_timer_destroy(t);
   }
-  return 0;
 }
 
 static int tport_bound_port(nta_agent_t *nta)

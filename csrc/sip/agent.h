@@ -38,6 +38,12 @@ sip_agent_t *sip_agent_create(su_root_t *root, sip_agent_config_t const *cfg,
 void sip_agent_destroy(sip_agent_t *a);
 
 /* The bound port (the same on every transport). */
+/* Around a call from nta into the application (a client transaction's
+ * response): a sip_agent_destroy() meanwhile frees the agent only after
+ * the outermost leave, on the next turn of the loop. */
+void sip_agent_enter(sip_agent_t *a);
+void sip_agent_leave(sip_agent_t *a);
+
 int sip_agent_port(sip_agent_t const *a);
 /* Bound listening points as "udp/127.0.0.1:5060" strings; returns count. */
 int sip_agent_addresses(sip_agent_t const *a, char out[][96], int max);

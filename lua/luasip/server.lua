@@ -202,6 +202,59 @@ function Server:is_me(uri)
   return (port or (uri.scheme == "sips" and 5061 or 5060)) == self.port
 end
 
+local REQUEST_OPTS = { from = true, to = true, call_id = true, cseq = true, route = true,
+  contact = true, headers = true, body = true, content_type = true, next_hop = true, timeout = true }
+
+--- server:request(method, uri, opts) — send a request of our own (a
+--- NOTIFY for a subscription we serve, a MESSAGE) and wait for its final
+--- response. opts: from, to (header values; From needs its tag), call_id,
+--- cseq (number), route (list of Route values, in order), contact,
+--- headers, body, content_type, next_hop (URI to send to instead of the
+--- first Route or the Request-URI), timeout (s, default 32: nta's own
+--- Timer F gives 408 before that). Not for INVITE, ACK or CANCEL.
+--- Returns status, response (nta makes up 408 or 503 when nothing comes back),
+--- or nil, err for a request that could not be sent.
+function Server:request(method, uri, opts)
+  if type(method) ~= "string" or not method:match("^%u+$") then error("server:request: method must be an upper-case token", 2) end
+  if type(uri) ~= "string" or uri:find("[%s<>]") then error("server:request: uri must be a URI string", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not REQUEST_OPTS[k] then error("server:request: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if not self.agent then return nil, "server closed" end
+  local lines = { string.format("%s %s SIP/2.0", method, uri), "Max-Forwards: 70" }
+  local function add(name, v)
+    if v == nil then return end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      error("server:request: " .. name .. " must be a string", 3)
+    end
+    v = tostring(v)
+    if v:find("[\r\n]") then error("server:request: " .. name .. " must be one line", 3) end
+    lines[#lines + 1] = name .. ": " .. v
+  end
+  add("From", opts.from or ("<" .. self.uri .. ">;tag=" .. core.random_token(10)))
+  add("To", opts.to or ("<" .. uri .. ">"))
+  add("Call-ID", opts.call_id or (core.random_token(20) .. "@" .. self.host))
+  add("CSeq", string.format("%d %s", opts.cseq or 1, method))
+  for _, r in ipairs(opts.route or {}) do add("Route", r) end
+  add("Contact", opts.contact)
+  add("User-Agent", "luasip/" .. core.version)
+  local extra = opts.headers and core.header_lines(opts.headers, "server:request")
+  if extra and extra ~= "" then lines[#lines + 1] = (extra:gsub("\r\n$", "")) end
+  local body = opts.body or ""
+  if opts.body then add("Content-Type", opts.content_type or "text/plain") end
+  add("Content-Length", #body)
+  local text = table.concat(lines, "\r\n") .. "\r\n\r\n" .. body
+  local status, resp = task.wait(function(done)
+    local b, err = self.agent:request(text, opts.next_hop, function(_, st, msg)
+      if st >= 200 then done(st, msg) end
+    end)
+    if not b then done(nil, err) return end
+    return function() b:close() end
+  end, opts.timeout or 32, "server:request")
+  return status, resp
+end
+
 --- Stop listening; requests in progress are answered 500 and released. Idempotent.
 function Server:close()
   if self.agent then
@@ -358,9 +411,10 @@ function Request:_unsupported()
   return M.unknown_option_tags(self.msg, "Require", self.server.supported)
 end
 
---- req:reply(status [, reason] [, {headers=, body=, content_type=}]) —
+--- req:reply(status [, reason] [, {headers=, body=, content_type=, to_tag=}]) —
 --- (header_text = "Name: value\r\n..." instead of headers: lines built
---- and checked by the caller)
+--- and checked by the caller; to_tag: the To tag of a response that
+--- makes a dialog, such as a SUBSCRIBE's 2xx)
 --- a provisional or final response. A 2xx of our own to a request whose
 --- Require we do not support becomes 420 with Unsupported. Returns true,
 --- or nil, err.
@@ -376,7 +430,7 @@ function Request:reply(status, reason, opts)
     end
   end
   local ok, err = self.r:reply(status, reason, opts.header_text or header_lines(opts.headers), opts.body,
-    opts.body and (opts.content_type or "text/plain") or nil)
+    opts.body and (opts.content_type or "text/plain") or nil, opts.to_tag)
   if ok and status >= 200 then self.final = status end
   return ok, err
 end
