@@ -62,6 +62,7 @@ static optmap const request_opts[] = {
   { "media_enable", nutag_media_enable, K_BOOL },
   { "auto_ack", nutag_autoack, K_BOOL },
   { "call_id", siptag_call_id_str, K_STR },
+  { "if_match", siptag_if_match_str, K_STR },
   { NULL, NULL, K_STR },
 };
 

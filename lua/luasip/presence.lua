@@ -3,8 +3,10 @@
 --- (RFC 4480). The UA's ua:publish_presence() comes here.
 --
 -- nua keeps the publication: it refreshes it before it expires (with the
--- entity tag, SIP-If-Match, and no body), sends a changed document with
--- the tag of the last one, and removes it with Expires: 0.
+-- entity tag, SIP-If-Match, and no body), and removes it with Expires: 0.
+-- Updates and removals name the tag themselves, and challenges are
+-- answered here, whatever the algorithm: nua forgets the tag when a
+-- PUBLISH is challenged.
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
@@ -49,7 +51,7 @@ function Publication:_event(name, status, phrase, msg)
   if (name ~= "r_publish" and name ~= "r_unpublish") or status < 200 then return end
   if (status == 401 or status == 407) and self.send and
      self.ua:_authorize(self.h, msg, self.attempt, "PUBLISH", self.uri, self.send,
-                        function(opts) self.h:send(name:sub(3), opts) end) then
+                        function(opts) self.h:send(name:sub(3), opts) end, true) then
     self.attempt = self.attempt + 1
     return
   end
@@ -86,15 +88,16 @@ end
 function Publication:update(opts)
   opts = opts or {}
   if self.state == "removed" then return nil, "publication removed" end
-  return self:_send("publish", { event = "presence", content_type = PIDF, body = document(self.ua, opts,
-    "publication:update") }, opts.timeout, "publication:update")
+  return self:_send("publish", { event = "presence", content_type = PIDF, if_match = self.etag,
+    body = document(self.ua, opts, "publication:update") }, opts.timeout, "publication:update")
 end
 
 --- Remove the publication (PUBLISH with Expires: 0). Returns the
 --- publication, or nil, reason, status.
 function Publication:remove(timeout)
   if self.state == "removed" then return self end
-  local ok, why, status = self:_send("unpublish", {}, timeout, "publication:remove")
+  local ok, why, status = self:_send("unpublish", { event = "presence", if_match = self.etag }, timeout,
+                                     "publication:remove")
   self.state = "removed"
   if self.h:alive() then self.h:close() end
   return ok, why, status

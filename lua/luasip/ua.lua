@@ -392,9 +392,11 @@ end
 -- itself); other algorithms (SHA-256, SHA-512-256) are computed here and
 -- the request is sent again with resend(opts): a copy of the challenged
 -- request's options `sent` plus the (Proxy-)Authorization. method and uri
--- are those of the challenged request. Returns true when a new attempt
--- was sent, or false, reason.
-function UA:_authorize(h, msg, attempt, method, uri, sent, resend)
+-- are those of the challenged request. own: compute MD5 here as well
+-- (sofia's resend would lose what its request state forgot on the
+-- challenge, such as a PUBLISH's entity tag). Returns true when a new
+-- attempt was sent, or false, reason.
+function UA:_authorize(h, msg, attempt, method, uri, sent, resend, own)
   local creds = self.credentials
   if not creds or not msg or attempt > 3 then return false, "no credentials" end
   local list = {}
@@ -412,7 +414,7 @@ function UA:_authorize(h, msg, attempt, method, uri, sent, resend)
     if type(c) ~= "table" or type(c.user) ~= "string" or type(c.password) ~= "string" then c = nil end
     local alg = digest.algorithm(ch)
     if c and alg then
-      if alg == "MD5" then
+      if alg == "MD5" and not own then
         h:authenticate(string.format('Digest:"%s":%s:%s', (realm:gsub('"', "")), c.user, c.password))
         return true
       elseif resend then
