@@ -292,6 +292,12 @@ function luasip.registrar(opts)
   return require("luasip.registrar").new(opts)
 end
 
+--- A presence server and MESSAGE relay (SIMPLE) on a luasip.server; see
+--- luasip.presence_server.
+function luasip.presence_server(opts)
+  return require("luasip.reload").presence_server(opts, require("luasip.presence_server").new)
+end
+
 --- The canonical AOR (sip:user@host) of a URI table such as req.uri.
 function luasip.registrar_aor(uri)
   return require("luasip.registrar").aor(uri)

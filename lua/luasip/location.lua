@@ -273,7 +273,9 @@ function Sqlite:close() self.db:close() end
 ---------------------------------------------------------------------------
 -- The store
 
-local function parse_url(url)
+--- Parse a store URL ("memory:" or nil, "sqlite:/path"): kind, path, or
+--- nil, message. Shared by every store of this shape (luasip.presence_store).
+function M.parse_url(url)
   if url == nil or url == "memory:" then return "memory" end
   if type(url) ~= "string" then return nil, "url must be a string" end
   local path = url:match("^sqlite:(.*)$")
@@ -306,7 +308,7 @@ end
 
 --- Open a location store (see the top). Returns it, or nil, message, code.
 function M.open(url, opts)
-  local kind, path = parse_url(url)
+  local kind, path = M.parse_url(url)
   if not kind then error("luasip.location: " .. path, 2) end
   local err
   opts, err = check_options(opts)
@@ -495,10 +497,11 @@ end
 
 -- Run start(cb) and return what cb gets: at once for a synchronous backend,
 -- otherwise through task.wait (a blocking verb).
-function Location:_wait(start, what, level)
+-- (what: "module: verb"; shared with luasip.presence_store.)
+function M.wait_durable(sync, timeout, start, what, level)
   local results, waiter
-  if not self.backend.sync and not task.current() and core.depth() > 0 then
-    error("luasip.location: " .. what .. " blocks, and cannot be called from a callback: " ..
+  if not sync and not task.current() and core.depth() > 0 then
+    error(what .. " blocks, and cannot be called from a callback: " ..
           "run it in luasip.spawn(function() ... end)", level + 1)
   end
   start(function(...)
@@ -509,7 +512,11 @@ function Location:_wait(start, what, level)
   return task.wait(function(done)
     waiter = done
     return function() waiter = nil end
-  end, self.timeout, "luasip.location: " .. what)
+  end, timeout, what)
+end
+
+function Location:_wait(start, what, level)
+  return M.wait_durable(self.backend.sync, self.timeout, start, "luasip.location: " .. what, level + 1)
 end
 
 --- Unexpired bindings of aor, best first (q descending, then most recently

@@ -14,7 +14,7 @@ local log = require "luasip.log"
 
 local M = {}
 
-local state -- { path, args, servers = {}, locations = {}, staging, staged }
+local state -- { path, args, servers = {}, locations = {}, presences = {}, staging, staged }
 
 function M.enabled() return state ~= nil end
 function M.staging() return state ~= nil and state.staging end
@@ -48,6 +48,21 @@ function M.location(url, opts, create)
   local l, err, code = create(url, opts)
   if l then state.locations[key] = l end
   return l, err, code
+end
+
+--- luasip.presence_server's constructor under reload: the server reused
+--- keeps its presence state (subscriptions, publications, rules); the
+--- handlers are installed again into the staged table.
+function M.presence_server(opts, create)
+  if not state or type(opts) ~= "table" then return create(opts) end
+  local p = state.presences[opts.server]
+  if state.staging and p and not p.closed then
+    p:install(opts)
+    return p
+  end
+  local n, err, code = create(opts)
+  if n then state.presences[opts.server] = n end
+  return n, err, code
 end
 
 local function read_all(path)
@@ -88,7 +103,7 @@ end
 
 --- Called by the CLI before the script first runs.
 function M.enable(path, args, luasip)
-  state = { path = path, args = args, servers = {}, locations = {},
+  state = { path = path, args = args, servers = {}, locations = {}, presences = {},
             content = read_all(path) }
   luasip.on("hup", function() M.reload("SIGHUP") end)
   -- Watch the file (by content: no stat in plain Lua) once a second.

@@ -1,0 +1,536 @@
+--- luasip.presence_server{...}: a SIMPLE presence server and MESSAGE relay
+--- as handlers on a luasip.server (RFC 3856 presence over RFC 6665
+--- SUBSCRIBE/NOTIFY, RFC 3903 PUBLISH, RFC 3428 MESSAGE).
+--
+--   local srv = assert(luasip.server { listen = "127.0.0.1:5060" })
+--   local loc = luasip.location("memory:")
+--   srv:on("REGISTER", luasip.registrar { location = loc })
+--   local pres = luasip.presence_server { server = srv, location = loc }
+--   pres:allow("sip:bob@example.com", "sip:alice@example.com")
+--
+-- It installs SUBSCRIBE, PUBLISH and MESSAGE handlers on the server
+-- (handlers = false: call pres:subscribe(req), pres:publish(req) and
+-- pres:message(req) from handlers of your own).
+--
+-- SUBSCRIBE (Event: presence; others get 489 with Allow-Events): with
+-- auth, the watcher is challenged (407) and must be the user of its From
+-- (403 otherwise); Expires is capped at max_expires, a non-zero one below
+-- min_expires gets 423; the watcher's standing with the presentity (the
+-- Request-URI's AOR) decides the state: the presentity itself and watchers
+-- on its allow list are active, those on its deny list get 403, unknown
+-- ones get `unknown` ("pending" by default: a NOTIFY with no state until
+-- pres:allow()). The subscription is durable before the 200; a NOTIFY
+-- follows every accepted SUBSCRIBE and every change of the presentity's
+-- state, one at a time per subscription (changes that come while one is
+-- in flight are merged into the next). A NOTIFY answered with an error or
+-- not at all ends the subscription; so does its expiry (a last NOTIFY
+-- with reason=timeout).
+--
+-- PUBLISH (Event: presence, application/pidf+xml; other types get 415, a
+-- malformed document 400): with auth, only the presentity's own user may
+-- publish (403). A new publication gets an entity tag (SIP-ETag); a
+-- PUBLISH with SIP-If-Match refreshes (no body), modifies (a body) or
+-- removes (Expires: 0) the publication with that tag (412 when there is
+-- none). Each 200 carries a new tag and the granted Expires.
+--
+-- A presentity's state: the tuples, notes and activities of all its
+-- publications; with none, one tuple from its registration: "open" while
+-- it has a binding in `location`, "closed" otherwise (REGISTER, un-REGISTER
+-- and expiry reach the watchers through the location's change events).
+--
+-- MESSAGE (relay_message, default true): relayed to every registered
+-- contact of the Request-URI's AOR in parallel; with none, 404 for a
+-- Request-URI of ours (our address or domain), and any other is proxied on. With auth, the sender is
+-- challenged (407) and must be the user of its From.
+--
+-- Options:
+--   server          the luasip.server (required)
+--   location        the luasip.location of the registrar
+--   auth            a luasip.auth.digest; nil: no authentication
+--   authorize       fn(user, aor, req) -> true when user may act as aor
+--                   (default: the user part of the AOR equals user)
+--   store           a luasip.presence_store or its URL (default "memory:")
+--   unknown         "pending" (default), "allow" or "deny": watchers on
+--                   neither list
+--   min_expires     60; max_expires 3600; default_expires 3600 (SUBSCRIBE
+--                   and PUBLISH)
+--   handlers        false: install no handlers
+--   relay_message   false: no MESSAGE handler
+local core = require "luasip.core"
+local log = require "luasip.log"
+local task = require "luasip.task"
+local registrar = require "luasip.registrar"
+local presence_store = require "luasip.presence_store"
+
+local M = {}
+
+local Presence = { __name = "luasip.presence_server" }
+Presence.__index = Presence
+
+local PIDF = "application/pidf+xml"
+local KNOWN = {
+  server = true, location = true, auth = true, authorize = true, store = true, unknown = true,
+  min_expires = true, max_expires = true, default_expires = true, handlers = true,
+  relay_message = true,
+}
+-- After a restart, NOTIFY CSeqs jump this far past the last one stored
+-- (they are stored with each SUBSCRIBE, not with each NOTIFY).
+local CSEQ_JUMP = 10000
+
+local function user_of(aor) return aor and aor:match("^sips?:([^@;]+)@") end
+
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("luasip.presence_server: expected a table of options", 3) end
+  for k in pairs(opts) do
+    if not KNOWN[k] then error("luasip.presence_server: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  if type(opts.server) ~= "table" or not opts.server.agent then
+    error("luasip.presence_server: server must be a luasip.server", 3)
+  end
+  local unknown = opts.unknown or "pending"
+  if unknown ~= "pending" and unknown ~= "allow" and unknown ~= "deny" then
+    error('luasip.presence_server: unknown must be "pending", "allow" or "deny"', 3)
+  end
+  local store = opts.store
+  if store == nil or type(store) == "string" then
+    local err, code
+    store, err, code = presence_store.open(store)
+    if not store then return nil, err, code end
+  end
+  local self = setmetatable({
+    server = opts.server,
+    location = opts.location,
+    auth = opts.auth,
+    authorize = opts.authorize or function(user, aor) return user_of(aor) == user end,
+    store = store,
+    own_store = opts.store == nil or type(opts.store) == "string",
+    unknown = unknown,
+    min_expires = opts.min_expires or 60,
+    max_expires = opts.max_expires or 3600,
+    default_expires = opts.default_expires or 3600,
+    rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final = }
+    watching = {},      -- presentity -> { id -> true }
+    docs = {},          -- presentity -> the document last notified
+  }, Presence)
+  for id, sub in store:each("sub") do self:_track(id, sub, sub.cseq + CSEQ_JUMP) end
+  self:install(opts)
+  if self.location then
+    self.location_sub = self.location:on_change(function(ev) self:_changed(ev.aor) end)
+  end
+  self.timer = core.timer(function() self:_sweep() end)
+  self.timer:start(1, 1)
+  return self
+end
+
+-- Install the handlers opts asks for on the server (also on hot reload).
+function Presence:install(opts)
+  if opts.handlers == false then return end
+  local srv = self.server
+  srv:on("SUBSCRIBE", function(req) return self:subscribe(req) end)
+  srv:on("PUBLISH", function(req) return self:publish(req) end)
+  if opts.relay_message ~= false then srv:on("MESSAGE", function(req) return self:message(req) end) end
+end
+
+function Presence:__tostring()
+  local n = 0
+  for _ in pairs(self.rt) do n = n + 1 end
+  return string.format("luasip.presence_server (%d subscriptions)", n)
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+
+local function event_of(req)
+  local e = req:header("Event")
+  return e and e:match("^%s*([^;%s]+)"):lower()
+end
+
+-- The granted expiry, or nil after answering 423 / 400.
+function Presence:_expires(req)
+  local v = req:header("Expires")
+  local n = v == nil and self.default_expires or tonumber(v)
+  if not n or n < 0 or n ~= math.floor(n) then
+    req:reply(400, "Bad Expires")
+    return nil
+  end
+  if n > 0 and n < self.min_expires then
+    req:reply(423, nil, { headers = { ["Min-Expires"] = tostring(self.min_expires) } })
+    return nil
+  end
+  return math.min(n, self.max_expires)
+end
+
+-- With auth: the request's sender must be `aor`'s user. Returns true, or
+-- false after answering (407 / 403).
+function Presence:_authorized(req, aor)
+  if not self.auth then return true end
+  local user = req:authenticate(self.auth, { proxy = true })
+  if not user then
+    req:challenge(self.auth, { proxy = true })
+    return false
+  end
+  if not self.authorize(user, aor, req) then
+    req:reply(403, "Not Your Identity")
+    return false
+  end
+  return true
+end
+
+local function from_aor(req) return req.from and registrar.aor(req.from.uri) end
+
+--- The rule for watcher on presentity: "allow", "deny" or the default.
+function Presence:policy(presentity, watcher)
+  if presentity == watcher then return "allow" end
+  local r = self.store:get("rule", presentity .. " " .. watcher)
+  return r and r.rule or self.unknown
+end
+
+---------------------------------------------------------------------------
+-- The presentity's state
+
+-- The PIDF document of presentity: its publications merged, else its
+-- registration.
+function Presence:document(presentity)
+  local pubs = {}
+  for _, p in self.store:each("pub") do
+    if p.presentity == presentity then pubs[#pubs + 1] = p end
+  end
+  table.sort(pubs, function(a, b) return a.updated > b.updated end)
+  local tuples, notes, activities, ids = {}, {}, {}, {}
+  for _, p in ipairs(pubs) do
+    local doc = core.pidf_parse(p.body)
+    for _, t in ipairs(doc and doc.tuples or {}) do
+      if #tuples < 32 then
+        if ids[t.id] then t.id = t.id .. "-" .. p.etag:sub(1, 6) end
+        ids[t.id] = true
+        tuples[#tuples + 1] = t
+      end
+    end
+    for _, n in ipairs(doc and doc.notes or {}) do if #notes < 16 then notes[#notes + 1] = n end end
+    for _, a in ipairs(doc and doc.activities or {}) do
+      if #activities < 16 then activities[#activities + 1] = a end
+    end
+  end
+  if #tuples == 0 then
+    local b = self.location and self.location:lookup(presentity)[1]
+    tuples[1] = { id = "registration", basic = b and "open" or "closed", contact = b and b.contact }
+  end
+  return core.pidf_build { entity = presentity, tuples = tuples, notes = notes, activities = activities }
+end
+
+-- The presentity's state may have changed: notify its active watchers
+-- when the document did.
+function Presence:_changed(presentity, force)
+  local ids = self.watching[presentity]
+  if not ids or not next(ids) then return end
+  local doc = self:document(presentity)
+  if doc == self.docs[presentity] and not force then return end
+  self.docs[presentity] = doc
+  for id in pairs(ids) do
+    local rt = self.rt[id]
+    if rt and rt.sub.state == "active" then self:_schedule(rt) end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Subscriptions and their NOTIFYs
+
+function Presence:_track(id, sub, cseq)
+  local rt = self.rt[id]
+  if rt then rt.sub = sub return rt end
+  rt = { id = id, sub = sub, cseq = cseq or sub.cseq }
+  self.rt[id] = rt
+  local w = self.watching[sub.presentity]
+  if not w then w = {} self.watching[sub.presentity] = w end
+  w[id] = true
+  return rt
+end
+
+function Presence:_untrack(rt)
+  self.rt[rt.id] = nil
+  local w = self.watching[rt.sub.presentity]
+  if w then
+    w[rt.id] = nil
+    if not next(w) then self.watching[rt.sub.presentity] = nil self.docs[rt.sub.presentity] = nil end
+  end
+end
+
+-- Send one NOTIFY with the subscription's state now. Returns true when the
+-- watcher took it.
+function Presence:_send_notify(rt)
+  local sub = rt.sub
+  local state, body
+  if rt.final then
+    state = "terminated;reason=" .. rt.final
+    if rt.final == "timeout" and sub.state == "active" then body = self:document(sub.presentity) end
+  else
+    local left = math.max(0, math.ceil(sub.expires - core.time()))
+    state = string.format("%s;expires=%d", sub.state, left)
+    if sub.state == "active" then body = self:document(sub.presentity) end
+  end
+  rt.cseq = rt.cseq + 1
+  local status, resp = self.server:request("NOTIFY", sub.target, {
+    from = sub.local_uri .. ";tag=" .. sub.local_tag, to = sub.remote_uri, call_id = sub.call_id,
+    cseq = rt.cseq, route = sub.route, contact = "<" .. self.server.uri .. ">",
+    headers = { Event = sub.event, ["Subscription-State"] = state },
+    body = body, content_type = body and PIDF or nil,
+  })
+  if status and status >= 200 and status < 300 then return true end
+  log.info("presence: NOTIFY to %s for %s: %s; subscription ended", sub.watcher, sub.presentity,
+           tostring(status or resp))
+  return false, resp
+end
+
+-- Send the subscription's state as soon as the NOTIFY in flight is
+-- answered (states due meanwhile are merged into one NOTIFY).
+function Presence:_schedule(rt)
+  rt.due = true
+  if rt.busy then return end
+  rt.busy = true
+  task.spawn(function()
+    while rt.due do
+      rt.due = false
+      local ok = self:_send_notify(rt)
+      if rt.final then break end
+      if not ok then
+        self:_untrack(rt)
+        if self.store:get("sub", rt.id) then self.store:delete("sub", rt.id) end
+        break
+      end
+    end
+    rt.busy = false
+  end)
+end
+
+-- End a subscription: forget it (durably), then a last NOTIFY.
+function Presence:_terminate(rt, reason)
+  if rt.final then return end
+  rt.final = reason
+  self:_untrack(rt)
+  if self.store:get("sub", rt.id) then
+    local ok, err = self.store:delete("sub", rt.id)
+    if not ok then log.warn("presence: removing a subscription: %s", tostring(err)) end
+  end
+  self:_schedule(rt)
+end
+
+--- The SUBSCRIBE handler (installed by default).
+function Presence:subscribe(req)
+  local event = event_of(req)
+  if event ~= "presence" then
+    return req:reply(489, nil, { headers = { ["Allow-Events"] = "presence" } })
+  end
+  local accepts = req:headers("Accept")
+  if #accepts > 0 then
+    local ok = false
+    for _, a in ipairs(accepts) do
+      local t = a:match("^%s*([^;%s]+)"):lower()
+      if t == PIDF or t == "*/*" or t == "application/*" then ok = true end
+    end
+    if not ok then return req:reply(406, nil, { headers = { Accept = PIDF } }) end
+  end
+  local expires = self:_expires(req)
+  if not expires then return end
+  local watcher = from_aor(req)
+  if not watcher or not req.from.tag then return req:reply(400, "Bad From") end
+  local contact = req.msg.contact
+  if not contact or not contact.uri then return req:reply(400, "Missing Contact") end
+  if not self:_authorized(req, watcher) then return end
+
+  local to_tag = req.msg.to_tag
+  if to_tag then
+    -- a refresh, or an unsubscribe (Expires: 0)
+    local rt = self.rt[req.call_id .. ";" .. to_tag]
+    if not rt or rt.sub.remote_tag ~= req.from.tag then return req:reply(481) end
+    if expires == 0 then
+      req:reply(200, nil, { headers = { Expires = "0" } })
+      return self:_terminate(rt, "timeout")
+    end
+    local sub = {}
+    for k, v in pairs(rt.sub) do sub[k] = v end
+    sub.expires, sub.target, sub.cseq = core.time() + expires, contact.uri.str, rt.cseq
+    local ok, err = self.store:put("sub", rt.id, sub)
+    if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
+    rt.sub = sub
+    req:reply(200, nil, { headers = { Expires = tostring(expires), Contact = "<" .. self.server.uri .. ">" } })
+    return self:_schedule(rt)
+  end
+
+  local presentity = registrar.aor(req.uri)
+  if not presentity then return req:reply(404) end
+  local rule = self:policy(presentity, watcher)
+  if rule == "deny" then return req:reply(403, "Forbidden by the presentity") end
+  local tag = core.random_token(12)
+  local route = req:headers("Record-Route")
+  local to = req:header("To")
+  local sub = {
+    presentity = presentity, watcher = watcher, event = event, state = rule == "allow" and "active" or "pending",
+    call_id = req.call_id, local_tag = tag, remote_tag = req.from.tag, local_uri = to,
+    remote_uri = req:header("From"), target = contact.uri.str, route = route, cseq = 0,
+    expires = core.time() + expires,
+  }
+  local id = req.call_id .. ";" .. tag
+  if expires > 0 then
+    local ok, err = self.store:put("sub", id, sub)
+    if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
+  end
+  req:reply(200, nil, { to_tag = tag, headers = { Expires = tostring(expires),
+                                                   Contact = "<" .. self.server.uri .. ">" } })
+  if expires == 0 then
+    -- a fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then nothing
+    local rt = { id = id, sub = sub, cseq = 0, final = "timeout" }
+    return self:_schedule(rt)
+  end
+  self:_schedule(self:_track(id, sub))
+end
+
+---------------------------------------------------------------------------
+-- Watcher rules
+
+function Presence:_rule(presentity, watcher, rule, what)
+  if type(presentity) ~= "string" or type(watcher) ~= "string" then
+    error("presence_server:" .. what .. ": expected presentity and watcher AORs", 3)
+  end
+  local ok, err = self.store:put("rule", presentity .. " " .. watcher,
+                                 { presentity = presentity, watcher = watcher, rule = rule })
+  if not ok then return nil, err end
+  for id in pairs(self.watching[presentity] or {}) do
+    local rt = self.rt[id]
+    if rt and rt.sub.watcher == watcher then
+      if rule == "deny" then
+        self:_terminate(rt, "rejected")
+      elseif rt.sub.state == "pending" then
+        local sub = {}
+        for k, v in pairs(rt.sub) do sub[k] = v end
+        sub.state = "active"
+        if self.store:put("sub", id, sub) then
+          rt.sub = sub
+          self:_schedule(rt)
+        end
+      end
+    end
+  end
+  return true
+end
+
+--- Let watcher see presentity (both AORs, "sip:user@domain"): its pending
+--- subscriptions become active at once. Durable; returns true or nil, err.
+function Presence:allow(presentity, watcher) return self:_rule(presentity, watcher, "allow", "allow") end
+
+--- Refuse watcher: its subscriptions end (reason=rejected), new ones get 403.
+function Presence:deny(presentity, watcher) return self:_rule(presentity, watcher, "deny", "deny") end
+
+--- The subscriptions to presentity: a list of { watcher =, state =, expires = }.
+function Presence:watchers(presentity)
+  local out = {}
+  for id in pairs(self.watching[presentity] or {}) do
+    local s = self.rt[id].sub
+    out[#out + 1] = { watcher = s.watcher, state = s.state, expires = s.expires }
+  end
+  table.sort(out, function(a, b) return a.watcher < b.watcher end)
+  return out
+end
+
+---------------------------------------------------------------------------
+-- Publications
+
+--- The PUBLISH handler (installed by default).
+function Presence:publish(req)
+  if event_of(req) ~= "presence" then
+    return req:reply(489, nil, { headers = { ["Allow-Events"] = "presence" } })
+  end
+  local presentity = registrar.aor(req.uri)
+  if not presentity then return req:reply(404) end
+  local expires = self:_expires(req)
+  if not expires then return end
+  if not self:_authorized(req, presentity) then return end
+  local body = req.msg.body
+  if body == "" then body = nil end
+  local pub
+  if body then
+    local ctype = (req.msg.content_type or ""):lower()
+    if ctype ~= PIDF then return req:reply(415, nil, { headers = { Accept = PIDF } }) end
+    local doc, why = core.pidf_parse(body)
+    if not doc then return req:reply(400, "Bad PIDF: " .. tostring(why):sub(1, 80)) end
+  end
+  local match = req:header("SIP-If-Match")
+  local old
+  if match then
+    old = self.store:get("pub", match)
+    if not old or old.presentity ~= presentity then return req:reply(412) end
+  elseif not body then
+    return req:reply(400, "PUBLISH Without Body")
+  end
+  local etag = core.random_token(16)
+  local ops = {}
+  if old then ops[1] = { "pub", match, false } end
+  if expires > 0 then
+    pub = { etag = etag, presentity = presentity, expires = core.time() + expires,
+            body = body or old.body, updated = body and core.time() or old.updated }
+    ops[#ops + 1] = { "pub", etag, pub }
+  end
+  local ok, err = self.store:apply(ops)
+  if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
+  req:reply(200, nil, { headers = { ["SIP-ETag"] = etag, Expires = tostring(expires) } })
+  if body or expires == 0 then self:_changed(presentity) end
+end
+
+---------------------------------------------------------------------------
+-- MESSAGE
+
+--- The MESSAGE handler (installed by default): relayed to every contact of
+--- the recipient.
+function Presence:message(req)
+  -- our own users prove who they are; other domains' cannot here
+  local sender = from_aor(req)
+  if sender and self.server:is_me(req.from.uri) and not self:_authorized(req, sender) then return end
+  local aor = registrar.aor(req.uri)
+  local bindings = aor and self.location and self.location:lookup(aor) or {}
+  if #bindings > 0 then return req:proxy(bindings, { parallel = true }) end
+  if self.server:is_me(req.uri) then return req:reply(404, "User Not Found") end
+  return req:proxy()
+end
+
+---------------------------------------------------------------------------
+
+-- Once a second: expired publications go (their presentities' watchers
+-- are told), expired subscriptions end.
+function Presence:_sweep()
+  if self.sweeping or self.closed then return end
+  self.sweeping = true
+  task.spawn(function()
+    local now = core.time()
+    local ops, changed = {}, {}
+    for etag, p in self.store:each("pub") do
+      if p.expires <= now then
+        ops[#ops + 1] = { "pub", etag, false }
+        changed[p.presentity] = true
+      end
+    end
+    if #ops > 0 then
+      local ok, err = self.store:apply(ops)
+      if ok then
+        for presentity in pairs(changed) do self:_changed(presentity) end
+      else
+        log.warn("presence: removing expired publications: %s", tostring(err))
+      end
+    end
+    for _, rt in pairs(self.rt) do
+      if rt.sub.expires <= now then self:_terminate(rt, "timeout") end
+    end
+    self.sweeping = false
+  end)
+end
+
+--- Stop: the handlers stay installed but the sweeps and location events
+--- stop; the store (when opened here) is closed. Idempotent.
+function Presence:close()
+  if self.closed then return end
+  self.closed = true
+  self.timer:close()
+  if self.location_sub then self.location_sub:cancel() end
+  if self.own_store then self.store:close() end
+end
+
+return M

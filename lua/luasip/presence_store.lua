@@ -1,0 +1,231 @@
+--- The presence server's state (publications, subscriptions, watcher
+--- rules) behind the store interface of luasip.location: the same URLs
+--- ("memory:", "sqlite:/path/file.db"), reads served from memory that
+--- never block, and changes that return once durable (blocking verbs with
+--- a durable backend: call them in a task).
+--
+--   local st = assert(require("luasip.presence_store").open("sqlite:/var/lib/sip/presence.db"))
+--   assert(st:put("pub", etag, { presentity = aor, expires = t, body = xml }))
+--   for key, rec in st:each("pub") do ... end
+--
+-- A record is a flat table of strings, numbers and booleans, plus lists of
+-- strings; each lives under (kind, key). Tables handed out are the view's
+-- own: treat them as read-only and put() a changed copy.
+--
+-- Options (open's second argument): timeout (s a change waits to be
+-- durable, default 10), busy_timeout (sqlite, default 5).
+local core = require "luasip.core"
+local location = require "luasip.location"
+
+local M = {}
+
+local Store = { __name = "luasip.presence_store" }
+Store.__index = Store
+
+---------------------------------------------------------------------------
+-- Records as text: "name=type:length:value" fields, one after the other,
+-- with t (string), n (number), b (boolean) and l (a list of strings, its
+-- value itself a sequence of "length:item").
+
+local function field(out, k, tag, v)
+  out[#out + 1] = string.format("%s=%s:%d:%s", k, tag, #v, v)
+end
+
+function M.encode(rec)
+  local out = {}
+  local keys = {}
+  for k in pairs(rec) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = rec[k]
+    local t = type(v)
+    if type(k) ~= "string" or not k:match("^[%w_]+$") then
+      error("luasip.presence_store: record keys must be names", 3)
+    elseif t == "string" then field(out, k, "t", v)
+    elseif t == "number" then field(out, k, "n", string.format("%.17g", v))
+    elseif t == "boolean" then field(out, k, "b", v and "1" or "0")
+    elseif t == "table" then
+      local items = {}
+      for i, s in ipairs(v) do
+        if type(s) ~= "string" then error("luasip.presence_store: " .. k .. " must list strings", 3) end
+        items[i] = #s .. ":" .. s
+      end
+      field(out, k, "l", table.concat(items))
+    else
+      error("luasip.presence_store: " .. k .. ": a " .. t .. " cannot be stored", 3)
+    end
+  end
+  return table.concat(out)
+end
+
+function M.decode(text)
+  local rec, pos = {}, 1
+  while pos <= #text do
+    local k, tag, len, p = text:match("^([%w_]+)=(%a):(%d+):()", pos)
+    if not k then return nil, "corrupt record" end
+    local v = text:sub(p, p + len - 1)
+    if #v ~= tonumber(len) then return nil, "corrupt record" end
+    pos = p + len
+    if tag == "t" then rec[k] = v
+    elseif tag == "n" then rec[k] = tonumber(v)
+    elseif tag == "b" then rec[k] = v == "1"
+    elseif tag == "l" then
+      local list, q = {}, 1
+      while q <= #v do
+        local n, s = v:match("^(%d+):()", q)
+        if not n or s + n - 1 > #v then return nil, "corrupt record" end
+        list[#list + 1] = v:sub(s, s + n - 1)
+        q = s + n
+      end
+      rec[k] = list
+    else
+      return nil, "corrupt record"
+    end
+  end
+  return rec
+end
+
+---------------------------------------------------------------------------
+-- Backends: write(ops, cb) with ops a list of { kind, key, record | false },
+-- cb(true) once durable or cb(false, err); `sync` ones call cb at once.
+
+local Memory = { sync = true, name = "memory" }
+Memory.__index = Memory
+function Memory.write(_, _, cb) cb(true) end
+function Memory.close() end
+
+local SCHEMA = [[
+CREATE TABLE IF NOT EXISTS presence_state (
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+]]
+local SQL_PUT = "INSERT OR REPLACE INTO presence_state (kind, key, record) VALUES (:kind, :key, :record)"
+local SQL_DELETE = "DELETE FROM presence_state WHERE kind = :kind AND key = :key"
+
+local Sqlite = { sync = false, name = "sqlite" }
+Sqlite.__index = Sqlite
+
+function Sqlite:write(ops, cb)
+  local stmts = {}
+  for i, op in ipairs(ops) do
+    if op[3] then
+      stmts[i] = { SQL_PUT, { kind = op[1], key = op[2], record = M.encode(op[3]) } }
+    else
+      stmts[i] = { SQL_DELETE, { kind = op[1], key = op[2] } }
+    end
+  end
+  local ok, err = self.db:write(stmts, cb)
+  if not ok then cb(false, err) end
+end
+
+function Sqlite:close() self.db:close() end
+
+local function open_sqlite(path, opts)
+  local db, err, code = core.sqlite(path, { busy_timeout = opts.busy_timeout })
+  if not db then return nil, err, code end
+  local ok, rows
+  ok, err, code = db:exec(SCHEMA)
+  if ok then rows, err, code = db:rows("SELECT kind, key, record FROM presence_state") end
+  if not rows then
+    db:close()
+    return nil, path .. ": " .. tostring(err), code
+  end
+  return setmetatable({ db = db }, Sqlite), rows
+end
+
+---------------------------------------------------------------------------
+-- The store
+
+--- Open a presence store. Returns it, or nil, message, code.
+function M.open(url, opts)
+  local kind, path = location.parse_url(url)
+  if not kind then error("luasip.presence_store: " .. path, 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("luasip.presence_store: options must be a table", 2) end
+  for k in pairs(opts) do
+    if k ~= "timeout" and k ~= "busy_timeout" then
+      error("luasip.presence_store: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local self = setmetatable({ url = url or "memory:", view = {}, timeout = opts.timeout or 10 }, Store)
+  if kind == "sqlite" then
+    local backend, rows, code = open_sqlite(path, opts)
+    if not backend then return nil, "luasip.presence_store: " .. rows, code end
+    self.backend = backend
+    for _, row in ipairs(rows) do
+      local rec = M.decode(row.record)
+      if rec then self:_view(row.kind)[row.key] = rec end
+    end
+  else
+    self.backend = setmetatable({}, Memory)
+  end
+  return self
+end
+
+function Store:__tostring()
+  return string.format("luasip.presence_store (%s)", self.url)
+end
+
+function Store:_view(kind)
+  local v = self.view[kind]
+  if not v then v = {} self.view[kind] = v end
+  return v
+end
+
+--- The record under (kind, key), or nil. Never blocks.
+function Store:get(kind, key)
+  local v = self.view[kind]
+  return v and v[key]
+end
+
+--- Iterate over the records of a kind: for key, record in st:each(kind).
+--- Changes made while iterating are safe.
+function Store:each(kind)
+  local copy = {}
+  for k, r in pairs(self.view[kind] or {}) do copy[k] = r end
+  return next, copy
+end
+
+--- Apply changes atomically: a list of { kind, key, record } (a record of
+--- false removes the key). Returns true once durable (then the view shows
+--- it), or nil, err: nothing changed, or, after "timeout", the outcome is
+--- unknown (should it commit later, the view follows).
+function Store:apply(ops)
+  if self.closed then error("luasip.presence_store: used after close()", 2) end
+  for _, op in ipairs(ops) do
+    if type(op[1]) ~= "string" or type(op[2]) ~= "string" then
+      error("luasip.presence_store: each change is { kind, key, record|false }", 2)
+    end
+    if op[3] then M.encode(op[3]) end -- refuse what cannot be stored, now
+  end
+  local ok, err = location.wait_durable(self.backend.sync, self.timeout, function(cb)
+    self.backend:write(ops, function(done, why)
+      -- the view follows the durable state, even after a timed-out wait
+      if done then
+        for _, op in ipairs(ops) do self:_view(op[1])[op[2]] = op[3] or nil end
+      end
+      cb(done, why)
+    end)
+  end, "luasip.presence_store: apply", 2)
+  if not ok then return nil, err or "timeout" end
+  return true
+end
+
+--- Store one record (a durable change); see apply.
+function Store:put(kind, key, record) return self:apply { { kind, key, record } } end
+
+--- Remove one record (a durable change); see apply.
+function Store:delete(kind, key) return self:apply { { kind, key, false } } end
+
+--- Close the backend (queued writes complete first). Idempotent.
+function Store:close()
+  if self.closed then return end
+  self.closed = true
+  self.backend:close()
+end
+Store.__close = Store.close
+
+return M
