@@ -245,6 +245,19 @@ describe("presence server", function()
     end)
   end)
 
+  it("answers a SIPp peer's malformed PIDF with 400, other types with 415, other events with 489", function()
+    H.require_sipp()
+    local env = presence_setup()
+    local sipp = H.sipp({ "-sf", H.root .. "/spec/sipp/presence_bad.xml", "127.0.0.1:" .. env.srv.port },
+      { port = function() return H.udp_port_block(17000, 17999) end, limit = 10,
+        argv = function() return { "-m", "1" } end })
+    H.run(function() assert.equal(0, sipp:finish(), sipp:diag()) end, 20)
+    assert.same({}, env.pres:watchers(env.aor("bob")))
+    for _ in env.pres.store:each("pub") do error("a bad PUBLISH was stored") end
+    sipp:cleanup()
+    env.close()
+  end)
+
   it("authenticates watchers and publishers: 407, then only their own identity", function()
     H.run(function()
       local auth = luasip.auth.digest { realm = "127.0.0.1", lookup = function(user)
