@@ -20,8 +20,9 @@ luasip.trace(opt.trace)
 local users = opt.users ~= "" and luasip.auth.read_users(opt.users)
   or { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }
 
-local srv = assert(luasip.server { listen = opt.listen, domain = opt.domain ~= "" and opt.domain or nil })
-local domain = opt.domain ~= "" and opt.domain or srv.host
+-- the domain served: users are sip:alice@<domain> (default: the listen host)
+local domain = opt.domain ~= "" and opt.domain or require("luasip.server").parse_listen(opt.listen, 5060)
+local srv = assert(luasip.server { listen = opt.listen, domain = domain })
 local location = assert(luasip.location(opt.db))
 local auth = opt.auth and luasip.auth.digest {
   realm = domain, algorithms = opt.algorithms, lookup = function(user) return users[user] end,

@@ -14,7 +14,9 @@ local function example(name, ...)
 end
 
 -- A baresip in dir, controlled over TCP: :cmd(command, params), :events().
-local function baresip(dir)
+-- opts: account (its accounts line), contacts (lines), app_modules.
+local function baresip(dir, opts)
+  opts = opts or {}
   local sip, ctrl = free_port("udp"), free_port("tcp")
   while ctrl == sip + 1 do ctrl = free_port("tcp") end -- sip+1 is its TLS port
   local f = assert(io.open(dir .. "/config", "w"))
@@ -26,10 +28,13 @@ local function baresip(dir)
     "module g711.so", "module opus.so", "module srtp.so", "module ausine.so",
     "module aubridge.so", "module sndfile.so", "snd_path " .. dir .. "/dump",
     "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
-    "ctrl_tcp_listen 127.0.0.1:" .. ctrl, "" }, "\n"))
+    opts.app_modules or "", "ctrl_tcp_listen 127.0.0.1:" .. ctrl, "" }, "\n"))
   f:close()
   f = assert(io.open(dir .. "/accounts", "w"))
-  f:write("<sip:bs@127.0.0.1>;regint=0;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n")
+  f:write((opts.account or "<sip:bs@127.0.0.1>;regint=0;mediaenc=srtp-mand;audio_codecs=opus/48000/2") .. "\n")
+  f:close()
+  f = assert(io.open(dir .. "/contacts", "w"))
+  f:write(table.concat(opts.contacts or {}, "\n") .. "\n")
   f:close()
   os.execute("mkdir -p " .. H.shell_quote(dir .. "/dump"))
   local p = H.process({ "baresip", "-f", dir })
@@ -107,5 +112,58 @@ describe("interop with baresip", function()
     assert.is_true(audio.loud_frames(samples, rate, 300) > 50, "baresip heard the menu")
     local windows = audio.tone_windows(samples, rate, 440, { 300, 1000, 1400, 2000 })
     assert.is_true(windows >= 10, windows .. " windows of 440 Hz (want >= 10 of the 15)")
+  end)
+  it("baresip registers, publishes, watches and chats through presence_server.lua", function()
+    local dir = H.tmpdir()
+    local srv = H.process(example("presence_server.lua", "--listen", "127.0.0.1:0", "--policy", "allow",
+                                  "--algorithms", "MD5", os.getenv("TRACE") and "--trace" or nil)) -- baresip answers MD5 challenges only
+    local port
+    H.run(function()
+      port = tonumber(srv:expect("listening on udp/[^:]+:(%d+)", 10):match("listening on udp/[^:]+:(%d+)"))
+    end, 15)
+    local server_uri = "sip:127.0.0.1:" .. port
+    local b = baresip(dir, {
+      app_modules = "module_app contact.so\nmodule_app presence.so",
+      account = string.format('<sip:carol@127.0.0.1>;auth_pass=carol-secret;outbound="%s";regint=60;pubint=60',
+                              server_uri),
+      contacts = { '"Alice" <sip:alice@127.0.0.1>;presence=p2p' },
+    })
+    local alice = assert(luasip.ua { aor = "sip:alice@127.0.0.1", proxy = server_uri,
+                                     credentials = { user = "alice", password = "alice-secret" } })
+    finally(function()
+      alice:close()
+      pcall(b.cmd, b, "quit")
+      b.p:cleanup()
+      srv:cleanup()
+      os.execute("rm -rf " .. H.shell_quote(dir))
+    end)
+    local got = {}
+    alice:on("message", function(msg) got[#got + 1] = msg.body end)
+    H.run(function()
+      -- baresip's subscription to alice sees her registration, then her publication
+      local reg = assert(alice:register { registrar = server_uri, expires = 60 })
+      local function status_is(what)
+        return H.poll_until(function()
+          b.seen = {}
+          b:cmd("contacts")
+          local list = b:wait_event('"response"', 2)
+          return list and list:find(what .. "[^\n]*alice@127%.0%.0%.1")
+        end, 15)
+      end
+      assert(status_is("Online"), table.concat(b.seen, "\n") .. "\n--- server:\n" .. srv:errors())
+      -- alice chats with baresip through the relay, and baresip answers
+      assert(b.p:expect("baresip is ready", 5))
+      assert(H.poll_until(function() return alice:options("sip:carol@127.0.0.1") end, 10),
+             "carol never registered: " .. b.p:output())
+      local resp = assert(alice:message("sip:carol@127.0.0.1", "hello carol"))
+      -- answered by baresip itself, through the relay
+      assert.matches("baresip", tostring(resp:header("User-Agent") or resp:header("Server")), resp:raw())
+      b:cmd("message", "hi alice")
+      assert(H.poll_until(function() return got[1] end, 10), b.p:output())
+      assert.equal("hi alice", got[1])
+      -- alice goes away: baresip sees her offline
+      assert(reg:unregister())
+      assert(status_is("Offline"), table.concat(b.seen, "\n"))
+    end, 60)
   end)
 end)
