@@ -325,6 +325,31 @@ end
 
 local ISCOMPOSING = "application/im-iscomposing+xml"
 
+-- The MESSAGE as the "message" handler sees it: the message's fields and
+-- methods (messages take no new fields), and msg:reply(status [, reason])
+-- to answer it from the handler.
+local function incoming_message(msg, reply)
+  local wrapper = {}
+  function wrapper.reply(self, status, reason)
+    if self ~= wrapper then error("msg:reply: call it as msg:reply(status [, reason])", 2) end
+    if type(status) ~= "number" or status % 1 ~= 0 or status < 200 or status > 699 then
+      error("msg:reply: status must be an integer in 200..699", 2)
+    end
+    if reason ~= nil and type(reason) ~= "string" then error("msg:reply: reason must be a string", 2) end
+    return reply(status, reason)
+  end
+  return setmetatable(wrapper, {
+    __index = function(t, k)
+      local v = msg[k]
+      if type(v) ~= "function" then return v end
+      local method = function(self, ...) return v(self == t and msg or self, ...) end
+      rawset(t, k, method)
+      return method
+    end,
+    __tostring = function() return tostring(msg) end,
+  })
+end
+
 function UA:_incoming_message(h, msg)
   local fn = self.handlers.message
   local state
@@ -348,28 +373,38 @@ function UA:_incoming_message(h, msg)
   end
   if not fn then return end -- not adopted: answered 500 by the binding
   h:adopt()
+  local replied = false
+  -- answer once: from msg:reply() in the handler, else after it returns
+  local function reply(status, reason)
+    if replied then return nil, "already answered" end
+    replied = true
+    if not h:alive() then return nil, "user agent closed" end
+    h:respond(status, reason)
+    h:close()
+    return true
+  end
   task.spawn(function()
     local ok, status, reason
     if state then
       ok, status = pcall(fn, msg.from and msg.from.uri.str, state, msg)
       status = ok and 200 or status
     else
-      ok, status, reason = pcall(fn, msg)
+      ok, status, reason = pcall(fn, incoming_message(msg, reply))
     end
     if not ok then
       log.error("message handler failed: %s", tostring(status))
       status, reason = 500, "Server Internal Error"
     end
     if type(status) ~= "number" then status = 200 end
-    if h:alive() then
-      h:respond(status, reason)
-      h:close()
-    end
+    reply(status, reason)
   end)
 end
 
 --- Subscribe to UA events: "call" fn(call) (each in its own task),
---- "message" fn(msg) -> status, reason (the answer; default 200),
+--- "message" fn(msg) -> status, reason (the answer; default 200; or the
+--- handler answers itself with msg:reply(status [, reason]), once: a
+--- second reply returns nil, "already answered", and the return value is
+--- then ignored),
 --- "composing" fn(from_uri, state, msg) for isComposing indications
 --- (RFC 3994; state = { state = "active" | "idle", content_type =,
 --- last_active =, refresh = }; answered 200, a malformed one 400 before
