@@ -466,6 +466,31 @@ function UA:_authorize(h, msg, attempt, method, uri, sent, resend)
   return false, "no usable challenge"
 end
 
+-- A 401/407 answer to the request obj (fields h, attempt, uri, send =
+-- the options sent) made with verb ("subscribe", ...): answer the
+-- challenge. Returns true when the request went out again.
+function UA:_retry_auth(obj, status, msg, method, verb)
+  if (status ~= 401 and status ~= 407) or not obj.send then return false end
+  if not self:_authorize(obj.h, msg, obj.attempt, method, obj.uri, obj.send,
+                         function(opts) obj.h:send(verb, opts) end) then
+    return false
+  end
+  obj.attempt = obj.attempt + 1
+  return true
+end
+
+-- Send verb with options send on obj.h and wait (timeout s, default 32)
+-- until obj's events call obj.waiting(...): returns what it was given, or
+-- nil, "timeout".
+function UA:_transact(obj, verb, send, timeout, what)
+  obj.attempt, obj.send = 1, send
+  return task.wait(function(done)
+    obj.waiting = done
+    obj.h:send(verb, send)
+    return function() obj.waiting = nil end
+  end, timeout or 32, what)
+end
+
 ---------------------------------------------------------------------------
 -- Out-of-dialog requests
 
@@ -474,12 +499,7 @@ Request.__index = Request
 
 function Request:_event(name, status, phrase, msg)
   if not name:match("^r_") or status < 200 then return end
-  if (status == 401 or status == 407) and
-     self.ua:_authorize(self.h, msg, self.attempt, self.method:upper(), self.uri, self.send,
-                        function(opts) self.h:send(self.method, opts) end) then
-    self.attempt = self.attempt + 1
-    return
-  end
+  if self.ua:_retry_auth(self, status, msg, self.method:upper(), self.method) then return end
   self.done(status, phrase, msg)
 end
 
