@@ -193,7 +193,9 @@ function M.new(opts)
     min_se = opts.min_se,
     refresher = opts.refresher,
     supported = supported,
-    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY",
+    -- SUBSCRIBE: without event packages (ua:on("subscribe") adds them)
+    -- nua refuses it with 489 Bad Event, not 405 (RFC 6665 §3.2.2)
+    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE",
     contact_user = opts.contact_user or aor:match("^sips?:([^@;:]+)@"),
     early_media = true,
     auto_302 = false, -- redirects are the script's decision
