@@ -42,6 +42,7 @@ local log = require "luasip.log"
 local Call = require "luasip.call"
 local digest = require "luasip.digest"
 local presence = require "luasip.presence"
+local subscription = require "luasip.subscription"
 
 local M = {}
 
@@ -76,6 +77,7 @@ local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_ti
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
 local REQUEST_OPTIONS = set("headers", "timeout", "from", "body", "content_type")
+local SUBSCRIBE_OPTIONS = set("expires", "headers", "timeout", "accept")
 
 local function parse_listen(entry)
   local proto, rest = entry:match("^(%a+)/(.+)$")
@@ -173,6 +175,8 @@ function M.new(opts)
     held = {},  -- calls the UA keeps until they end: incoming and transferred ones
     handlers = {},
     registrations = {},
+    subscriptions = {}, -- ours, until they end (see luasip.subscription)
+    watchers = {},      -- subscriptions to us, likewise
   }, UA)
   local tls = opts.tls or {}
   local supported = "timer, replaces, norefersub"
@@ -270,6 +274,8 @@ function UA:_dispatch(name, status, phrase, h, msg, info)
     return self:_incoming_call(h, msg, info)
   elseif name == "i_message" then
     return self:_incoming_message(h, msg)
+  elseif name == "i_subscribe" and status < 200 then
+    return subscription.incoming(self, h, msg, self.handlers.subscribe)
   elseif name == "i_options" or name == "i_info" then
     -- nua answered it; give the application a look
     local fn = self.handlers[name:sub(3)]
@@ -411,13 +417,25 @@ end
 --- (RFC 3994; state = { state = "active" | "idle", content_type =,
 --- last_active =, refresh = }; answered 200, a malformed one 400 before
 --- any handler), "options" fn(msg), "info" fn(msg) (out of dialog;
---- already answered).
-local EVENTS = { call = true, message = true, composing = true, options = true, info = true }
-function UA:on(event, fn)
+--- already answered), and "subscribe" fn(watcher) for SUBSCRIBEs to the
+--- event packages listed in `packages` (default { "presence",
+--- "message-summary" }; others get 489 Bad Event with Allow-Events):
+--- see luasip.subscription's Watcher (accept, reject, notify, terminate;
+--- fields event, from, msg, expires, state; on_end fn(watcher, why)).
+local EVENTS = { call = true, message = true, composing = true, options = true, info = true,
+                 subscribe = true }
+function UA:on(event, fn, packages)
   if not EVENTS[event] then
-    error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info)", 2)
+    error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info, subscribe)", 2)
   end
   if fn ~= nil and type(fn) ~= "function" then error("ua:on: expected a function", 2) end
+  if packages ~= nil and event ~= "subscribe" then
+    error('ua:on: only "subscribe" takes a list of event packages', 2)
+  end
+  if event == "subscribe" and fn then
+    -- nua refuses other packages with 489 before we see them (RFC 6665 §3.2.2)
+    self.core:set_params { allow_events = subscription.allow_events(packages, "ua:on") }
+  end
   self.handlers[event] = fn
 end
 
@@ -555,6 +573,25 @@ end
 function UA:publish_presence(opts)
   self:_check()
   return presence.publish(self, opts)
+end
+
+--- Subscribe to `event` at uri (RFC 6665): "presence" (RFC 3856, PIDF),
+--- "message-summary" (RFC 3842) or any other package (raw bodies).
+--- fn(state) runs in a task for every NOTIFY, with state = { state =
+--- "active" | "pending" | "terminated", reason =, expires =, retry_after
+--- =, event =, content_type =, body =, msg =, presence = (PIDF, parsed by
+--- core.pidf_parse) or error = "malformed PIDF: ...", summary = (see
+--- luasip.subscription.message_summary) }. opts: expires (default 3600),
+--- headers, timeout (s to wait for the answer, default 32), accept
+--- (default the package's type). Returns the subscription (fields state,
+--- expires, event, uri; refresh([expires]), unsubscribe([timeout])) once
+--- the SUBSCRIBE got its 2xx, or nil, reason, status.
+function UA:subscribe(uri, event, fn, opts)
+  self:_check()
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ua:subscribe: expected a table of options", 2) end
+  check_options(opts, SUBSCRIBE_OPTIONS, "ua:subscribe")
+  return subscription.subscribe(self, uri, event, fn, opts)
 end
 
 --- Tell uri we are composing a message (true) or stopped (false): an
@@ -849,6 +886,10 @@ function UA:close(timeout)
     if w then reg.waiter = nil w("closed") end
   end
   self.registrations = {}
+  local subs, watchers = self.subscriptions, self.watchers
+  self.subscriptions, self.watchers = {}, {}
+  for sub in pairs(subs) do sub:_closed_by_ua() end
+  for w in pairs(watchers) do w:_closed_by_ua() end
   if task.current() or core.depth() == 0 then
     local ok, done, why = pcall(task.wait, function(done)
       local tm
