@@ -70,10 +70,15 @@ static int push_handle(lua_ua *lu, lhandle *h)
 static void handle_release(lsip_obj *o);
 static lhandle *new_handle(lua_State *L, lua_ua *lu, int ua_idx);
 
-/* A request kept for the application's answer that will not get one. */
+/* A request kept for the application's answer that will not get one:
+ * a SUBSCRIBE nobody serves gets 489 (RFC 6665 §3.2.2), others 500. */
 static void refuse_pending(nua_handle_t *nh, nua_saved_event_t pending[1])
 {
-  nua_respond(nh, 500, "Not handled", NUTAG_WITH_SAVED(pending), TAG_END());
+  nua_event_data_t const *d = nua_event_data(pending);
+  if (d && d->e_event == nua_i_subscribe)
+    nua_respond(nh, SIP_489_BAD_EVENT, NUTAG_WITH_SAVED(pending), TAG_END());
+  else
+    nua_respond(nh, 500, "Not handled", NUTAG_WITH_SAVED(pending), TAG_END());
   nua_destroy_event(pending);
   pending[0] = NULL;
 }
@@ -85,7 +90,7 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
   lua_State *L = ctx->L;
   lhandle *h = ev->owner;
   lhandle *fresh = NULL;
-  lhandle *update = NULL;
+  lhandle *answer_now = NULL;
   int top;
 
   if (ctx->closing || lu->obj.fn_ref == LUA_NOREF || !lua_checkstack(L, 24))
@@ -121,27 +126,33 @@ static void on_ua_event(void *arg, sip_ua_event_t *ev)
 
   /* An out-of-dialog MESSAGE is answered later, by the handler's task:
    * keep it (NUTAG_WITH_SAVED). One inside a dialog belongs to that call's
-   * handle, whose respond() answers the INVITE: answer it below. */
-  if (fresh && ev->event == nua_i_message && lu->appl_message && ev->saved[0]) {
+   * handle, whose respond() answers the INVITE: answer it below. A new
+   * SUBSCRIBE (an application method in nua's defaults; status 100 until
+   * answered) waits likewise for the watcher's accept() or reject(). */
+  if (fresh && ev->saved[0] &&
+      ((ev->event == nua_i_message && lu->appl_message) ||
+       (ev->event == nua_i_subscribe && ev->status < 200))) {
     fresh->pending[0] = ev->saved[0];
     ev->keep_saved = 1;
   }
   /* An UPDATE is the application's to answer (NUTAG_APPL_METHOD): nua
    * without soa would answer an offer in it with a bare 200. The call
    * answers it during this event through h:respond(); one left unanswered
-   * (no call, or its handler failed) gets 500 below. */
-  if (h && ev->event == nua_i_update && ev->saved[0]) {
+   * (no call, or its handler failed) gets 500 below. So does a SUBSCRIBE
+   * for a new event inside an existing dialog (489 unless answered). */
+  if (h && ev->saved[0] &&
+      (ev->event == nua_i_update || (ev->event == nua_i_subscribe && ev->status < 200))) {
     if (h->pending[0]) {
       nua_respond(ev->nh, 500, "Not handled", NUTAG_WITH_SAVED(ev->saved), TAG_END());
     } else {
       h->pending[0] = ev->saved[0];
       ev->keep_saved = 1;
-      update = h;
+      answer_now = h;
     }
   }
   lsip_pcall(ctx, 6, 0);
-  if (update && update->pending[0] == ev->saved[0] && update->nh)
-    refuse_pending(update->nh, update->pending);
+  if (answer_now && answer_now->pending[0] == ev->saved[0] && answer_now->nh)
+    refuse_pending(answer_now->nh, answer_now->pending);
   lua_settop(L, top);
   if (!fresh && h && ev->event == nua_i_message && lu->appl_message && ev->saved[0] &&
       h->nh && lu->ua)

@@ -129,6 +129,37 @@ describe("UA digest authentication", function()
       p.close()
     end, 20)
   end)
+
+  it("subscribes through a SHA-256 401, and unsubscribes", function()
+    H.run(function()
+      local checked = {}
+      local p
+      p = peer(function(req)
+        if req.method ~= "SUBSCRIBE" then return nil end
+        local auth = req.header("Authorization")
+        if not auth then
+          return response(req, "401 Unauthorized", {
+            'WWW-Authenticate: Digest realm="luasip.test", nonce="sn1", qop="auth", algorithm=SHA-256',
+          })
+        end
+        checked[#checked + 1] = { ok = verify(auth, "SHA-256", "alice", "secret", "SUBSCRIBE"),
+                                  expires = req.header("Expires"), event = req.header("Event") }
+        if req.header("Expires") == "0" then return response(req, "481 Subscription Does Not Exist") end
+        return response(req, "200 OK", { "Expires: 30", "Contact: <sip:peer@127.0.0.1:" .. p.port .. ">" })
+      end)
+      local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:alice@luasip.test",
+                                    credentials = { user = "alice", password = "secret" } })
+      local sub, reason, status = ua:subscribe("sip:bob@127.0.0.1:" .. p.port, "presence", function() end,
+                                               { expires = 60, timeout = 5 })
+      assert.truthy(sub, tostring(reason) .. " " .. tostring(status))
+      assert.same({ ok = true, expires = "60", event = "presence" }, checked[1])
+      assert.equal(30, sub.expires)
+      assert.is_true(sub:unsubscribe())
+      assert.same({ ok = true, expires = "0", event = "presence" }, checked[#checked])
+      ua:close()
+      p.close()
+    end, 20)
+  end)
 end)
 
 describe("UA registration and routing", function()

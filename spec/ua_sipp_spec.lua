@@ -569,6 +569,28 @@ io.stdout:flush()
     end, 40)
   end)
 
+  it("ends a subscription nobody refreshes with a NOTIFY terminated;reason=timeout (RFC 6665)", function()
+    local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:bob@127.0.0.1" })
+    finally(function() ua:close() end)
+    local watcher, ended
+    ua:on("subscribe", function(w)
+      watcher = w
+      w.on_end = function(_, why) ended = why end
+      assert(w:accept { body = core.pidf_build { entity = ua.aor, tuples = { { basic = "open" } } } })
+    end)
+    H.run(function()
+      with_sipp({ "-sf", SCENARIOS .. "/subscribe_expire.xml", "127.0.0.1:" .. ua.port }, 20, function(s)
+        assert.are.equal(0, s:finish(), "sipp did not exit 0")
+        assert.is_truthy(H.poll_until(function() return ended end, 5))
+        assert.same({ "expired", "terminated", "presence", 2 }, { ended, watcher.state, watcher.event, watcher.expires })
+        local notifies = received(s:messages(), "^NOTIFY ")
+        assert.are.equal(2, #notifies)
+        assert.are.equal("presence", header(notifies[1], "Event"))
+        assert.are.equal("application/pidf+xml", header(notifies[1], "Content-Type"))
+      end)
+    end, 40)
+  end)
+
   -- Regressions: Call:_poke used to remove a satisfied waiter by index
   -- after its task had run, and so dropped the wait that task started at
   -- once on the same call, which then only ended at its timeout.

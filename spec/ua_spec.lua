@@ -315,6 +315,40 @@ describe("luasip.ua", function()
     end, 20)
   end)
 
+  it("lets the message handler answer with msg:reply(), once", function()
+    H.run(function()
+      local a, b = pair("127.0.0.1:0")
+      local to = uri_of(b, "bob", "127.0.0.1")
+      local seen = {}
+      b:on("message", function(msg)
+        seen.body, seen.user, seen.type = msg.body, msg.from.uri.user, msg:header("Content-Type")
+        seen.first = { msg:reply(486, "Busy Here") }
+        seen.second = { msg:reply(200) }
+        seen.bad = select(2, pcall(msg.reply, msg, 99))
+        return 200 -- ignored: already answered
+      end)
+      local resp, reason, status = a:message(to, "are you there?")
+      assert.is_nil(resp)
+      assert.same({ 486, "Busy Here" }, { status, reason })
+      assert.same({ "are you there?", "alice", "text/plain" }, { seen.body, seen.user, seen.type })
+      assert.same({ true }, seen.first)
+      assert.same({ nil, "already answered" }, seen.second)
+      assert.matches("msg:reply: status must be an integer in 200..699", seen.bad)
+      -- a reply after the handler yielded, and the return value when it does not reply
+      b:on("message", function(msg)
+        luasip.sleep(0.01)
+        if msg.body == "later" then msg:reply(202, "Later") end
+        return 480
+      end)
+      resp = assert(a:message(to, "later"))
+      assert.same({ 202, "Later" }, { resp.status, resp.reason })
+      resp, reason, status = a:message(to, "now")
+      assert.is_nil(resp)
+      assert.equal(480, status, reason)
+      close_all(a, b)
+    end, 20)
+  end)
+
   it("transfers blindly with REFER across three UAs, with NOTIFY sipfrag progress", function()
     H.run(function()
       local a, b = pair("127.0.0.1:0")

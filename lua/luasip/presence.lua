@@ -8,7 +8,6 @@
 -- answered here, whatever the algorithm: nua forgets the tag when a
 -- PUBLISH is challenged.
 local core = require "luasip.core"
-local task = require "luasip.task"
 local log = require "luasip.log"
 
 local M = {}
@@ -49,12 +48,7 @@ end
 
 function Publication:_event(name, status, phrase, msg)
   if (name ~= "r_publish" and name ~= "r_unpublish") or status < 200 then return end
-  if (status == 401 or status == 407) and self.send and
-     self.ua:_authorize(self.h, msg, self.attempt, "PUBLISH", self.uri, self.send,
-                        function(opts) self.h:send(name:sub(3), opts) end, true) then
-    self.attempt = self.attempt + 1
-    return
-  end
+  if self.ua:_retry_auth(self, status, msg, "PUBLISH", name:sub(3), true) then return end
   self.status, self.reason = status, phrase
   if status >= 200 and status < 300 then
     self.etag = msg and msg:header("SIP-ETag") or self.etag
@@ -69,13 +63,7 @@ end
 
 -- Send a PUBLISH (method "publish" or "unpublish") and wait for its answer.
 function Publication:_send(method, send, timeout, what)
-  self.attempt, self.send = 1, send
-  local status, phrase = task.wait(function(done)
-    self.waiting = done
-    self.h:send(method, send)
-    return function() self.waiting = nil end
-  end, timeout or 32, what)
-  self.waiting = nil
+  local status, phrase = self.ua:_transact(self, method, send, timeout, what)
   if status == nil then return nil, phrase, "timeout" end
   if status >= 200 and status < 300 then return self end
   if method == "publish" and self.state ~= "published" then self.state = "failed" end

@@ -42,6 +42,7 @@ local log = require "luasip.log"
 local Call = require "luasip.call"
 local digest = require "luasip.digest"
 local presence = require "luasip.presence"
+local subscription = require "luasip.subscription"
 
 local M = {}
 
@@ -76,6 +77,7 @@ local CALL_OPTIONS = set("headers", "timeout", "sdp", "on_progress", "session_ti
 local REGISTER_OPTIONS = set("registrar", "expires", "headers", "timeout", "on_state", "backoff",
   "max_backoff")
 local REQUEST_OPTIONS = set("headers", "timeout", "from", "body", "content_type")
+local SUBSCRIBE_OPTIONS = set("expires", "headers", "timeout", "accept")
 
 local function parse_listen(entry)
   local proto, rest = entry:match("^(%a+)/(.+)$")
@@ -173,6 +175,8 @@ function M.new(opts)
     held = {},  -- calls the UA keeps until they end: incoming and transferred ones
     handlers = {},
     registrations = {},
+    subscriptions = {}, -- ours, until they end (see luasip.subscription)
+    watchers = {},      -- subscriptions to us, likewise
   }, UA)
   local tls = opts.tls or {}
   local supported = "timer, replaces, norefersub"
@@ -193,7 +197,9 @@ function M.new(opts)
     min_se = opts.min_se,
     refresher = opts.refresher,
     supported = supported,
-    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY",
+    -- SUBSCRIBE: without event packages (ua:on("subscribe") adds them)
+    -- nua refuses it with 489 Bad Event, not 405 (RFC 6665 §3.2.2)
+    allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE",
     contact_user = opts.contact_user or aor:match("^sips?:([^@;:]+)@"),
     early_media = true,
     auto_302 = false, -- redirects are the script's decision
@@ -268,6 +274,8 @@ function UA:_dispatch(name, status, phrase, h, msg, info)
     return self:_incoming_call(h, msg, info)
   elseif name == "i_message" then
     return self:_incoming_message(h, msg)
+  elseif name == "i_subscribe" and status < 200 then
+    return subscription.incoming(self, h, msg, self.handlers.subscribe)
   elseif name == "i_options" or name == "i_info" then
     -- nua answered it; give the application a look
     local fn = self.handlers[name:sub(3)]
@@ -325,6 +333,31 @@ end
 
 local ISCOMPOSING = "application/im-iscomposing+xml"
 
+-- The MESSAGE as the "message" handler sees it: the message's fields and
+-- methods (messages take no new fields), and msg:reply(status [, reason])
+-- to answer it from the handler.
+local function incoming_message(msg, reply)
+  local wrapper = {}
+  function wrapper.reply(self, status, reason)
+    if self ~= wrapper then error("msg:reply: call it as msg:reply(status [, reason])", 2) end
+    if type(status) ~= "number" or status % 1 ~= 0 or status < 200 or status > 699 then
+      error("msg:reply: status must be an integer in 200..699", 2)
+    end
+    if reason ~= nil and type(reason) ~= "string" then error("msg:reply: reason must be a string", 2) end
+    return reply(status, reason)
+  end
+  return setmetatable(wrapper, {
+    __index = function(t, k)
+      local v = msg[k]
+      if type(v) ~= "function" then return v end
+      local method = function(self, ...) return v(self == t and msg or self, ...) end
+      rawset(t, k, method)
+      return method
+    end,
+    __tostring = function() return tostring(msg) end,
+  })
+end
+
 function UA:_incoming_message(h, msg)
   local fn = self.handlers.message
   local state
@@ -348,39 +381,61 @@ function UA:_incoming_message(h, msg)
   end
   if not fn then return end -- not adopted: answered 500 by the binding
   h:adopt()
+  local replied = false
+  -- answer once: from msg:reply() in the handler, else after it returns
+  local function reply(status, reason)
+    if replied then return nil, "already answered" end
+    replied = true
+    if not h:alive() then return nil, "user agent closed" end
+    h:respond(status, reason)
+    h:close()
+    return true
+  end
   task.spawn(function()
     local ok, status, reason
     if state then
       ok, status = pcall(fn, msg.from and msg.from.uri.str, state, msg)
       status = ok and 200 or status
     else
-      ok, status, reason = pcall(fn, msg)
+      ok, status, reason = pcall(fn, incoming_message(msg, reply))
     end
     if not ok then
       log.error("message handler failed: %s", tostring(status))
       status, reason = 500, "Server Internal Error"
     end
     if type(status) ~= "number" then status = 200 end
-    if h:alive() then
-      h:respond(status, reason)
-      h:close()
-    end
+    reply(status, reason)
   end)
 end
 
 --- Subscribe to UA events: "call" fn(call) (each in its own task),
---- "message" fn(msg) -> status, reason (the answer; default 200),
+--- "message" fn(msg) -> status, reason (the answer; default 200; or the
+--- handler answers itself with msg:reply(status [, reason]), once: a
+--- second reply returns nil, "already answered", and the return value is
+--- then ignored),
 --- "composing" fn(from_uri, state, msg) for isComposing indications
 --- (RFC 3994; state = { state = "active" | "idle", content_type =,
 --- last_active =, refresh = }; answered 200, a malformed one 400 before
 --- any handler), "options" fn(msg), "info" fn(msg) (out of dialog;
---- already answered).
-local EVENTS = { call = true, message = true, composing = true, options = true, info = true }
-function UA:on(event, fn)
+--- already answered), and "subscribe" fn(watcher) for SUBSCRIBEs to the
+--- event packages listed in `packages` (default { "presence",
+--- "message-summary" }; others get 489 Bad Event with Allow-Events):
+--- see luasip.subscription's Watcher (accept, reject, notify, terminate;
+--- fields event, from, msg, expires, state; on_end fn(watcher, why)).
+local EVENTS = { call = true, message = true, composing = true, options = true, info = true,
+                 subscribe = true }
+function UA:on(event, fn, packages)
   if not EVENTS[event] then
-    error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info)", 2)
+    error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info, subscribe)", 2)
   end
   if fn ~= nil and type(fn) ~= "function" then error("ua:on: expected a function", 2) end
+  if packages ~= nil and event ~= "subscribe" then
+    error('ua:on: only "subscribe" takes a list of event packages', 2)
+  end
+  if event == "subscribe" and fn then
+    -- nua refuses other packages with 489 before we see them (RFC 6665 §3.2.2)
+    self.core:set_params { allow_events = subscription.allow_events(packages, "ua:on") }
+  end
   self.handlers[event] = fn
 end
 
@@ -433,6 +488,31 @@ function UA:_authorize(h, msg, attempt, method, uri, sent, resend, own)
   return false, "no usable challenge"
 end
 
+-- A 401/407 answer to the request obj (fields h, attempt, uri, send =
+-- the options sent) made with verb ("subscribe", ...): answer the
+-- challenge. Returns true when the request went out again.
+function UA:_retry_auth(obj, status, msg, method, verb, own)
+  if (status ~= 401 and status ~= 407) or not obj.send then return false end
+  if not self:_authorize(obj.h, msg, obj.attempt, method, obj.uri, obj.send,
+                         function(opts) obj.h:send(verb, opts) end, own) then
+    return false
+  end
+  obj.attempt = obj.attempt + 1
+  return true
+end
+
+-- Send verb with options send on obj.h and wait (timeout s, default 32)
+-- until obj's events call obj.waiting(...): returns what it was given, or
+-- nil, "timeout".
+function UA:_transact(obj, verb, send, timeout, what)
+  obj.attempt, obj.send = 1, send
+  return task.wait(function(done)
+    obj.waiting = done
+    obj.h:send(verb, send)
+    return function() obj.waiting = nil end
+  end, timeout or 32, what)
+end
+
 ---------------------------------------------------------------------------
 -- Out-of-dialog requests
 
@@ -441,12 +521,7 @@ Request.__index = Request
 
 function Request:_event(name, status, phrase, msg)
   if not name:match("^r_") or status < 200 then return end
-  if (status == 401 or status == 407) and
-     self.ua:_authorize(self.h, msg, self.attempt, self.method:upper(), self.uri, self.send,
-                        function(opts) self.h:send(self.method, opts) end) then
-    self.attempt = self.attempt + 1
-    return
-  end
+  if self.ua:_retry_auth(self, status, msg, self.method:upper(), self.method) then return end
   self.done(status, phrase, msg)
 end
 
@@ -500,6 +575,25 @@ end
 function UA:publish_presence(opts)
   self:_check()
   return presence.publish(self, opts)
+end
+
+--- Subscribe to `event` at uri (RFC 6665): "presence" (RFC 3856, PIDF),
+--- "message-summary" (RFC 3842) or any other package (raw bodies).
+--- fn(state) runs in a task for every NOTIFY, with state = { state =
+--- "active" | "pending" | "terminated", reason =, expires =, retry_after
+--- =, event =, content_type =, body =, msg =, presence = (PIDF, parsed by
+--- core.pidf_parse) or error = "malformed PIDF: ...", summary = (see
+--- luasip.subscription.message_summary) }. opts: expires (default 3600),
+--- headers, timeout (s to wait for the answer, default 32), accept
+--- (default the package's type). Returns the subscription (fields state,
+--- expires, event, uri; refresh([expires]), unsubscribe([timeout])) once
+--- the SUBSCRIBE got its 2xx, or nil, reason, status.
+function UA:subscribe(uri, event, fn, opts)
+  self:_check()
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ua:subscribe: expected a table of options", 2) end
+  check_options(opts, SUBSCRIBE_OPTIONS, "ua:subscribe")
+  return subscription.subscribe(self, uri, event, fn, opts)
 end
 
 --- Tell uri we are composing a message (true) or stopped (false): an
@@ -794,6 +888,10 @@ function UA:close(timeout)
     if w then reg.waiter = nil w("closed") end
   end
   self.registrations = {}
+  local subs, watchers = self.subscriptions, self.watchers
+  self.subscriptions, self.watchers = {}, {}
+  for sub in pairs(subs) do sub:_closed_by_ua() end
+  for w in pairs(watchers) do w:_closed_by_ua() end
   if task.current() or core.depth() == 0 then
     local ok, done, why = pcall(task.wait, function(done)
       local tm
