@@ -144,6 +144,58 @@ describe("presence server", function()
     end, 30)
   end)
 
+  it("three luasip UAs: A watches B's publications and registration; C waits, then is refused", function()
+    H.run(function()
+      local env = presence_setup { unknown = "pending" }
+      local proxy = "sip:" .. env.domain
+      local function ua(user) return assert(luasip.ua { aor = env.aor(user), proxy = proxy }) end
+      local a, b, c = ua("alice"), ua("bob"), ua("carol")
+      local bob = env.aor("bob")
+      assert(env.pres:allow(bob, env.aor("alice")))
+      local seen = {}
+      local sub = assert(a:subscribe(bob, "presence", function(st) seen[#seen + 1] = st end))
+      local function nth(n)
+        local st = H.poll_until(function() return seen[n] end, 10)
+        assert(st, "no NOTIFY #" .. n)
+        assert.equal("active", st.state)
+        local t = st.presence.tuples[1]
+        return t.basic, t.note, st.presence
+      end
+      assert.equal("closed", nth(1))                         -- the initial NOTIFY
+      local pub = assert(b:publish_presence { basic = "open", note = "working" })
+      local basic, note, doc = nth(2)
+      assert.same({ "open", "working" }, { basic, note })
+      assert(pub:update { basic = "open", note = "lunch", activities = { "lunch" } })
+      basic, note, doc = nth(3)
+      assert.same({ "open", "lunch", { "lunch" } }, { basic, note, doc.activities })
+      assert(pub:remove())
+      assert.equal("closed", nth(4))
+      local reg = assert(b:register { registrar = proxy, expires = 60 })
+      assert.equal("open", nth(5))
+      assert(reg:unregister())
+      assert.equal("closed", nth(6))
+      -- a publication nobody refreshes expires (sent raw: nua would refresh it)
+      local ep = endpoint()
+      assert.equal(200, (ep.publish(env, "bob", { body = pidf(bob, "open", "brb"), expires = 1 })))
+      basic, note = nth(7)
+      assert.same({ "open", "brb" }, { basic, note })
+      assert.equal("closed", nth(8))
+      -- carol is unknown to bob: pending, and nothing disclosed; then denied
+      local cs = {}
+      assert(c:subscribe(bob, "presence", function(st) cs[#cs + 1] = st end))
+      assert.equal("pending", H.poll_until(function() return cs[1] end, 10).state)
+      assert.is_nil(cs[1].presence)
+      assert(env.pres:deny(bob, env.aor("carol")))
+      local last = H.poll_until(function() return cs[2] end, 10)
+      assert.same({ "terminated", "rejected" }, { last.state, last.reason })
+      assert(sub:unsubscribe())
+      assert(H.poll_until(function() return #env.pres:watchers(bob) == 0 end, 10))
+      ep.srv:close()
+      a:close() b:close() c:close()
+      env.close()
+    end, 40)
+  end)
+
   it("ends a subscription that is not refreshed, and one whose NOTIFY fails", function()
     H.run(function()
       local env = presence_setup()
