@@ -79,6 +79,15 @@ local CSEQ_JUMP = 10000
 
 local function user_of(aor) return aor and aor:match("^sips?:([^@;]+)@") end
 
+-- A copy of a stored record with some fields changed (the view's own
+-- tables are read-only).
+local function changed_copy(rec, changes)
+  local c = {}
+  for k, v in pairs(rec) do c[k] = v end
+  for k, v in pairs(changes) do c[k] = v end
+  return c
+end
+
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.presence_server: expected a table of options", 3) end
@@ -219,13 +228,25 @@ function Presence:document(presentity)
   return core.pidf_build { entity = presentity, tuples = tuples, notes = notes, activities = activities }
 end
 
+-- The document the watchers of presentity get: built once per change
+-- (by _changed) and shared by every NOTIFY, not rebuilt for each watcher.
+-- Kept only while it has watchers, whose changes keep it current.
+function Presence:_doc(presentity)
+  local doc = self.docs[presentity]
+  if not doc then
+    doc = self:document(presentity)
+    if self.watching[presentity] then self.docs[presentity] = doc end
+  end
+  return doc
+end
+
 -- The presentity's state may have changed: notify its active watchers
 -- when the document did.
-function Presence:_changed(presentity, force)
+function Presence:_changed(presentity)
   local ids = self.watching[presentity]
   if not ids or not next(ids) then return end
   local doc = self:document(presentity)
-  if doc == self.docs[presentity] and not force then return end
+  if doc == self.docs[presentity] then return end
   self.docs[presentity] = doc
   for id in pairs(ids) do
     local rt = self.rt[id]
@@ -263,11 +284,11 @@ function Presence:_send_notify(rt)
   local state, body
   if rt.final then
     state = "terminated;reason=" .. rt.final
-    if rt.final == "timeout" and sub.state == "active" then body = self:document(sub.presentity) end
+    if rt.final == "timeout" and sub.state == "active" then body = self:_doc(sub.presentity) end
   else
     local left = math.max(0, math.ceil(sub.expires - core.time()))
     state = string.format("%s;expires=%d", sub.state, left)
-    if sub.state == "active" then body = self:document(sub.presentity) end
+    if sub.state == "active" then body = self:_doc(sub.presentity) end
   end
   rt.cseq = rt.cseq + 1
   local status, resp = self.server:request("NOTIFY", sub.target, {
@@ -347,9 +368,7 @@ function Presence:subscribe(req)
       req:reply(200, nil, { headers = { Expires = "0" } })
       return self:_terminate(rt, "timeout")
     end
-    local sub = {}
-    for k, v in pairs(rt.sub) do sub[k] = v end
-    sub.expires, sub.target, sub.cseq = core.time() + expires, contact.uri.str, rt.cseq
+    local sub = changed_copy(rt.sub, { expires = core.time() + expires, target = contact.uri.str, cseq = rt.cseq })
     local ok, err = self.store:put("sub", rt.id, sub)
     if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
     rt.sub = sub
@@ -401,9 +420,7 @@ function Presence:_rule(presentity, watcher, rule, what)
       if rule == "deny" then
         self:_terminate(rt, "rejected")
       elseif rt.sub.state == "pending" then
-        local sub = {}
-        for k, v in pairs(rt.sub) do sub[k] = v end
-        sub.state = "active"
+        local sub = changed_copy(rt.sub, { state = "active" })
         if self.store:put("sub", id, sub) then
           rt.sub = sub
           self:_schedule(rt)
@@ -498,16 +515,20 @@ end
 -- are told), expired subscriptions end.
 function Presence:_sweep()
   if self.sweeping or self.closed then return end
+  local now = core.time()
+  local ops, changed, ended = {}, {}, {}
+  for etag, p in self.store:each("pub") do
+    if p.expires <= now then
+      ops[#ops + 1] = { "pub", etag, false }
+      changed[p.presentity] = true
+    end
+  end
+  for _, rt in pairs(self.rt) do
+    if rt.sub.expires <= now then ended[#ended + 1] = rt end
+  end
+  if #ops == 0 and #ended == 0 then return end -- the common case: no task
   self.sweeping = true
   task.spawn(function()
-    local now = core.time()
-    local ops, changed = {}, {}
-    for etag, p in self.store:each("pub") do
-      if p.expires <= now then
-        ops[#ops + 1] = { "pub", etag, false }
-        changed[p.presentity] = true
-      end
-    end
     if #ops > 0 then
       local ok, err = self.store:apply(ops)
       if ok then
@@ -516,9 +537,7 @@ function Presence:_sweep()
         log.warn("presence: removing expired publications: %s", tostring(err))
       end
     end
-    for _, rt in pairs(self.rt) do
-      if rt.sub.expires <= now then self:_terminate(rt, "timeout") end
-    end
+    for _, rt in ipairs(ended) do self:_terminate(rt, "timeout") end
     self.sweeping = false
   end)
 end
