@@ -27,14 +27,20 @@ function Publication:__tostring()
   return string.format("luasip.publication (%s, %s)", self.state, self.etag or "no etag")
 end
 
--- The document for opts: one tuple for this UA (its contact), the note,
--- and the activities in an RPID person element.
-local function document(ua, opts, what)
+--- The PIDF document for opts { basic = "open" | "closed", note =,
+--- activities = { "away", ... } }: one tuple with the UA's contact and the
+--- note, and the activities in an RPID person element; what
+--- ua:publish_presence sends and watcher:accept/notify{ presence = }.
+--- Raises "what: ..." at `level` (default 2) on bad options.
+function M.document(ua, opts, what, level)
+  level = (level or 2) + 1
+  what = what or "presence.document"
+  if type(opts) ~= "table" then error(what .. ": presence must be a table", level) end
   local basic = opts.basic or "open"
-  if basic ~= "open" and basic ~= "closed" then error(what .. ': basic must be "open" or "closed"', 3) end
-  if opts.note ~= nil and type(opts.note) ~= "string" then error(what .. ": note must be a string", 3) end
+  if basic ~= "open" and basic ~= "closed" then error(what .. ': basic must be "open" or "closed"', level) end
+  if opts.note ~= nil and type(opts.note) ~= "string" then error(what .. ": note must be a string", level) end
   if opts.activities ~= nil and type(opts.activities) ~= "table" then
-    error(what .. ": activities must be a list of strings", 3)
+    error(what .. ": activities must be a list of strings", level)
   end
   local ok, xml = pcall(core.pidf_build, {
     entity = ua.aor,
@@ -42,7 +48,7 @@ local function document(ua, opts, what)
                  timestamp = M.timestamp() } },
     activities = opts.activities,
   })
-  if not ok then error(what .. ": " .. tostring(xml):gsub("^core%.pidf_build: ", ""), 3) end
+  if not ok then error(what .. ": " .. tostring(xml):gsub("^core%.pidf_build: ", ""), level) end
   return xml
 end
 
@@ -77,7 +83,7 @@ function Publication:update(opts)
   opts = opts or {}
   if self.state == "removed" then return nil, "publication removed" end
   return self:_send("publish", { event = "presence", content_type = PIDF, if_match = self.etag,
-    body = document(self.ua, opts, "publication:update") }, opts.timeout, "publication:update")
+    body = M.document(self.ua, opts, "publication:update") }, opts.timeout, "publication:update")
 end
 
 --- Remove the publication (PUBLISH with Expires: 0). Returns the
@@ -101,7 +107,7 @@ function M.publish(ua, opts)
   if type(opts) ~= "table" then error(what .. ": expected a table of options", 2) end
   local expires = opts.expires or 3600
   if type(expires) ~= "number" or expires < 1 then error(what .. ": expires must be a positive number", 2) end
-  local body = document(ua, opts, what)
+  local body = M.document(ua, opts, what)
   local to = opts.to or ua.aor
   -- one Call-ID for the publication's requests (RFC 3903 asks none, but
   -- nua would otherwise change it between the first and the next)

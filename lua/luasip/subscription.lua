@@ -15,6 +15,7 @@
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
+local presence = require "luasip.presence"
 
 local M = {}
 
@@ -297,13 +298,25 @@ function Watcher:_close()
   if self.h:alive() then self.h:close() end
 end
 
--- Send a NOTIFY (options from opts, raising for `what`) with
--- Subscription-State `state` (nua adds the expiry) and wait for its answer.
-function Watcher:_notify(opts, state, what)
+-- The body and content type of a NOTIFY from opts (body, content_type,
+-- presence), checked before anything is sent: raises "what: ..." for the
+-- script that called accept or notify.
+function Watcher:_body(opts, what)
   local body, ctype = opts.body, opts.content_type
+  if opts.presence ~= nil then
+    if body ~= nil then error(what .. ": give body or presence, not both", 3) end
+    if self.event ~= "presence" then error(what .. ": presence = is for the presence package", 3) end
+    body = presence.document(self.ua, opts.presence, what, 3)
+  end
   if body ~= nil and type(body) ~= "string" then error(what .. ": body must be a string", 3) end
   ctype = ctype or (body and TYPES[self.event])
   if body and type(ctype) ~= "string" then error(what .. ": content_type needed for a body of " .. self.event, 3) end
+  return body, ctype
+end
+
+-- Send a NOTIFY with body, ctype and Subscription-State `state` (nua
+-- adds the expiry) and wait (up to timeout s) for its answer.
+function Watcher:_notify(body, ctype, state, timeout, what)
   local queue = self.notifies
   local status, phrase = task.wait(function(done)
     queue[#queue + 1] = done
@@ -313,7 +326,7 @@ function Watcher:_notify(opts, state, what)
       if not reason then return end
       for i, d in ipairs(queue) do if d == done then table.remove(queue, i) break end end
     end
-  end, opts.timeout or 32, what)
+  end, timeout or 32, what)
   if status and status < 300 then return true end
   return failure(status, phrase)
 end
@@ -326,16 +339,18 @@ end
 --- subscriber reads as awaiting authorization; RFC 6665 §8.3.1 has
 --- subscribers take both alike) and the first NOTIFY.
 --- watcher:accept([state]) or watcher:accept{ state = "active" | "pending",
---- body =, content_type =, timeout = }. Returns true once the NOTIFY is
+--- body =, content_type =, presence =, timeout = } (presence = { basic =,
+--- note =, activities = }: our PIDF document, as ua:publish_presence). Returns true once the NOTIFY is
 --- answered, or nil, reason, status ("already answered").
 function Watcher:accept(opts)
   if type(opts) ~= "table" then opts = { state = opts } end
   local state = opts.state or "active"
   check_state(state, "watcher:accept")
+  local body, ctype = self:_body(opts, "watcher:accept")
   if self.state ~= "received" then return nil, "already answered" end
   self.h:respond(state == "active" and 200 or 202)
   self.state = state
-  return self:_notify(opts, state, "watcher:accept")
+  return self:_notify(body, ctype, state, opts.timeout, "watcher:accept")
 end
 
 --- Refuse the subscription: reject(status [, reason]), status 300..699
@@ -352,8 +367,8 @@ function Watcher:reject(status, reason)
 end
 
 --- Send our state: watcher:notify(body [, content_type]) or
---- watcher:notify{ body =, content_type =, state = "active" | "pending",
---- timeout = } (content_type defaults to PIDF for presence and
+--- watcher:notify{ body =, content_type =, presence =, state = "active" |
+--- "pending", timeout = } (content_type defaults to PIDF for presence and
 --- application/simple-message-summary for message-summary). The NOTIFY
 --- carries Subscription-State: state;expires=(what remains). Returns
 --- true once answered, or nil, reason, status; a 481 ends the
@@ -362,9 +377,10 @@ function Watcher:notify(body, content_type)
   local opts = type(body) == "table" and body or { body = body, content_type = content_type }
   if opts.state ~= nil then check_state(opts.state, "watcher:notify") end
   if self.state == "received" then error("watcher:notify: accept the subscription first", 2) end
+  local body, ctype = self:_body(opts, "watcher:notify")
   if self.state == "terminated" then return nil, "subscription terminated" end
   self.state = opts.state or self.state
-  return self:_notify(opts, self.state, "watcher:notify")
+  return self:_notify(body, ctype, self.state, opts.timeout, "watcher:notify")
 end
 
 --- End the subscription: a NOTIFY with Subscription-State: terminated;
@@ -379,7 +395,7 @@ function Watcher:terminate(reason, timeout)
   if self.state == "received" then error("watcher:terminate: not accepted: use watcher:reject()", 2) end
   if self.state == "terminated" then return true end
   self.state, self.ending = "terminated", "terminated"
-  return self:_notify({ timeout = timeout }, "terminated;reason=" .. reason, "watcher:terminate")
+  return self:_notify(nil, nil, "terminated;reason=" .. reason, timeout, "watcher:terminate")
 end
 
 function Watcher:_event(name, status, phrase, msg, info)
