@@ -1,9 +1,10 @@
 /* lsimple.c — for the SIMPLE modules: PIDF and isComposing bodies
  * (csrc/simple/pidf.c) as Lua tables.
  *
- *   core.pidf_parse(xml) -> { entity =, tuples = { { id =, basic = "open" |
- *       "closed" | nil, contact =, priority =, note =, timestamp = }, ... },
- *       notes = { ... }, activities = { ... } }  or nil, reason
+ *   core.pidf_parse(xml [, lenient]) -> { entity =, tuples = { { id =,
+ *       basic = "open" | "closed" | nil, contact =, priority =, note =,
+ *       timestamp = }, ... }, notes = { ... }, activities = { ... } }  or
+ *       nil, reason   (lenient: PIDF_LENIENT, an unknown basic is nil)
  *   core.pidf_build(t) -> xml      (the same shape)
  *   core.iscomposing_parse(xml) -> { state = "active" | "idle",
  *       content_type =, last_active =, refresh = } or nil, reason
@@ -48,7 +49,7 @@ static int l_pidf_parse(lua_State *L)
   char const *xml = luaL_checklstring(L, 1, &len);
   char err[160];
   pidf_t p;
-  if (pidf_parse(xml, len, &p, err, sizeof err) < 0) {
+  if (pidf_parse(xml, len, lua_toboolean(L, 2) ? PIDF_LENIENT : 0, &p, err, sizeof err) < 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;

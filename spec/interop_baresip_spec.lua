@@ -69,6 +69,17 @@ local function baresip(dir, opts)
       for _, e in ipairs(self.seen) do if e:find(pattern) then return e end end
     end, timeout)
   end
+  -- wait (up to 15 s) until baresip's contact list shows `who` as `status`
+  -- (Online, Offline, Busy, ...)
+  function b:contact_is(status, who)
+    return H.poll_until(function()
+      self.seen = {}
+      self:cmd("contacts")
+      local list = self:wait_event('"response"', 2)
+      return list and list:find(status .. "[^\n]*" .. who:gsub("%p", "%%%0"))
+    end, 15)
+  end
+  b.sip_port = sip
   return b
 end
 
@@ -142,14 +153,7 @@ describe("interop with baresip", function()
     H.run(function()
       -- baresip's subscription to alice sees her registration, then her publication
       local reg = assert(alice:register { registrar = server_uri, expires = 60 })
-      local function status_is(what)
-        return H.poll_until(function()
-          b.seen = {}
-          b:cmd("contacts")
-          local list = b:wait_event('"response"', 2)
-          return list and list:find(what .. "[^\n]*alice@127%.0%.0%.1")
-        end, 15)
-      end
+      local function status_is(what) return b:contact_is(what, "alice@127.0.0.1") end
       assert(status_is("Online"), table.concat(b.seen, "\n") .. "\n--- server:\n" .. srv:errors())
       -- alice chats with baresip through the relay, and baresip answers
       assert(b.p:expect("baresip is ready", 5))
@@ -165,5 +169,55 @@ describe("interop with baresip", function()
       assert(reg:unregister())
       assert(status_is("Offline"), table.concat(b.seen, "\n"))
     end, 60)
+  end)
+
+  it("baresip watches a luasip UA's own presence, and the UA watches baresip's (no server between)", function()
+    local dir = H.tmpdir()
+    local alice = assert(luasip.ua { aor = "sip:alice@127.0.0.1" })
+    local alice_uri = "sip:alice@127.0.0.1:" .. alice.port
+    local b = baresip(dir, {
+      app_modules = "module_app contact.so\nmodule_app presence.so",
+      account = "<sip:carol@127.0.0.1>;regint=0",
+      contacts = { string.format('"Alice" <%s>;presence=p2p', alice_uri) },
+    })
+    finally(function()
+      alice:close()
+      pcall(b.cmd, b, "quit")
+      b.p:cleanup()
+      os.execute("rm -rf " .. H.shell_quote(dir))
+    end)
+    H.run(function()
+      -- alice is the notifier: baresip subscribes to her directly
+      local watcher
+      alice:on("subscribe", function(w)
+        assert(w:accept { presence = { basic = "open", note = "at my desk" } })
+        watcher = w
+      end)
+      assert(b:contact_is("Online", alice_uri:sub(5)), table.concat(b.seen, "\n") .. b.p:output())
+      assert.equal("sip:carol@127.0.0.1", watcher.from)
+      assert.is_true(watcher:notify { presence = { basic = "open", activities = { "busy" } } })
+      assert(b:contact_is("Busy", alice_uri:sub(5)), table.concat(b.seen, "\n"))
+      assert.is_true(watcher:notify { presence = { basic = "closed" } })
+      assert(b:contact_is("Offline", alice_uri:sub(5)), table.concat(b.seen, "\n"))
+      -- and the other way: alice subscribes to baresip's notifier
+      local states = {}
+      local sub = assert(alice:subscribe("sip:carol@127.0.0.1:" .. b.sip_port, "presence", function(st)
+        states[#states + 1] = st
+      end))
+      assert(H.poll_until(function() return states[1] end, 10))
+      local st = states[1]
+      assert.equal("active", st.state, st.msg and st.msg:raw())
+      -- before its user picks a status baresip sends <basic>?</basic>
+      assert.is_nil(st.error, st.body)
+      assert.same({ nil, "sip:carol@127.0.0.1" }, { st.presence.tuples[1].basic, st.presence.tuples[1].contact })
+      b:cmd("presence_online")
+      assert(H.poll_until(function() return states[2] end, 10), b.p:output())
+      assert.equal("open", states[2].presence.tuples[1].basic, states[2].body)
+      b:cmd("presence_offline")
+      assert(H.poll_until(function() return states[3] end, 10), b.p:output())
+      assert.equal("closed", states[3].presence.tuples[1].basic, states[3].body)
+      assert.is_true(sub:unsubscribe())
+      assert.equal("terminated", states[#states].state)
+    end, 90)
   end)
 end)

@@ -86,6 +86,17 @@ describe("SIMPLE bodies", function()
     end
   end)
 
+  it("leaves an unknown basic status out when lenient (what a watcher receives), and only then", function()
+    local doc = "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:carol@example.com'>" ..
+                "<tuple id='a'><status><basic>?</basic></status><contact>sip:carol@example.com</contact></tuple>" ..
+                "<tuple id='b'><status><basic>open</basic></status></tuple></presence>"
+    assert.same({ nil, "basic status '?' is neither open nor closed" }, { core.pidf_parse(doc) })
+    local p = assert(core.pidf_parse(doc, true))
+    assert.same({ { id = "a", contact = "sip:carol@example.com" }, { id = "b", basic = "open" } }, p.tuples)
+    -- lenient is about the basic status only
+    assert.is_nil((core.pidf_parse("<presence xmlns='urn:ietf:params:xml:ns:pidf'><tuple>", true)))
+  end)
+
   it("builds documents that parse back to what was given, escaped", function()
     local t = {
       entity = "sip:bot@example.com",

@@ -34,6 +34,7 @@ typedef struct {
   pidf_t *p;
   iscomposing_t *c;
   int have_state;
+  unsigned flags;            /* PIDF_LENIENT */
 } parse_t;
 
 static void fail(parse_t *x, char const *fmt, ...)
@@ -259,7 +260,7 @@ static void XMLCALL on_end(void *arg, XML_Char const *name)
       t->basic = PIDF_BASIC_OPEN;
     else if (strcmp(s, "closed") == 0)
       t->basic = PIDF_BASIC_CLOSED;
-    else
+    else if (!(x->flags & PIDF_LENIENT))
       fail(x, "basic status '%.40s' is neither open nor closed", s);
     free(s);
     break;
@@ -337,13 +338,13 @@ static void XMLCALL on_doctype(void *arg, XML_Char const *name, XML_Char const *
   fail(arg, "a document type declaration is not allowed");
 }
 
-static int parse(enum doc doc, char const *buf, size_t len, pidf_t *p, iscomposing_t *c,
+static int parse(enum doc doc, char const *buf, size_t len, unsigned flags, pidf_t *p, iscomposing_t *c,
                  char *err, size_t errlen)
 {
   parse_t x;
   int ok;
   memset(&x, 0, sizeof x);
-  x.doc = doc, x.p = p, x.c = c, x.err = err, x.errlen = errlen;
+  x.doc = doc, x.flags = flags, x.p = p, x.c = c, x.err = err, x.errlen = errlen;
   if (errlen)
     err[0] = 0;
   if (len > (size_t)0x7fffffff) {
@@ -375,10 +376,10 @@ static int parse(enum doc doc, char const *buf, size_t len, pidf_t *p, iscomposi
   return ok && !x.failed ? 0 : -1;
 }
 
-int pidf_parse(char const *buf, size_t len, pidf_t *out, char *err, size_t errlen)
+int pidf_parse(char const *buf, size_t len, unsigned flags, pidf_t *out, char *err, size_t errlen)
 {
   memset(out, 0, sizeof *out);
-  if (parse(DOC_PIDF, buf, len, out, NULL, err, errlen) < 0) {
+  if (parse(DOC_PIDF, buf, len, flags, out, NULL, err, errlen) < 0) {
     pidf_free(out);
     return -1;
   }
@@ -407,7 +408,7 @@ void pidf_free(pidf_t *p)
 int iscomposing_parse(char const *buf, size_t len, iscomposing_t *out, char *err, size_t errlen)
 {
   memset(out, 0, sizeof *out);
-  if (parse(DOC_ISCOMPOSING, buf, len, NULL, out, err, errlen) < 0) {
+  if (parse(DOC_ISCOMPOSING, buf, len, 0, NULL, out, err, errlen) < 0) {
     iscomposing_free(out);
     return -1;
   }

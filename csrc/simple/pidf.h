@@ -55,9 +55,15 @@ typedef struct {
   unsigned refresh;    /* seconds, 0 when absent */
 } iscomposing_t;
 
+/* pidf_parse flags. PIDF_LENIENT: a basic status other than open or closed
+ * (baresip sends "?" before its user picks one) leaves the tuple's basic
+ * PIDF_BASIC_NONE instead of failing the document. For what a watcher
+ * receives; a presence server refuses such a PUBLISH. */
+#define PIDF_LENIENT 1u
+
 /* Parse a PIDF document into out (zeroed first). 0, or -1 with a reason
  * in err (out then holds nothing to free). */
-int pidf_parse(char const *buf, size_t len, pidf_t *out, char *err, size_t errlen);
+int pidf_parse(char const *buf, size_t len, unsigned flags, pidf_t *out, char *err, size_t errlen);
 void pidf_free(pidf_t *p);
 
 /* A PIDF document for p (tuples, notes, and the activities in an RPID

@@ -136,7 +136,9 @@ function Subscription:_state(status, msg, info)
   local ctype = (st.content_type or ""):lower()
   if body and body ~= "" and (ctype == "" or ctype == TYPES[kind]) then
     if kind == "presence" then
-      local p, err = core.pidf_parse(body)
+      -- lenient: a tuple whose basic status is neither open nor closed
+      -- (baresip's "?") has basic = nil rather than failing the document
+      local p, err = core.pidf_parse(body, true)
       st.presence, st.error = p, err and ("malformed PIDF: " .. err) or nil
     elseif kind == "message-summary" then
       st.summary = M.message_summary(body)

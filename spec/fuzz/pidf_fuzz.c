@@ -1,7 +1,8 @@
 /* pidf_fuzz.c — libFuzzer target for csrc/simple/pidf.c: PIDF and
  * isComposing bodies as they come in PUBLISH, NOTIFY and MESSAGE.
  *   make fuzz
- * Input: a selector byte (even: PIDF, odd: isComposing), then the body.
+ * Input: a selector byte (bit 0 clear: PIDF, parsed PIDF_LENIENT when bit 1
+ * is set; bit 0 set: isComposing), then the body.
  * Beyond not crashing: whatever parses must survive building and parsing
  * again with the same content (ids, basic status, contact, priority to
  * three digits, notes, timestamps, activities; isComposing's fields). */
@@ -49,11 +50,11 @@ int LLVMFuzzerTestOneInput(uint8_t const *data, size_t size)
     return 0;
   if (data[0] % 2 == 0) {
     pidf_t p, q;
-    if (pidf_parse((char const *)data + 1, size - 1, &p, err, sizeof err) < 0)
+    if (pidf_parse((char const *)data + 1, size - 1, data[0] & 2 ? PIDF_LENIENT : 0, &p, err, sizeof err) < 0)
       return 0;
     if (!(xml = pidf_build(&p)))
       abort();
-    if (pidf_parse(xml, strlen(xml), &q, err, sizeof err) < 0)
+    if (pidf_parse(xml, strlen(xml), 0, &q, err, sizeof err) < 0)
       abort();
     check_pidf(&p, &q);
     pidf_free(&p);
