@@ -10,6 +10,13 @@
 #   reg-sql  REGISTER/s, no auth          luasip sqlite store | (the Kamailio reg row)
 #   auth     REGISTER/s, MD5 digest auth  luasip memory store | Kamailio usrloc
 #   call     calls/s (INVITE/ACK/BYE) through the proxy, no auth
+#   pres     presence cycles/s: PRES_P presentities with PRES_K watchers
+#            each (SIPp, bench/pres_watch.xml, subscribed before the load);
+#            one cycle (bench/pres_publish.xml) publishes "open", modifies it
+#            to "closed" (SIP-If-Match) and removes it: 3 PUBLISHes, 3 state
+#            changes NOTIFYed to the presentity's watchers.
+#            luasip examples/presence_server.lua --no-auth --policy allow |
+#            Kamailio presence + presence_xml in memory (bench/kamailio-presence.*)
 # For each: the highest rate with 0 failed calls, retransmissions <= 0.1% of
 # calls and >= 97% of the offered rate achieved, over CONF_DUR seconds (a
 # bounded search: doubling ramp, bisection, confirm); server CPU us per
@@ -30,9 +37,10 @@
 #   BENCH_LUA       lua5.4 (default) or luajit: the runtime luasip runs on
 #   BENCH_PERF=1    after each luasip confirm, one more run at that rate under
 #                   `perf record -g`; top symbols go to the log and results
-#   ROWS            rows to run (default "reg reg-sql auth call")
+#   ROWS            rows to run (default "reg reg-sql auth call pres")
+#   PRES_P, PRES_K  the pres row's presentities (100) and watchers of each (10)
 #   IMPLS           servers to run (default "luasip kamailio")
-#   START_reg, START_auth, START_call   ramp start rates (1000, 500, 200)
+#   START_reg, START_auth, START_call, START_pres   ramp start rates (1000, 500, 200, 100)
 #   KAM_SHM         Kamailio shared memory MB (default 256, as lib.sh)
 #   PEERS           the Kamailio peer folder
 set -u
@@ -41,7 +49,8 @@ peers=${PEERS:-$root/../shared/peers/kamailio}
 B=$peers
 LUA=${BENCH_LUA:-lua5.4}
 KAM_SHM=${KAM_SHM:-256}
-ROWS=${ROWS:-"reg reg-sql auth call"}
+ROWS=${ROWS:-"reg reg-sql auth call pres"}
+PRES_P=${PRES_P:-100}; PRES_K=${PRES_K:-10}
 IMPLS=${IMPLS:-"luasip kamailio"}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   RAMP_DUR=3; CONF_DUR=5; NBIS=1; MAXRAMP=6; CONF_TRIES=2
@@ -96,6 +105,14 @@ sed -i 's#^children=#maxbuffer=4194304\nchildren=#' "$W/common.inc.cfg"
 { echo SEQUENTIAL; for i in $(seq -w 1 10000); do echo "user0$i;[authentication username=user0$i password=secret]"; done; } > "$W/users_auth.csv"
 for i in $(seq -w 1 10000); do echo "user0$i secret"; done > "$W/users.txt"
 printf "SEQUENTIAL\nuas;secret\n" > "$W/uas_user.csv"
+# The pres row: presentities for SIPp; Kamailio's twin config, its sqlite
+# file holding only the presence tables' versions (all state is in memory).
+{ echo SEQUENTIAL; for i in $(seq -w 1 "$PRES_P"); do echo "pres$i"; done; } > "$W/pres.csv"
+for f in kamailio-presence.cfg kamailio-presence.lua; do sed "s#@WORK@#$W#g" "$root/bench/$f" > "$W/$f"; done
+if command -v sqlite3 > /dev/null; then
+  cat /usr/share/kamailio/db_sqlite/standard-create.sql /usr/share/kamailio/db_sqlite/presence-create.sql 2>/dev/null \
+    | sqlite3 "$W/kamailio-presence.db" 2>/dev/null
+fi
 
 # ----------------------------------------------------------- measurement
 ticks_of() { # utime+stime (clock ticks) summed over pids (all threads)
@@ -155,11 +172,12 @@ wait_ports_free() { # ports...: up to 30 tries 2 s apart (others may use 5060)
 # IMPL kamailio|luasip, ROW reg|reg-sql|auth|call
 srv_start() {
   local ports="5060"; [ "$ROW" = call ] && ports="5060 5070 5071 5072 5076 5077 5078"
+  [ "$ROW" = pres ] && ports="5060 5070 5071 5072"
   wait_ports_free $ports || return 1
   KIDS=""
   if [ "$IMPL" = kamailio ]; then
-    local auth=0; [ "$ROW" = auth ] && auth=1
-    PERF_AUTH=$auth kamailio -f "$W/kamailio-lua.cfg" -DD -E -m "$KAM_SHM" -M 8 >> "$L/kamailio_$ROW.log" 2>&1 &
+    local auth=0 cfg=kamailio-lua.cfg; [ "$ROW" = auth ] && auth=1; [ "$ROW" = pres ] && cfg=kamailio-presence.cfg
+    PERF_AUTH=$auth kamailio -f "$W/$cfg" -DD -E -m "$KAM_SHM" -M 8 >> "$L/kamailio_$ROW.log" 2>&1 &
     SPID=$!
   else
     local script=registrar.lua extra=""
@@ -168,6 +186,7 @@ srv_start() {
       reg-sql) rm -f "$W/loc.db" "$W/loc.db-wal" "$W/loc.db-shm"; extra="--no-auth --db sqlite:$W/loc.db";;
       auth)    extra="--algorithms MD5";;
       call)    script=proxy.lua; extra="--no-auth";;
+      pres)    script=presence_server.lua; extra="--no-auth --policy allow";;
     esac
     echo "=== $(date +%T) step rate=$RATE dur=$DUR" >> "$L/luasip_$ROW.err"
     env LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_PATH_5_4="$root/lua/?.lua;$root/lua/?/init.lua;;" \
@@ -194,8 +213,33 @@ srv_start() {
       -m 1 -nostdin -timeout 5 -timeout_error > "$L/reg_uas.out" 2>&1 \
       || { echo "!! the UAS registration at $IMPL failed" >&2; return 1; }
   fi
+  if [ "$ROW" = pres ]; then
+    # the watchers subscribe (PRES_P * PRES_K of them), each gets its first
+    # NOTIFY; they then answer NOTIFYs until stopped
+    local n=$((PRES_P * PRES_K))
+    rm -f "$W"/pres_watch_*_counts.csv
+    (cd "$W" && exec sipp 127.0.0.1:5060 -sf "$root/bench/pres_watch.xml" -inf "$W/pres.csv" -i 127.0.0.1 \
+      -p 5070 -cp 5071 -mp 5072 -r 500 -m "$n" -nostdin -t u1 $SIPP_BUF -trace_counts -fd 1 \
+      -trace_stat -stf "$W/uas_stat.csv" -trace_err -error_file "$L/watch_err.log" > /dev/null 2>&1) &
+    UPID=$!
+    for i in $(seq 60); do
+      [ "$(notifies)" -ge "$n" ] && break
+      kill -0 "$UPID" 2>/dev/null || break
+      sleep 0.5
+    done
+    [ "$(notifies)" -ge "$n" ] || { echo "!! the $n watchers did not all get a first NOTIFY from $IMPL ($(notifies))" >&2; return 1; }
+  fi
   return 0
 }
+# The pres row's watchers: "NOTIFYs received, retransmitted NOTIFYs, watcher
+# calls failed" from the SIPp counts and statistics files (0 0 0 if none).
+watch_counts() {
+  local f; f=$(ls "$W"/pres_watch_*_counts.csv 2>/dev/null | head -1)
+  local failed; failed=$(parse_stat "$W/uas_stat.csv" | cut -d' ' -f3)
+  [ -n "$f" ] || { echo "0 0 ${failed:-0}"; return; }
+  awk -F';' -v failed="${failed:-0}" 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i ~ /_NOTIFY_Recv$/) r = i; if ($i ~ /_NOTIFY_Retrans$/) t = i } next }
+    { last = $0 } END { n = split(last, v, ";"); printf "%d %d %d\n", v[r], v[t], failed }' "$f" 2>/dev/null || echo "0 0 0"; }
+notifies() { watch_counts | cut -d' ' -f1; }
 srv_stop() {
   stop_pid "$UPID"; UPID=""; rm -f "$W/uas_stat.csv"
   stop_pid "$SPID"; SPID=""
@@ -208,13 +252,14 @@ scenario_args() {
     reg|reg-sql) echo "-sf $B/reg_noauth.xml -inf $W/users.csv -p 5090 -cp 5091 -mp 5092";;
     auth)        echo "-sf $B/reg_auth.xml -inf $W/users_auth.csv -p 5090 -cp 5091 -mp 5092";;
     call)        echo "-sf $B/uac_call.xml -s uas -p 5080 -cp 5081 -mp 5082";;
+    pres)        echo "-sf $root/bench/pres_publish.xml -inf $W/pres.csv -p 5090 -cp 5091 -mp 5092";;
   esac; }
 
 # step RATE DUR [perf]: one fresh server, one SIPp load. Sets S_* and S_PASS.
 step() {
   RATE=$1; DUR=$2
   local perf=${3:-0} m=$(($1 * $2)) stf i early=""
-  S_PASS=0; S_SENT=0; S_OK=0; S_FAIL=0; S_RT=0; S_UASRT=0; S_ACH=0; S_US=0; S_HWM=0; S_PSS=0; S_RCVBUF=0; S_GENCPU=0; S_OTHER=0; S_SKIP=0
+  S_PASS=0; S_SENT=0; S_OK=0; S_FAIL=0; S_RT=0; S_UASRT=0; S_NOTIFY=0; S_WFAIL=0; S_ACH=0; S_US=0; S_HWM=0; S_PSS=0; S_RCVBUF=0; S_GENCPU=0; S_OTHER=0; S_SKIP=0
   wait_quiet
   if ! srv_start; then srv_stop; S_SKIP=1; S_NOTE=" (skipped: the server did not start)"; log_step; return; fi
   local sargs; sargs=$(scenario_args)
@@ -225,6 +270,7 @@ step() {
   local t0 t1 rb0 rb1 w0 w1 gt=0 v b0 b1 u0=0 u1=0
   rb0=$(rcvbuf_errors); t0=$(ticks_of $pids); w0=$(date +%s.%N); b0=$(busy_ticks)
   [ -n "$UPID" ] && u0=$(ticks_of "$UPID")
+  local n0=0; [ "$ROW" = pres ] && n0=$(notifies)
   # shellcheck disable=SC2086
   sipp 127.0.0.1:5060 $sargs -i 127.0.0.1 -r "$RATE" -m "$m" -nostdin -t u1 $SIPP_BUF \
     -trace_stat -stf "$stf" -fd 1 -trace_err -error_file "$L/uac_${IMPL}_${ROW}_err.log" \
@@ -255,6 +301,11 @@ step() {
     sleep 1.2
     S_UASRT=$(parse_stat "$W/uas_stat.csv" | cut -d' ' -f4)
   fi
+  if [ "$ROW" = pres ] && [ -n "$UPID" ]; then      # NOTIFYs still on their way
+    sleep 1.5
+    read -r S_NOTIFY S_UASRT S_WFAIL < <(watch_counts)
+    S_NOTIFY=$((S_NOTIFY - n0))
+  fi
   srv_stop
   read -r S_SENT S_OK S_FAIL S_RT S_EL < <(parse_stat "$stf")
   S_RCVBUF=$((rb1 - rb0))
@@ -268,14 +319,24 @@ step() {
   local rt=$((S_RT + S_UASRT))
   if [ "$S_FAIL" = 0 ] && [ "$S_OK" = "$m" ] && [ $((rt * 1000)) -le "$m" ] && \
      awk -v a="$S_ACH" -v r="$RATE" 'BEGIN { exit !(a >= 0.97 * r) }'; then S_PASS=1; fi
+  # pres: no watcher failed, and every watcher heard of every cycle (at
+  # least one NOTIFY each; a server may merge changes made while a NOTIFY
+  # is in flight, RFC 6665 §4.2.2 rate limiting)
+  if [ "$ROW" = pres ] && { [ "$S_WFAIL" != 0 ] || [ "$S_NOTIFY" -lt $((S_OK * PRES_K)) ]; }; then S_PASS=0; fi
   S_NOTE=$early
   log_step
 }
+extra_of_step() {
+  case $ROW in
+    call) echo " (+uas $S_UASRT)";;
+    pres) echo " (+notify $S_UASRT) NOTIFYs $S_NOTIFY ($(awk -v n="$S_NOTIFY" -v o="$S_OK" -v k="$PRES_K" \
+            'BEGIN { printf "%.2f", (o > 0 ? n / o / k : 0) }')/cycle/watcher) watchers failed $S_WFAIL";;
+  esac; }
 log_step() {
   local line
   line=$(printf "  %-8s %-7s %6d/s %2ds  %s  ok %d/%d failed %d retrans %d%s achieved %s/s  srvCPU %s%% sippCPU %s%% otherCPU %s%%  %s us/op  VmHWM %d kB PSS %d kB  RcvbufErrors +%d%s" \
     "$IMPL" "$ROW" "$RATE" "$DUR" "$([ "$S_PASS" = 1 ] && echo PASS || echo FAIL)" "$S_OK" $((RATE * DUR)) "$S_FAIL" \
-    "$S_RT" "$([ "$ROW" = call ] && echo " (+uas $S_UASRT)")" "$S_ACH" "${S_SRVCPU:-0}" "$S_GENCPU" "$S_OTHER" "$S_US" "$S_HWM" "$S_PSS" \
+    "$S_RT" "$(extra_of_step)" "$S_ACH" "${S_SRVCPU:-0}" "$S_GENCPU" "$S_OTHER" "$S_US" "$S_HWM" "$S_PSS" \
     "$S_RCVBUF" "$S_NOTE")
   echo "$line" | tee -a "$LOG" >&2
 }
@@ -331,7 +392,7 @@ search() {
   done
   if [ "$S_PASS" = 1 ]; then R_RATE=$best; else R_RATE="<$RATE"; fi
   R_US=$S_US; R_HWM=$S_HWM; R_PSS=$S_PSS
-  R_LINE="confirm ${CONF_DUR}s: ok $S_OK failed $S_FAIL retrans $S_RT$([ "$ROW" = call ] && echo "+$S_UASRT") RcvbufErrors +$S_RCVBUF srvCPU $S_SRVCPU% sippCPU $S_GENCPU% otherCPU $S_OTHER%"
+  R_LINE="confirm ${CONF_DUR}s: ok $S_OK failed $S_FAIL retrans $S_RT$([ "$ROW" = call ] && echo "+$S_UASRT")$([ "$ROW" = pres ] && echo "+$S_UASRT, $S_NOTIFY NOTIFYs ($(awk -v n="$S_NOTIFY" -v e="$S_EL" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')/s)") RcvbufErrors +$S_RCVBUF srvCPU $S_SRVCPU% sippCPU $S_GENCPU% otherCPU $S_OTHER%"
   echo "   => $IMPL $ROW: $R_RATE/s, $R_US us/op, VmHWM $R_HWM kB, PSS $R_PSS kB" | tee -a "$LOG" >&2
   if [ "${BENCH_PERF:-0}" = 1 ] && [ "$IMPL" = luasip ] && [ "$S_PASS" = 1 ] && command -v perf > /dev/null; then
     step "$best" "$RAMP_DUR" 1
@@ -345,13 +406,15 @@ search() {
   fi
 }
 
-start_of() { case $1 in reg|reg-sql) echo "${START_reg:-1000}";; auth) echo "${START_auth:-500}";; call) echo "${START_call:-200}";; esac; }
+start_of() { case $1 in reg|reg-sql) echo "${START_reg:-1000}";; auth) echo "${START_auth:-500}";; call) echo "${START_call:-200}";;
+  pres) echo "${START_pres:-100}";; esac; }
 label_of() {
   case $1 in
     reg)     echo "REGISTER/s no auth, memory";;
     reg-sql) echo "REGISTER/s no auth, luasip sqlite";;
     auth)    echo "REGISTER/s digest MD5, memory";;
     call)    echo "calls/s via proxy, memory";;
+    pres)    echo "presence cycles/s, $PRES_K watchers";;
   esac; }
 mb() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.1f MB", k / 1024; else printf "-" }'; }
 
@@ -392,6 +455,9 @@ out=$root/bench/results/server-$(date +%Y%m%d-%H%M%S).txt
   echo
   echo "Rate: highest offered rate (calls/s or REGISTER/s) with 0 failed, retransmissions <= 0.1%, >= 97% achieved, over ${CONF_DUR}s; ratio = luasip/Kamailio."
   echo "Auth row: one op = one registration (REGISTER, 401, REGISTER with MD5 credentials, 200). Call row: one op = INVITE/200/ACK/BYE/200 through the proxy."
+  echo "Presence row: one op = one cycle of 3 PUBLISHes (open; closed with SIP-If-Match; removal) on one of $PRES_P presentities, each watched by $PRES_K"
+  echo "  SIPp watchers subscribed before the load; it passes only if no watcher failed and every watcher got >= 1 NOTIFY per cycle"
+  echo "  (Kamailio sends one per change; luasip merges changes made while a watcher's NOTIFY is in flight). NOTIFY/s in the confirm lines."
   echo "us/op: server CPU (utime+stime from /proc/PID/stat; for Kamailio summed over main + all children) over the confirm run / successful ops."
   echo "Peak RSS: VmHWM of the confirm run's fresh server process(es). Kamailio: VmHWM summed over its processes, so its ${KAM_SHM} MB"
   echo "  shared memory (-m ${KAM_SHM} -M 8) counts once per process that touched it; PSS (in brackets) shares it out, read at the end of the run."

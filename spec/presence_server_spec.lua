@@ -424,4 +424,31 @@ describe("presence store", function()
       st:close()
     end)
   end)
+
+  it("iterates over the records with a field's value, through an index kept by every change", function()
+    H.run(function()
+      local st = assert(store.open("memory:"))
+      local function keys(...)
+        local out = {}
+        for k, rec in st:each(...) do out[#out + 1] = k .. "=" .. rec.presentity end
+        table.sort(out)
+        return out
+      end
+      assert(st:apply { { "pub", "e1", { presentity = "sip:b@h" } }, { "pub", "e2", { presentity = "sip:c@h" } },
+                        { "pub", "e3", { presentity = "sip:b@h" } }, { "sub", "s1", { presentity = "sip:b@h" } } })
+      assert.same({ "e1=sip:b@h", "e3=sip:b@h" }, keys("pub", "presentity", "sip:b@h")) -- builds the index
+      assert(st:apply { { "pub", "e1", false }, { "pub", "e2", { presentity = "sip:b@h" } },
+                        { "pub", "e4", { presentity = "sip:d@h" } } })
+      assert.same({ "e2=sip:b@h", "e3=sip:b@h" }, keys("pub", "presentity", "sip:b@h"))
+      assert.same({}, keys("pub", "presentity", "sip:c@h"))
+      assert.same({ "e4=sip:d@h" }, keys("pub", "presentity", "sip:d@h"))
+      assert.same({ "e2=sip:b@h", "e3=sip:b@h", "e4=sip:d@h" }, keys("pub"))
+      assert.same({ "s1=sip:b@h" }, keys("sub", "presentity", "sip:b@h"))
+      -- a change while iterating is safe
+      for k in st:each("pub", "presentity", "sip:b@h") do assert(st:delete("pub", k)) end
+      assert.same({ "e4=sip:d@h" }, keys("pub"))
+      assert.same({}, keys("pub", "presentity", "sip:b@h"))
+      st:close()
+    end)
+  end)
 end)

@@ -202,9 +202,7 @@ end
 -- registration.
 function Presence:document(presentity)
   local pubs = {}
-  for _, p in self.store:each("pub") do
-    if p.presentity == presentity then pubs[#pubs + 1] = p end
-  end
+  for _, p in self.store:each("pub", "presentity", presentity) do pubs[#pubs + 1] = p end
   table.sort(pubs, function(a, b) return a.updated > b.updated end)
   local tuples, notes, activities, ids = {}, {}, {}, {}
   for _, p in ipairs(pubs) do

@@ -150,7 +150,7 @@ function M.open(url, opts)
       error("luasip.presence_store: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
-  local self = setmetatable({ url = url or "memory:", view = {}, timeout = opts.timeout or 10 }, Store)
+  local self = setmetatable({ url = url or "memory:", view = {}, indexes = {}, timeout = opts.timeout or 10 }, Store)
   if kind == "sqlite" then
     local backend, rows, code = open_sqlite(path, opts)
     if not backend then return nil, "luasip.presence_store: " .. rows, code end
@@ -181,11 +181,62 @@ function Store:get(kind, key)
   return v and v[key]
 end
 
---- Iterate over the records of a kind: for key, record in st:each(kind).
+-- The index of kind's records by the value of their field: value ->
+-- { key -> true }. Built on first use, then kept by every change.
+function Store:_index(kind, field)
+  local by_field = self.indexes[kind]
+  if not by_field then by_field = {} self.indexes[kind] = by_field end
+  local idx = by_field[field]
+  if not idx then
+    idx = {}
+    for key, rec in pairs(self.view[kind] or {}) do
+      local v = rec[field]
+      if v ~= nil then
+        local keys = idx[v]
+        if not keys then keys = {} idx[v] = keys end
+        keys[key] = true
+      end
+    end
+    by_field[field] = idx
+  end
+  return idx
+end
+
+-- The view of (kind, key) becomes rec (nil: removed), its indexes with it.
+function Store:_set(kind, key, rec)
+  local view = self:_view(kind)
+  local old = view[key]
+  view[key] = rec
+  for field, idx in pairs(self.indexes[kind] or {}) do
+    local ov, nv = old and old[field], rec and rec[field]
+    if ov ~= nv then
+      local keys = ov ~= nil and idx[ov]
+      if keys then
+        keys[key] = nil
+        if not next(keys) then idx[ov] = nil end
+      end
+      if nv ~= nil then
+        keys = idx[nv]
+        if not keys then keys = {} idx[nv] = keys end
+        keys[key] = true
+      end
+    end
+  end
+end
+
+--- Iterate over the records of a kind: for key, record in st:each(kind),
+--- or over those whose `field` is `value`: st:each(kind, field, value)
+--- (indexed: the first such call builds an index of kind by field, which
+--- every change then keeps; the cost is that of the matching records).
 --- Changes made while iterating are safe.
-function Store:each(kind)
+function Store:each(kind, field, value)
   local copy = {}
-  for k, r in pairs(self.view[kind] or {}) do copy[k] = r end
+  local view = self.view[kind] or {}
+  if field ~= nil then
+    for k in pairs(self:_index(kind, field)[value] or {}) do copy[k] = view[k] end
+  else
+    for k, r in pairs(view) do copy[k] = r end
+  end
   return next, copy
 end
 
@@ -205,7 +256,7 @@ function Store:apply(ops)
     self.backend:write(ops, function(done, why)
       -- the view follows the durable state, even after a timed-out wait
       if done then
-        for _, op in ipairs(ops) do self:_view(op[1])[op[2]] = op[3] or nil end
+        for _, op in ipairs(ops) do self:_set(op[1], op[2], op[3] or nil) end
       end
       cb(done, why)
     end)
