@@ -9,7 +9,9 @@
 #  3. servers (bench/server.sh): SIPp vs examples/registrar.lua and
 #     examples/proxy.lua and vs Kamailio + KEMI Lua: highest REGISTER/s (no
 #     auth, digest auth; memory and sqlite stores) and calls/s, CPU per
-#     operation, peak RSS. BENCH_QUICK=1 for short runs; BENCH_SERVER=0 skips
+#     operation, peak RSS; and presence (PUBLISH cycles fanned out as
+#     NOTIFYs to SIPp watchers) vs Kamailio's presence modules.
+#     BENCH_QUICK=1 for short runs; BENCH_SERVER=0 skips
 #     it, BENCH_SERVER=only runs only it;
 #  4. media (bench/media.sh): G.711 calls between two luasip processes,
 #     each side playing a file and recording: calls per core and packets/s

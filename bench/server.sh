@@ -42,6 +42,9 @@
 #   IMPLS           servers to run (default "luasip kamailio")
 #   START_reg, START_auth, START_call, START_pres   ramp start rates (1000, 500, 200, 100)
 #   KAM_SHM         Kamailio shared memory MB (default 256, as lib.sh)
+#   KAM_SHM_PRES    the same for the pres row (default 2048: its tm keeps
+#                   every NOTIFY transaction 5 s after its answer, ~8 KB
+#                   each, and 256 MB runs out at ~100 cycles/s with 500s)
 #   PEERS           the Kamailio peer folder
 set -u
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +52,7 @@ peers=${PEERS:-$root/../shared/peers/kamailio}
 B=$peers
 LUA=${BENCH_LUA:-lua5.4}
 KAM_SHM=${KAM_SHM:-256}
+KAM_SHM_PRES=${KAM_SHM_PRES:-2048}
 ROWS=${ROWS:-"reg reg-sql auth call pres"}
 PRES_P=${PRES_P:-100}; PRES_K=${PRES_K:-10}
 IMPLS=${IMPLS:-"luasip kamailio"}
@@ -177,7 +181,8 @@ srv_start() {
   KIDS=""
   if [ "$IMPL" = kamailio ]; then
     local auth=0 cfg=kamailio-lua.cfg; [ "$ROW" = auth ] && auth=1; [ "$ROW" = pres ] && cfg=kamailio-presence.cfg
-    PERF_AUTH=$auth kamailio -f "$W/$cfg" -DD -E -m "$KAM_SHM" -M 8 >> "$L/kamailio_$ROW.log" 2>&1 &
+    local shm=$KAM_SHM; [ "$ROW" = pres ] && shm=$KAM_SHM_PRES
+    PERF_AUTH=$auth kamailio -f "$W/$cfg" -DD -E -m "$shm" -M 8 >> "$L/kamailio_$ROW.log" 2>&1 &
     SPID=$!
   else
     local script=registrar.lua extra=""
@@ -460,7 +465,7 @@ out=$root/bench/results/server-$(date +%Y%m%d-%H%M%S).txt
   echo "  (Kamailio sends one per change; luasip merges changes made while a watcher's NOTIFY is in flight). NOTIFY/s in the confirm lines."
   echo "us/op: server CPU (utime+stime from /proc/PID/stat; for Kamailio summed over main + all children) over the confirm run / successful ops."
   echo "Peak RSS: VmHWM of the confirm run's fresh server process(es). Kamailio: VmHWM summed over its processes, so its ${KAM_SHM} MB"
-  echo "  shared memory (-m ${KAM_SHM} -M 8) counts once per process that touched it; PSS (in brackets) shares it out, read at the end of the run."
+  echo "  shared memory (-m ${KAM_SHM} -M 8; ${KAM_SHM_PRES} MB for the presence row) counts once per process that touched it; PSS (in brackets) shares it out, read at the end of the run."
   echo "Kamailio runs children=2 UDP workers (+ timer/helper processes); luasip runs as one process (one thread for SIP; the sqlite store adds a writer thread)."
   echo "Kamailio's KEMI route.lua checks one fixed password (no lookup); luasip looks the user up in a 10,000-entry table (--users), MD5 only (--algorithms MD5)."
   echo "(*) the sqlite row has no Kamailio twin: its Kamailio columns repeat the in-memory usrloc REGISTER row. luasip sqlite file: $W/loc.db ($(df -T "$W" | awk 'NR == 2 {print $2}'))."

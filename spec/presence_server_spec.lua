@@ -5,6 +5,7 @@
 -- speaking raw SIP where a test needs many dialogs or odd requests.
 local luasip = require "luasip"
 local core = require "luasip.core"
+local task = require "luasip.task"
 local H = require "helper"
 if os.getenv("TRACE") then luasip.trace(true) end
 
@@ -41,6 +42,8 @@ local function endpoint()
     if not list then list = {} ep.notifies[req.call_id] = list end
     list[#list + 1] = { state = req:header("Subscription-State"), body = req.msg.body, cseq = req.cseq,
                         event = req:header("Event") }
+    local waited = 0
+    while ep.hold and waited < 5 do task.sleep(0.05) waited = waited + 0.05 end -- a slow watcher
     req:reply(ep.answer)
   end)
   local n = 0
@@ -211,6 +214,38 @@ describe("presence server", function()
       assert.equal(200, (ep.publish(env, "bob", { body = pidf(env.aor("bob"), "open") })))
       assert(ep.wait(cid2, 2))
       assert(H.poll_until(function() return #env.pres:watchers(env.aor("bob")) == 0 end, 5))
+      ep.srv:close()
+      env.close()
+    end, 20)
+  end)
+
+  it("merges the changes made while a NOTIFY is in flight, and still ends with the final NOTIFY", function()
+    H.run(function()
+      local env = presence_setup()
+      local ep = endpoint()
+      local st, sresp, cid = ep.subscribe(env, "alice", "bob")
+      assert.equal(200, st)
+      local to_tag = assert(sresp:header("To"):match("tag=([^;>%s]+)"))
+      assert(ep.wait(cid, 1))
+      ep.hold = true                          -- alice is slow to answer NOTIFY 2
+      local st1, resp = ep.publish(env, "bob", { body = pidf(env.aor("bob"), "open", "one") })
+      assert.equal(200, st1)
+      assert.equal("one", select(2, basic_of(ep.wait(cid, 2).body)))
+      local etag = resp:header("SIP-ETag")
+      for _, note in ipairs { "two", "three" } do
+        st1, resp = ep.publish(env, "bob", { etag = etag, body = pidf(env.aor("bob"), "open", note) })
+        assert.equal(200, st1)
+        etag = resp:header("SIP-ETag")
+      end
+      -- and she unsubscribes, all while NOTIFY 2 waits for its answer
+      assert.equal(200, (ep.subscribe(env, "alice", "bob", { call_id = cid, from_tag = "wt1", cseq = 2,
+                                                             to_tag = to_tag, expires = 0 })))
+      ep.hold = false
+      local last = ep.wait(cid, 3)
+      assert.equal("terminated;reason=timeout", last.state)
+      assert.equal("three", select(2, basic_of(last.body))) -- two and three merged into the last
+      task.sleep(0.6)
+      assert.equal(3, #ep.notifies[cid])
       ep.srv:close()
       env.close()
     end, 20)

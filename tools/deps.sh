@@ -12,7 +12,7 @@ libsqlite3-dev sqlite3 libspandsp-dev libsndfile1-dev libspeexdsp-dev
 libespeak-ng-dev espeak-ng-data libopus-dev libsrtp2-dev libexpat1-dev baresip-core"
 # `deps.sh bench`: also the peers that `make bench` compares against.
 if [ "${1:-}" = bench ]; then
-  PACKAGES="$PACKAGES kamailio kamailio-lua-modules bc python3 iproute2"
+  PACKAGES="$PACKAGES kamailio kamailio-lua-modules kamailio-presence-modules kamailio-sqlite-modules bc python3 iproute2"
 fi
 
 missing=""

@@ -121,6 +121,7 @@ function M.new(opts)
     rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final = }
     watching = {},      -- presentity -> { id -> true }
     docs = {},          -- presentity -> the document last notified
+    contact = "<" .. opts.server.uri .. ">", -- of our NOTIFYs
   }, Presence)
   for id, sub in store:each("sub") do self:_track(id, sub, sub.cseq + CSEQ_JUMP) end
   self:install(opts)
@@ -275,9 +276,8 @@ function Presence:_untrack(rt)
   end
 end
 
--- Send one NOTIFY with the subscription's state now. Returns true when the
--- watcher took it.
-function Presence:_send_notify(rt)
+-- The NOTIFY of the subscription's state now, as server:request options.
+function Presence:_notify_opts(rt)
   local sub = rt.sub
   local state, body
   if rt.final then
@@ -285,41 +285,60 @@ function Presence:_send_notify(rt)
     if rt.final == "timeout" and sub.state == "active" then body = self:_doc(sub.presentity) end
   else
     local left = math.max(0, math.ceil(sub.expires - core.time()))
-    state = string.format("%s;expires=%d", sub.state, left)
+    state = sub.state .. ";expires=" .. string.format("%d", left)
     if sub.state == "active" then body = self:_doc(sub.presentity) end
   end
   rt.cseq = rt.cseq + 1
-  local status, resp = self.server:request("NOTIFY", sub.target, {
+  return {
     from = sub.local_uri .. ";tag=" .. sub.local_tag, to = sub.remote_uri, call_id = sub.call_id,
-    cseq = rt.cseq, route = sub.route, contact = "<" .. self.server.uri .. ">",
+    cseq = rt.cseq, route = sub.route, contact = self.contact,
     headers = { Event = sub.event, ["Subscription-State"] = state },
     body = body, content_type = body and PIDF or nil,
-  })
-  if status and status >= 200 and status < 300 then return true end
-  log.info("presence: NOTIFY to %s for %s: %s; subscription ended", sub.watcher, sub.presentity,
-           tostring(status or resp))
-  return false, resp
+  }
 end
 
--- Send the subscription's state as soon as the NOTIFY in flight is
--- answered (states due meanwhile are merged into one NOTIFY).
+-- A NOTIFY of rt was refused or went unanswered: the subscription ends
+-- (forgotten durably, in a task: a store write may wait).
+function Presence:_notify_failed(rt, status, why)
+  log.info("presence: NOTIFY to %s for %s: %s; subscription ended", rt.sub.watcher, rt.sub.presentity,
+           tostring(status or why))
+  self:_untrack(rt)
+  task.spawn(function()
+    if self.store:get("sub", rt.id) then self.store:delete("sub", rt.id) end
+  end)
+end
+
+-- Send the subscription's state now, and again when the answer comes if
+-- it changed meanwhile: one NOTIFY in flight per subscription, the states
+-- due in between merged into the next (RFC 6665 §4.2.2). Driven by nta's
+-- callbacks: no task or timer per NOTIFY (a presentity's change fans out to
+-- every watcher).
+function Presence:_notify_next(rt)
+  rt.due, rt.busy = false, true
+  local final = rt.final -- this NOTIFY ends the subscription
+  local sent, b, why = pcall(function()
+    return self.server:_send("NOTIFY", rt.sub.target, self:_notify_opts(rt), function(status, resp)
+      rt.busy = false
+      if final then return end
+      if status >= 300 then
+        if not rt.final then self:_notify_failed(rt, status, resp) end
+        return
+      end
+      if rt.due then self:_notify_next(rt) end -- merged: what changed meanwhile, or the end
+    end)
+  end)
+  if not (sent and b) then
+    -- not even sent (server closed, a bad stored target)
+    rt.busy = false
+    if not final then self:_notify_failed(rt, nil, sent and why or b) end
+  end
+end
+
+-- The subscription's state is due to its watcher: now, or as soon as the
+-- NOTIFY in flight is answered.
 function Presence:_schedule(rt)
   rt.due = true
-  if rt.busy then return end
-  rt.busy = true
-  task.spawn(function()
-    while rt.due do
-      rt.due = false
-      local ok = self:_send_notify(rt)
-      if rt.final then break end
-      if not ok then
-        self:_untrack(rt)
-        if self.store:get("sub", rt.id) then self.store:delete("sub", rt.id) end
-        break
-      end
-    end
-    rt.busy = false
-  end)
+  if not rt.busy then self:_notify_next(rt) end
 end
 
 -- End a subscription: forget it (durably), then a last NOTIFY.
@@ -370,7 +389,7 @@ function Presence:subscribe(req)
     local ok, err = self.store:put("sub", rt.id, sub)
     if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
     rt.sub = sub
-    req:reply(200, nil, { headers = { Expires = tostring(expires), Contact = "<" .. self.server.uri .. ">" } })
+    req:reply(200, nil, { headers = { Expires = tostring(expires), Contact = self.contact } })
     return self:_schedule(rt)
   end
 
@@ -393,7 +412,7 @@ function Presence:subscribe(req)
     if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
   end
   req:reply(200, nil, { to_tag = tag, headers = { Expires = tostring(expires),
-                                                   Contact = "<" .. self.server.uri .. ">" } })
+                                                   Contact = self.contact } })
   if expires == 0 then
     -- a fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then nothing
     local rt = { id = id, sub = sub, cseq = 0, final = "timeout" }

@@ -202,8 +202,46 @@ function Server:is_me(uri)
   return (port or (uri.scheme == "sips" and 5061 or 5060)) == self.port
 end
 
+local USER_AGENT = "luasip/" .. core.version
 local REQUEST_OPTS = { from = true, to = true, call_id = true, cseq = true, route = true,
   contact = true, headers = true, body = true, content_type = true, next_hop = true, timeout = true }
+
+-- The text of a request of ours (see server:request), checked: raises
+-- "server:request: ..." for the script's call (level 3: the caller of the
+-- method that called this).
+local function request_text(self, method, uri, opts)
+  if type(method) ~= "string" or not method:match("^%u+$") then error("server:request: method must be an upper-case token", 3) end
+  if type(uri) ~= "string" or uri:find("[%s<>]") then error("server:request: uri must be a URI string", 3) end
+  if type(opts) ~= "table" then error("server:request: options must be a table", 3) end
+  for k in pairs(opts) do
+    if not REQUEST_OPTS[k] then error("server:request: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local lines = { method .. " " .. uri .. " SIP/2.0", "Max-Forwards: 70" }
+  local function add(name, v)
+    if v == nil then return end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      error("server:request: " .. name .. " must be a string", 4)
+    end
+    v = tostring(v)
+    if v:find("[\r\n]") then error("server:request: " .. name .. " must be one line", 4) end
+    lines[#lines + 1] = name .. ": " .. v
+  end
+  add("From", opts.from or ("<" .. self.uri .. ">;tag=" .. core.random_token(10)))
+  add("To", opts.to or ("<" .. uri .. ">"))
+  add("Call-ID", opts.call_id or (core.random_token(20) .. "@" .. self.host))
+  add("CSeq", string.format("%d %s", opts.cseq or 1, method))
+  for _, r in ipairs(opts.route or {}) do add("Route", r) end
+  add("Contact", opts.contact)
+  add("User-Agent", USER_AGENT)
+  local extra = opts.headers and core.header_lines(opts.headers, "server:request")
+  if extra and extra ~= "" then lines[#lines + 1] = (extra:gsub("\r\n$", "")) end
+  local body = opts.body or ""
+  if opts.body then add("Content-Type", opts.content_type or "text/plain") end
+  add("Content-Length", #body)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = body
+  return table.concat(lines, "\r\n")
+end
 
 --- server:request(method, uri, opts) — send a request of our own (a
 --- NOTIFY for a subscription we serve, a MESSAGE) and wait for its final
@@ -215,44 +253,28 @@ local REQUEST_OPTS = { from = true, to = true, call_id = true, cseq = true, rout
 --- Returns status, response (nta makes up 408 or 503 when nothing comes back),
 --- or nil, err for a request that could not be sent.
 function Server:request(method, uri, opts)
-  if type(method) ~= "string" or not method:match("^%u+$") then error("server:request: method must be an upper-case token", 2) end
-  if type(uri) ~= "string" or uri:find("[%s<>]") then error("server:request: uri must be a URI string", 2) end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not REQUEST_OPTS[k] then error("server:request: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  local text = request_text(self, method, uri, opts)
   if not self.agent then return nil, "server closed" end
-  local lines = { string.format("%s %s SIP/2.0", method, uri), "Max-Forwards: 70" }
-  local function add(name, v)
-    if v == nil then return end
-    if type(v) ~= "string" and type(v) ~= "number" then
-      error("server:request: " .. name .. " must be a string", 3)
-    end
-    v = tostring(v)
-    if v:find("[\r\n]") then error("server:request: " .. name .. " must be one line", 3) end
-    lines[#lines + 1] = name .. ": " .. v
-  end
-  add("From", opts.from or ("<" .. self.uri .. ">;tag=" .. core.random_token(10)))
-  add("To", opts.to or ("<" .. uri .. ">"))
-  add("Call-ID", opts.call_id or (core.random_token(20) .. "@" .. self.host))
-  add("CSeq", string.format("%d %s", opts.cseq or 1, method))
-  for _, r in ipairs(opts.route or {}) do add("Route", r) end
-  add("Contact", opts.contact)
-  add("User-Agent", "luasip/" .. core.version)
-  local extra = opts.headers and core.header_lines(opts.headers, "server:request")
-  if extra and extra ~= "" then lines[#lines + 1] = (extra:gsub("\r\n$", "")) end
-  local body = opts.body or ""
-  if opts.body then add("Content-Type", opts.content_type or "text/plain") end
-  add("Content-Length", #body)
-  local text = table.concat(lines, "\r\n") .. "\r\n\r\n" .. body
-  local status, resp = task.wait(function(done)
+  return task.wait(function(done)
     local b, err = self.agent:request(text, opts.next_hop, function(_, st, msg)
       if st >= 200 then done(st, msg) end
     end)
     if not b then done(nil, err) return end
     return function() b:close() end
   end, opts.timeout or 32, "server:request")
-  return status, resp
+end
+
+-- The same without waiting, for a role sending many (the presence
+-- server's NOTIFYs): fn(status, response) runs once, from the event loop,
+-- with the final response (nta makes up 408 or 503); no task, no timer of
+-- ours (nta's Timer F ends it). Returns the branch, or nil, err.
+function Server:_send(method, uri, opts, fn)
+  local text = request_text(self, method, uri, opts)
+  if not self.agent then return nil, "server closed" end
+  return self.agent:request(text, opts.next_hop, function(_, st, msg)
+    if st >= 200 then fn(st, msg) end
+  end)
 end
 
 --- Stop listening; requests in progress are answered 500 and released. Idempotent.
