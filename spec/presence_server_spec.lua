@@ -41,7 +41,8 @@ local function endpoint()
     local list = ep.notifies[req.call_id]
     if not list then list = {} ep.notifies[req.call_id] = list end
     list[#list + 1] = { state = req:header("Subscription-State"), body = req.msg.body, cseq = req.cseq,
-                        event = req:header("Event") }
+                        event = req:header("Event"), uri = req.ruri,
+                        from = req:header("From"), to = req:header("To") }
     local waited = 0
     while ep.hold and waited < 5 do task.sleep(0.05) waited = waited + 0.05 end -- a slow watcher
     req:reply(ep.answer)
@@ -56,7 +57,7 @@ local function endpoint()
       to = "<" .. env.aor(presentity) .. ">" .. (o.to_tag and (";tag=" .. o.to_tag) or ""),
       call_id = call_id, cseq = o.cseq or 1, contact = "<" .. ep.srv.uri .. ">",
       headers = { Event = o.event or "presence", Expires = tostring(o.expires or 600),
-                  Accept = o.accept or PIDF },
+                  Accept = o.accept or PIDF, ["Record-Route"] = o.record_route },
     })
     return st, resp, call_id
   end
@@ -214,6 +215,37 @@ describe("presence server", function()
       assert.equal(200, (ep.publish(env, "bob", { body = pidf(env.aor("bob"), "open") })))
       assert(ep.wait(cid2, 2))
       assert(H.poll_until(function() return #env.pres:watchers(env.aor("bob")) == 0 end, 5))
+      ep.srv:close()
+      env.close()
+    end, 20)
+  end)
+
+  it("sends NOTIFYs in the subscription's dialog: tags, CSeq, and through its Record-Route", function()
+    H.run(function()
+      local env = presence_setup()
+      local ep = endpoint()
+      -- the watcher's proxy recorded its route: the NOTIFYs come back through it
+      local seen = {}
+      local proxy = assert(luasip.server { listen = "127.0.0.1:0",
+                                           observe = function(i) seen[#seen + 1] = i.method .. " " .. i.uri end })
+      local st, sresp, cid = ep.subscribe(env, "alice", "bob",
+                                          { record_route = "<sip:127.0.0.1:" .. proxy.port .. ";lr>" })
+      assert.equal(200, st)
+      local to_tag = assert(sresp:header("To"):match("tag=([^;>%s]+)"))
+      local n1 = assert(ep.wait(cid, 1))
+      assert.equal(200, (ep.publish(env, "bob", { body = pidf(env.aor("bob"), "open") })))
+      local n2 = assert(ep.wait(cid, 2))
+      for _, n in ipairs { n1, n2 } do
+        assert.equal(ep.srv.uri, n.uri)                   -- to the watcher's Contact,
+        assert.matches("tag=" .. to_tag, n.from, 1, true) -- in its dialog
+        assert.matches("tag=wt1", n.to, 1, true)
+        assert.equal("presence", n.event)
+      end
+      assert.equal(n1.cseq + 1, n2.cseq)
+      -- by way of the proxy (RFC 3261 §12.2.1.1), not straight to the Contact
+      assert(H.poll_until(function() return #seen >= 2 end, 5))
+      assert.same({ "NOTIFY " .. ep.srv.uri, "NOTIFY " .. ep.srv.uri }, seen)
+      proxy:close()
       ep.srv:close()
       env.close()
     end, 20)

@@ -118,7 +118,7 @@ function M.new(opts)
     min_expires = opts.min_expires or 60,
     max_expires = opts.max_expires or 3600,
     default_expires = opts.default_expires or 3600,
-    rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final = }
+    rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final =, head = }
     watching = {},      -- presentity -> { id -> true }
     docs = {},          -- presentity -> the document last notified
     contact = "<" .. opts.server.uri .. ">", -- of our NOTIFYs
@@ -276,25 +276,37 @@ function Presence:_untrack(rt)
   end
 end
 
--- The NOTIFY of the subscription's state now, as server:request options.
-function Presence:_notify_opts(rt)
+-- The dialog's part of a subscription's NOTIFYs (From, To, Call-ID,
+-- Route, Contact, Event), built once per subscription record: a change
+-- fans out to every watcher, and only CSeq, state and body differ. The
+-- values come from a parsed SUBSCRIBE: one line each.
+local function dialog_head(self, sub)
+  local lines = { "From: " .. sub.local_uri .. ";tag=" .. sub.local_tag, "To: " .. sub.remote_uri,
+                  "Call-ID: " .. sub.call_id }
+  for _, r in ipairs(sub.route or {}) do lines[#lines + 1] = "Route: " .. r end
+  lines[#lines + 1] = "Contact: " .. self.contact
+  lines[#lines + 1] = "Event: " .. sub.event
+  lines[#lines + 1] = "User-Agent: " .. self.server.USER_AGENT
+  return table.concat(lines, "\r\n")
+end
+
+-- The NOTIFY of the subscription's state now: its whole text.
+function Presence:_notify_text(rt)
   local sub = rt.sub
   local state, body
   if rt.final then
     state = "terminated;reason=" .. rt.final
     if rt.final == "timeout" and sub.state == "active" then body = self:_doc(sub.presentity) end
   else
-    local left = math.max(0, math.ceil(sub.expires - core.time()))
-    state = sub.state .. ";expires=" .. string.format("%d", left)
+    state = string.format("%s;expires=%d", sub.state, math.max(0, math.ceil(sub.expires - core.time())))
     if sub.state == "active" then body = self:_doc(sub.presentity) end
   end
+  if rt.head_of ~= sub then rt.head, rt.head_of = dialog_head(self, sub), sub end
   rt.cseq = rt.cseq + 1
-  return {
-    from = sub.local_uri .. ";tag=" .. sub.local_tag, to = sub.remote_uri, call_id = sub.call_id,
-    cseq = rt.cseq, route = sub.route, contact = self.contact,
-    headers = { Event = sub.event, ["Subscription-State"] = state },
-    body = body, content_type = body and PIDF or nil,
-  }
+  return string.format("NOTIFY %s SIP/2.0\r\nMax-Forwards: 70\r\n%s\r\nCSeq: %d NOTIFY\r\n" ..
+                       "Subscription-State: %s\r\n%sContent-Length: %d\r\n\r\n%s",
+                       sub.target, rt.head, rt.cseq, state, body and "Content-Type: " .. PIDF .. "\r\n" or "",
+                       body and #body or 0, body or "")
 end
 
 -- A NOTIFY of rt was refused or went unanswered: the subscription ends
@@ -317,7 +329,7 @@ function Presence:_notify_next(rt)
   rt.due, rt.busy = false, true
   local final = rt.final -- this NOTIFY ends the subscription
   local sent, b, why = pcall(function()
-    return self.server:_send("NOTIFY", rt.sub.target, self:_notify_opts(rt), function(status, resp)
+    return self.server:_send_text(self:_notify_text(rt), nil, function(status, resp)
       rt.busy = false
       if final then return end
       if status >= 300 then

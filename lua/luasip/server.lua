@@ -203,6 +203,7 @@ function Server:is_me(uri)
 end
 
 local USER_AGENT = "luasip/" .. core.version
+Server.USER_AGENT = USER_AGENT
 local REQUEST_OPTS = { from = true, to = true, call_id = true, cseq = true, route = true,
   contact = true, headers = true, body = true, content_type = true, next_hop = true, timeout = true }
 
@@ -265,14 +266,14 @@ function Server:request(method, uri, opts)
   end, opts.timeout or 32, "server:request")
 end
 
--- The same without waiting, for a role sending many (the presence
--- server's NOTIFYs): fn(status, response) runs once, from the event loop,
--- with the final response (nta makes up 408 or 503); no task, no timer of
--- ours (nta's Timer F ends it). Returns the branch, or nil, err.
-function Server:_send(method, uri, opts, fn)
-  local text = request_text(self, method, uri, opts)
+-- A request of ours from its whole text (no Via; a role that sends many
+-- builds them itself: the presence server's NOTIFYs), without waiting:
+-- fn(status, response) runs once, from the event loop, with the final
+-- response (nta makes up 408 or 503); no task, no timer of ours (nta's
+-- Timer F ends it). Returns the branch, or nil, err.
+function Server:_send_text(text, next_hop, fn)
   if not self.agent then return nil, "server closed" end
-  return self.agent:request(text, opts.next_hop, function(_, st, msg)
+  return self.agent:request(text, next_hop, function(_, st, msg)
     if st >= 200 then fn(st, msg) end
   end)
 end
