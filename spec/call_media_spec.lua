@@ -8,12 +8,8 @@ local luasip = require "luasip"
 local core = require "luasip.core"
 local socket = require "socket"
 
-local opened = {}
-local function new_ua(opts)
-  local ua = assert(luasip.ua(opts))
-  opened[#opened + 1] = ua
-  return ua
-end
+local uas = H.ua_tracker()
+local new_ua = uas.new
 
 -- a calls b; b runs on_call(call) in the call's task.
 local function pair(on_call, a_opts, b_opts)
@@ -41,8 +37,7 @@ end
 
 describe("calls with media", function()
   after_each(function()
-    for _, ua in ipairs(opened) do ua:close() end
-    opened = {}
+    uas.close_all()
     assert.is_true(H.poll_until(function() return sessions() == 0 end, 5), "media sessions left")
   end)
   H.leakcheck()

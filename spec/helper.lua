@@ -71,6 +71,37 @@ function H.counts()
   return luasip.stats()
 end
 
+--- The UAs a spec file opens, each closed after its test whatever
+--- happened: `local uas = H.ua_tracker()`, `uas.new(opts)` -> a UA (raises
+--- when it cannot open), and `uas.close_all()` in after_each.
+function H.ua_tracker()
+  local t = { list = {} }
+  function t.new(opts)
+    local ua = assert(luasip.ua(opts))
+    t.list[#t.list + 1] = ua
+    return ua
+  end
+  function t.close_all()
+    for _, ua in ipairs(t.list) do ua:close() end
+    t.list = {}
+  end
+  return t
+end
+
+--- What a UA spec checks is back where it was after a test: SIP handles,
+--- handles, UAs (open and closing) and fds; with `tasks`, also tasks and
+--- timers. After a full collection.
+function H.ua_counts(tasks)
+  collectgarbage() collectgarbage()
+  local c = core.counts()
+  local t = { sip_handles = c.sip_handles, handles = c.handles, uas = c.uas, closing = c.closing_uas, fds = c.fds }
+  if tasks then
+    local s = luasip.stats()
+    t.tasks, t.timers = s.tasks, s.timers
+  end
+  return t
+end
+
 --- Inside a describe(): fail any test that leaves more live objects than
 --- it found.
 function H.leakcheck()

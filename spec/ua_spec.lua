@@ -5,19 +5,9 @@ local core = require "luasip.core"
 local sdp = require "luasip.sdp"
 
 -- Every UA a test creates, closed after it whatever happened.
-local opened = {}
-local function new_ua(opts)
-  local ua = assert(luasip.ua(opts))
-  opened[#opened + 1] = ua
-  return ua
-end
-
-local function counts()
-  collectgarbage() collectgarbage()
-  local c = core.counts()
-  return { sip_handles = c.sip_handles, handles = c.handles, uas = c.uas,
-           closing = c.closing_uas, fds = c.fds }
-end
+local uas = H.ua_tracker()
+local new_ua = uas.new
+local counts = H.ua_counts
 
 -- Two UAs on listen; b answers every call (after ring) unless told otherwise.
 local function pair(listen, opts)
@@ -47,8 +37,7 @@ describe("luasip.ua", function()
   local before
   before_each(function() before = counts() end)
   after_each(function()
-    for _, ua in ipairs(opened) do ua:close() end
-    opened = {}
+    uas.close_all()
     local after = counts()
     assert.same(before, after)
   end)

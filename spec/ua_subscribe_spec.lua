@@ -10,19 +10,9 @@ local task = require "luasip.task"
 local subscription = require "luasip.subscription"
 local sip_peer = require "spec.sip_peer"
 
-local opened = {}
-local function new_ua(opts)
-  local ua = assert(luasip.ua(opts))
-  opened[#opened + 1] = ua
-  return ua
-end
-
-local function counts()
-  collectgarbage() collectgarbage()
-  local c, s = core.counts(), luasip.stats()
-  return { sip_handles = c.sip_handles, handles = c.handles, uas = c.uas, closing = c.closing_uas,
-           fds = c.fds, tasks = s.tasks, timers = s.timers }
-end
+local uas = H.ua_tracker()
+local new_ua = uas.new
+local function counts() return H.ua_counts(true) end
 
 local function pair()
   return new_ua { aor = "sip:alice@example.test" }, new_ua { aor = "sip:bob@example.test" }
@@ -59,8 +49,7 @@ describe("ua:subscribe and ua:on('subscribe')", function()
   local before
   before_each(function() before = counts() end)
   after_each(function()
-    for _, ua in ipairs(opened) do ua:close() end
-    opened = {}
+    uas.close_all()
     assert.same(before, counts())
   end)
 

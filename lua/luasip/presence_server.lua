@@ -121,6 +121,7 @@ function M.new(opts)
     rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final =, head = }
     watching = {},      -- presentity -> { id -> true }
     docs = {},          -- presentity -> the document last notified
+    parsed = setmetatable({}, { __mode = "k" }), -- publication record -> its body parsed (or false)
     contact = "<" .. opts.server.uri .. ">", -- of our NOTIFYs
   }, Presence)
   for id, sub in store:each("sub") do self:_track(id, sub, sub.cseq + CSEQ_JUMP) end
@@ -207,10 +208,10 @@ function Presence:document(presentity)
   table.sort(pubs, function(a, b) return a.updated > b.updated end)
   local tuples, notes, activities, ids = {}, {}, {}, {}
   for _, p in ipairs(pubs) do
-    local doc = core.pidf_parse(p.body)
+    local doc = self:_parsed(p)
     for _, t in ipairs(doc and doc.tuples or {}) do
       if #tuples < 32 then
-        if ids[t.id] then t.id = t.id .. "-" .. p.etag:sub(1, 6) end
+        if ids[t.id] then t = changed_copy(t, { id = t.id .. "-" .. p.etag:sub(1, 6) }) end
         ids[t.id] = true
         tuples[#tuples + 1] = t
       end
@@ -225,6 +226,18 @@ function Presence:document(presentity)
     tuples[1] = { id = "registration", basic = b and "open" or "closed", contact = b and b.contact }
   end
   return core.pidf_build { entity = presentity, tuples = tuples, notes = notes, activities = activities }
+end
+
+-- A publication's body parsed, once per record (PUBLISH has just parsed
+-- it; a refresh keeps its record's): nil when it does not parse. Weak:
+-- gone with the record.
+function Presence:_parsed(p)
+  local doc = self.parsed[p]
+  if doc == nil then
+    doc = core.pidf_parse(p.body) or false
+    self.parsed[p] = doc
+  end
+  return doc or nil
 end
 
 -- The document the watchers of presentity get: built once per change
@@ -493,11 +506,12 @@ function Presence:publish(req)
   if not self:_authorized(req, presentity) then return end
   local body = req.msg.body
   if body == "" then body = nil end
-  local pub
+  local pub, doc
   if body then
     local ctype = (req.msg.content_type or ""):lower()
     if ctype ~= PIDF then return req:reply(415, nil, { headers = { Accept = PIDF } }) end
-    local doc, why = core.pidf_parse(body)
+    local why
+    doc, why = core.pidf_parse(body)
     if not doc then return req:reply(400, "Bad PIDF: " .. tostring(why):sub(1, 80)) end
   end
   local match = req:header("SIP-If-Match")
@@ -518,6 +532,7 @@ function Presence:publish(req)
   end
   local ok, err = self.store:apply(ops)
   if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
+  if pub then self.parsed[pub] = doc or self.parsed[old] end
   req:reply(200, nil, { headers = { ["SIP-ETag"] = etag, Expires = tostring(expires) } })
   if body or expires == 0 then self:_changed(presentity) end
 end

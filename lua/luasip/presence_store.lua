@@ -86,12 +86,13 @@ function M.decode(text)
 end
 
 ---------------------------------------------------------------------------
--- Backends: write(ops, cb) with ops a list of { kind, key, record | false },
--- cb(true) once durable or cb(false, err); `sync` ones call cb at once.
+-- Backends: write(ops, texts, cb) with ops a list of { kind, key, record |
+-- false } and texts[i] op i's record encoded (nil for a removal), cb(true)
+-- once durable or cb(false, err); `sync` ones call cb at once.
 
 local Memory = { sync = true, name = "memory" }
 Memory.__index = Memory
-function Memory.write(_, _, cb) cb(true) end
+function Memory.write(_, _, _, cb) cb(true) end
 function Memory.close() end
 
 local SCHEMA = [[
@@ -108,11 +109,11 @@ local SQL_DELETE = "DELETE FROM presence_state WHERE kind = :kind AND key = :key
 local Sqlite = { sync = false, name = "sqlite" }
 Sqlite.__index = Sqlite
 
-function Sqlite:write(ops, cb)
+function Sqlite:write(ops, texts, cb)
   local stmts = {}
   for i, op in ipairs(ops) do
     if op[3] then
-      stmts[i] = { SQL_PUT, { kind = op[1], key = op[2], record = M.encode(op[3]) } }
+      stmts[i] = { SQL_PUT, { kind = op[1], key = op[2], record = texts[i] } }
     else
       stmts[i] = { SQL_DELETE, { kind = op[1], key = op[2] } }
     end
@@ -246,14 +247,15 @@ end
 --- unknown (should it commit later, the view follows).
 function Store:apply(ops)
   if self.closed then error("luasip.presence_store: used after close()", 2) end
-  for _, op in ipairs(ops) do
+  local texts = {}
+  for i, op in ipairs(ops) do
     if type(op[1]) ~= "string" or type(op[2]) ~= "string" then
       error("luasip.presence_store: each change is { kind, key, record|false }", 2)
     end
-    if op[3] then M.encode(op[3]) end -- refuse what cannot be stored, now
+    if op[3] then texts[i] = M.encode(op[3]) end -- refuses what cannot be stored, now
   end
   local ok, err = location.wait_durable(self.backend.sync, self.timeout, function(cb)
-    self.backend:write(ops, function(done, why)
+    self.backend:write(ops, texts, function(done, why)
       -- the view follows the durable state, even after a timed-out wait
       if done then
         for _, op in ipairs(ops) do self:_set(op[1], op[2], op[3] or nil) end
