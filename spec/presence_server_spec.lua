@@ -449,6 +449,55 @@ describe("presence server", function()
     end, 20)
   end)
 
+  it("serves another event package: its bodies, its policy, changed() notifies", function()
+    H.run(function()
+      local env = presence_setup()
+      local ep = endpoint()
+      local waiting = { [env.aor("bob")] = 0 }
+      env.pres:package("message-summary", {
+        content_type = "application/simple-message-summary",
+        document = function(aor)
+          local n = waiting[aor] or 0
+          return string.format("Messages-Waiting: %s\r\nVoice-Message: %d/0\r\n", n > 0 and "yes" or "no", n)
+        end,
+      })
+      assert.equal("presence, message-summary", env.pres:allow_events())
+      -- the default policy: only the resource's own user
+      local MS = { event = "message-summary", accept = "application/simple-message-summary" }
+      assert.equal(403, (ep.subscribe(env, "alice", "bob", MS)))
+      assert.equal(406, (ep.subscribe(env, "bob", "bob", { event = "message-summary", accept = PIDF })))
+      local st, _, cid = ep.subscribe(env, "bob", "bob", MS)
+      assert.equal(200, st)
+      local n1 = ep.wait(cid, 1)
+      assert.equal("message-summary", n1.event)
+      assert.matches("Messages%-Waiting: no", n1.body)
+      waiting[env.aor("bob")] = 2
+      env.pres:changed(env.aor("bob"), "message-summary")
+      assert.matches("Voice%-Message: 2/0", ep.wait(cid, 2).body)
+      env.pres:changed(env.aor("bob"), "message-summary") -- no change: no NOTIFY
+      -- presence watchers of bob are a different set
+      local pst, _, pcid = ep.subscribe(env, "alice", "bob")
+      assert.equal(200, pst)
+      assert.matches("pidf", ep.wait(pcid, 1).body)
+      waiting[env.aor("bob")] = 3
+      env.pres:changed(env.aor("bob"), "message-summary")
+      assert.matches("Voice%-Message: 3/0", ep.wait(cid, 3).body)
+      assert.is_nil(ep.notifies[cid][4])
+      assert.is_nil(ep.notifies[pcid][2])
+      assert.equal(1, #env.pres:watchers(env.aor("bob"), "message-summary"))
+      -- an unknown package lists what is served
+      local est, eresp = ep.subscribe(env, "bob", "bob", { event = "dialog" })
+      assert.equal(489, est)
+      assert.equal("presence, message-summary", eresp:header("Allow-Events"))
+      assert.has_error(function() env.pres:package("presence", { content_type = "x", document = print }) end,
+        "presence_server:package: presence is built in")
+      assert.has_error(function() env.pres:changed(env.aor("bob"), "dialog") end,
+        "presence_server:changed: no event package dialog")
+      env.close()
+      ep.srv:close()
+    end, 30)
+  end)
+
   it("relays MESSAGE to every contact of the recipient, 404 for an unknown one", function()
     H.run(function()
       local env = presence_setup()
@@ -481,7 +530,7 @@ describe("presence server", function()
 end)
 
 describe("presence store", function()
-  local store = require "luasip.presence_store"
+  local store = require "luasip.store"
 
   it("encodes records and decodes them back, refusing corrupt text", function()
     local rec = { a = "x=1:2:3", n = 1.5, i = 42, yes = true, no = false, route = { "<sip:p1;lr>", "", "a:b" } }

@@ -274,7 +274,7 @@ function Sqlite:close() self.db:close() end
 -- The store
 
 --- Parse a store URL ("memory:" or nil, "sqlite:/path"): kind, path, or
---- nil, message. Shared by every store of this shape (luasip.presence_store).
+--- nil, message. Shared by every store of this shape (luasip.store).
 function M.parse_url(url)
   if url == nil or url == "memory:" then return "memory" end
   if type(url) ~= "string" then return nil, "url must be a string" end
@@ -497,7 +497,7 @@ end
 
 -- Run start(cb) and return what cb gets: at once for a synchronous backend,
 -- otherwise through task.wait (a blocking verb).
--- (what: "module: verb"; shared with luasip.presence_store.)
+-- (what: "module: verb"; shared with luasip.store.)
 function M.wait_durable(sync, timeout, start, what, level)
   local results, waiter
   if not sync and not task.current() and core.depth() > 0 then

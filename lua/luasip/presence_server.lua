@@ -12,7 +12,8 @@
 -- (handlers = false: call pres:subscribe(req), pres:publish(req) and
 -- pres:message(req) from handlers of your own).
 --
--- SUBSCRIBE (Event: presence; others get 489 with Allow-Events): with
+-- SUBSCRIBE (Event: presence, or a package added with pres:package(),
+-- such as voicemail's message-summary; others get 489 with Allow-Events): with
 -- auth, the watcher is challenged (407) and must be the user of its From
 -- (403 otherwise); Expires is capped at max_expires, a non-zero one below
 -- min_expires gets 423; the watcher's standing with the presentity (the
@@ -43,13 +44,18 @@
 -- Request-URI of ours (our address or domain), and any other is proxied on. With auth, the sender is
 -- challenged (407) and must be the user of its From.
 --
+-- Other event packages (pres:package(event, spec)) share all of this:
+-- the dialogs, durability, expiry and merged NOTIFYs; the package gives
+-- the body (spec.document(resource)) and the policy, and calls
+-- pres:changed(resource, event) when its state changed.
+--
 -- Options:
 --   server          the luasip.server (required)
 --   location        the luasip.location of the registrar
 --   auth            a luasip.auth.digest; nil: no authentication
 --   authorize       fn(user, aor, req) -> true when user may act as aor
 --                   (default: the user part of the AOR equals user)
---   store           a luasip.presence_store or its URL (default "memory:")
+--   store           a luasip.store or its URL (default "memory:")
 --   unknown         "pending" (default), "allow" or "deny": watchers on
 --                   neither list
 --   min_expires     60; max_expires 3600; default_expires 3600 (SUBSCRIBE
@@ -60,7 +66,7 @@ local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
 local registrar = require "luasip.registrar"
-local presence_store = require "luasip.presence_store"
+local store_mod = require "luasip.store"
 
 local M = {}
 
@@ -104,7 +110,7 @@ function M.new(opts)
   local store = opts.store
   if store == nil or type(store) == "string" then
     local err, code
-    store, err, code = presence_store.open(store)
+    store, err, code = store_mod.open(store)
     if not store then return nil, err, code end
   end
   local self = setmetatable({
@@ -119,12 +125,13 @@ function M.new(opts)
     max_expires = opts.max_expires or 3600,
     default_expires = opts.default_expires or 3600,
     rt = {},            -- subscription id -> { sub =, cseq =, busy =, due =, final =, head = }
-    watching = {},      -- presentity -> { id -> true }
-    docs = {},          -- presentity -> the document last notified
+    watching = {},      -- watched key (see wkey) -> { id -> true }
+    docs = {},          -- watched key -> the document last notified
     parsed = setmetatable({}, { __mode = "k" }), -- publication record -> its body parsed (or false)
     contact = "<" .. opts.server.uri .. ">", -- of our NOTIFYs
   }, Presence)
   for id, sub in store:each("sub") do self:_track(id, sub, sub.cseq + CSEQ_JUMP) end
+  self.packages = { presence = { content_type = PIDF, document = function(aor) return self:document(aor) end } }
   self:install(opts)
   if self.location then
     self.location_sub = self.location:on_change(function(ev) self:_changed(ev.aor) end)
@@ -151,6 +158,13 @@ end
 
 ---------------------------------------------------------------------------
 -- Helpers
+
+-- What a subscription watches: the presentity for presence, else the
+-- event package and its resource.
+local function wkey(event, resource)
+  if event == "presence" then return resource end
+  return event .. " " .. resource
+end
 
 local function event_of(req)
   local e = req:header("Event")
@@ -189,6 +203,46 @@ function Presence:_authorized(req, aor)
 end
 
 local function from_aor(req) return req.from and registrar.aor(req.from.uri) end
+
+--- The event packages served, for Allow-Events: "presence, message-summary".
+function Presence:allow_events()
+  local names = {}
+  for name in pairs(self.packages) do names[#names + 1] = name end
+  table.sort(names, function(a, b) return a == "presence" or (b ~= "presence" and a < b) end)
+  return table.concat(names, ", ")
+end
+
+--- Serve another event package (RFC 6665) through the same subscriptions:
+--- spec.content_type (of its NOTIFY bodies), spec.document(resource) ->
+--- the body now (resource: the AOR of the Request-URI), and optionally
+--- spec.policy(resource, watcher, req) -> "allow", "pending", "deny", or
+--- nil for no such resource (404); the default lets only the resource's
+--- own user subscribe. Call pres:changed(resource, event) when the body
+--- changed. The presence package itself cannot be replaced.
+function Presence:package(event, spec)
+  if type(event) ~= "string" or not event:match("^[%w%.%-!%%%*_%+`'~]+$") then
+    error("presence_server:package: event must be an event package name", 2)
+  end
+  event = event:lower()
+  if event == "presence" then error("presence_server:package: presence is built in", 2) end
+  if type(spec) ~= "table" or type(spec.content_type) ~= "string" or type(spec.document) ~= "function"
+      or (spec.policy ~= nil and type(spec.policy) ~= "function") then
+    error("presence_server:package: expected { content_type = string, document = fn [, policy = fn] }", 2)
+  end
+  self.packages[event] = {
+    content_type = spec.content_type, document = spec.document,
+    policy = spec.policy or function(resource, watcher) return resource == watcher and "allow" or "deny" end,
+  }
+end
+
+--- The state of resource (an AOR) in the event package changed: its
+--- watchers get a NOTIFY when the body did (merged with one in flight).
+function Presence:changed(resource, event)
+  if type(resource) ~= "string" then error("presence_server:changed: expected a resource AOR", 2) end
+  event = event and event:lower() or "presence"
+  if not self.packages[event] then error("presence_server:changed: no event package " .. event, 2) end
+  self:_changed(resource, event)
+end
 
 --- The rule for watcher on presentity: "allow", "deny" or the default.
 function Presence:policy(presentity, watcher)
@@ -243,23 +297,27 @@ end
 -- The document the watchers of presentity get: built once per change
 -- (by _changed) and shared by every NOTIFY, not rebuilt for each watcher.
 -- Kept only while it has watchers, whose changes keep it current.
-function Presence:_doc(presentity)
-  local doc = self.docs[presentity]
+function Presence:_doc(presentity, event)
+  event = event or "presence"
+  local key = wkey(event, presentity)
+  local doc = self.docs[key]
   if not doc then
-    doc = self:document(presentity)
-    if self.watching[presentity] then self.docs[presentity] = doc end
+    doc = self.packages[event].document(presentity)
+    if self.watching[key] then self.docs[key] = doc end
   end
   return doc
 end
 
 -- The presentity's state may have changed: notify its active watchers
 -- when the document did.
-function Presence:_changed(presentity)
-  local ids = self.watching[presentity]
+function Presence:_changed(presentity, event)
+  event = event or "presence"
+  local key = wkey(event, presentity)
+  local ids = self.watching[key]
   if not ids or not next(ids) then return end
-  local doc = self:document(presentity)
-  if doc == self.docs[presentity] then return end
-  self.docs[presentity] = doc
+  local doc = self.packages[event].document(presentity)
+  if doc == self.docs[key] then return end
+  self.docs[key] = doc
   for id in pairs(ids) do
     local rt = self.rt[id]
     if rt and rt.sub.state == "active" then self:_schedule(rt) end
@@ -274,18 +332,20 @@ function Presence:_track(id, sub, cseq)
   if rt then rt.sub = sub return rt end
   rt = { id = id, sub = sub, cseq = cseq or sub.cseq }
   self.rt[id] = rt
-  local w = self.watching[sub.presentity]
-  if not w then w = {} self.watching[sub.presentity] = w end
+  local key = wkey(sub.event, sub.presentity)
+  local w = self.watching[key]
+  if not w then w = {} self.watching[key] = w end
   w[id] = true
   return rt
 end
 
 function Presence:_untrack(rt)
   self.rt[rt.id] = nil
-  local w = self.watching[rt.sub.presentity]
+  local key = wkey(rt.sub.event, rt.sub.presentity)
+  local w = self.watching[key]
   if w then
     w[rt.id] = nil
-    if not next(w) then self.watching[rt.sub.presentity] = nil self.docs[rt.sub.presentity] = nil end
+    if not next(w) then self.watching[key] = nil self.docs[key] = nil end
   end
 end
 
@@ -307,18 +367,20 @@ end
 function Presence:_notify_text(rt)
   local sub = rt.sub
   local state, body
+  local pkg = self.packages[sub.event]
+  if not pkg then error("no event package " .. tostring(sub.event)) end -- _notify_next ends it
   if rt.final then
     state = "terminated;reason=" .. rt.final
-    if rt.final == "timeout" and sub.state == "active" then body = self:_doc(sub.presentity) end
+    if rt.final == "timeout" and sub.state == "active" then body = self:_doc(sub.presentity, sub.event) end
   else
     state = string.format("%s;expires=%d", sub.state, math.max(0, math.ceil(sub.expires - core.time())))
-    if sub.state == "active" then body = self:_doc(sub.presentity) end
+    if sub.state == "active" then body = self:_doc(sub.presentity, sub.event) end
   end
   if rt.head_of ~= sub then rt.head, rt.head_of = dialog_head(self, sub), sub end
   rt.cseq = rt.cseq + 1
   return string.format("NOTIFY %s SIP/2.0\r\nMax-Forwards: 70\r\n%s\r\nCSeq: %d NOTIFY\r\n" ..
                        "Subscription-State: %s\r\n%sContent-Length: %d\r\n\r\n%s",
-                       sub.target, rt.head, rt.cseq, state, body and "Content-Type: " .. PIDF .. "\r\n" or "",
+                       sub.target, rt.head, rt.cseq, state, body and "Content-Type: " .. pkg.content_type .. "\r\n" or "",
                        body and #body or 0, body or "")
 end
 
@@ -381,17 +443,18 @@ end
 --- The SUBSCRIBE handler (installed by default).
 function Presence:subscribe(req)
   local event = event_of(req)
-  if event ~= "presence" then
-    return req:reply(489, nil, { headers = { ["Allow-Events"] = "presence" } })
+  local pkg = self.packages[event]
+  if not pkg then
+    return req:reply(489, nil, { headers = { ["Allow-Events"] = self:allow_events() } })
   end
   local accepts = req:headers("Accept")
   if #accepts > 0 then
     local ok = false
     for _, a in ipairs(accepts) do
-      local t = a:match("^%s*([^;%s]+)"):lower()
-      if t == PIDF or t == "*/*" or t == "application/*" then ok = true end
+      local t = (a:match("^%s*([^;%s]+)") or ""):lower()
+      if t == pkg.content_type or t == "*/*" or t == "application/*" then ok = true end
     end
-    if not ok then return req:reply(406, nil, { headers = { Accept = PIDF } }) end
+    if not ok then return req:reply(406, nil, { headers = { Accept = pkg.content_type } }) end
   end
   local expires = self:_expires(req)
   if not expires then return end
@@ -420,7 +483,9 @@ function Presence:subscribe(req)
 
   local presentity = registrar.aor(req.uri)
   if not presentity then return req:reply(404) end
-  local rule = self:policy(presentity, watcher)
+  local rule
+  if pkg.policy then rule = pkg.policy(presentity, watcher, req) else rule = self:policy(presentity, watcher) end
+  if rule == nil then return req:reply(404, "No Such Resource") end
   if rule == "deny" then return req:reply(403, "Forbidden by the presentity") end
   local tag = core.random_token(12)
   local route = req:headers("Record-Route")
@@ -480,10 +545,11 @@ function Presence:allow(presentity, watcher) return self:_rule(presentity, watch
 --- Refuse watcher: its subscriptions end (reason=rejected), new ones get 403.
 function Presence:deny(presentity, watcher) return self:_rule(presentity, watcher, "deny", "deny") end
 
---- The subscriptions to presentity: a list of { watcher =, state =, expires = }.
-function Presence:watchers(presentity)
+--- The subscriptions to presentity (of event, default "presence"): a list
+--- of { watcher =, state =, expires = }.
+function Presence:watchers(presentity, event)
   local out = {}
-  for id in pairs(self.watching[presentity] or {}) do
+  for id in pairs(self.watching[wkey(event or "presence", presentity)] or {}) do
     local s = self.rt[id].sub
     out[#out + 1] = { watcher = s.watcher, state = s.state, expires = s.expires }
   end
