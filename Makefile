@@ -9,7 +9,7 @@ WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-functio
 ARGS      ?=
 
 CORE_SRC  = csrc/lcore.c csrc/lclass.c csrc/lloop.c csrc/lagent.c csrc/lmsg.c csrc/lua_ua.c csrc/lsiptags.c \
-             csrc/lstun.c csrc/ldigest.c \
+             csrc/lstun.c csrc/ldigest.c csrc/lfiles.c \
              csrc/loop/loop.c csrc/sip/agent.c csrc/sip/sofialog.c csrc/sip/ua.c csrc/sip/stun.c \
              csrc/sip/credentials.c \
              $(SERVER_SRC) $(STORE_SRC) $(MEDIA_SRC) $(SIMPLE_SRC)

@@ -189,6 +189,9 @@ static char const *errno_name(int e)
   case EMFILE: return "EMFILE";
   case ENOMEM: return "ENOMEM";
   case ENOENT: return "ENOENT";
+  case ENOTDIR: return "ENOTDIR";
+  case ENOSPC: return "ENOSPC";
+  case EEXIST: return "EEXIST";
   case EPERM: return "EPERM";
   default: return "EIO";
   }
@@ -365,6 +368,7 @@ int luaopen_luasip_core(lua_State *L)
   lsip_open_store(L, ctx);
   lsip_open_media(L, ctx);
   lsip_open_simple(L, ctx);
+  lsip_open_files(L, ctx);
 
   lua_pushstring(L, LUASIP_VERSION);
   lua_setfield(L, -2, "version");

@@ -123,6 +123,7 @@ void lsip_open_digest(lua_State *L, lsip_ctx *ctx);
 void lsip_open_store(lua_State *L, lsip_ctx *ctx);
 void lsip_open_media(lua_State *L, lsip_ctx *ctx);
 void lsip_open_simple(lua_State *L, lsip_ctx *ctx);
+void lsip_open_files(lua_State *L, lsip_ctx *ctx);
 void lsip_close_media(lsip_ctx *ctx);
 void lsip_reap_uas(lsip_ctx *ctx, double seconds);
 void lsip_ua_trace(lsip_ctx *ctx, int on);

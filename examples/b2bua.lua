@@ -13,7 +13,7 @@ local luasip = require "luasip"
 
 local opt = luasip.flags(arg, { listen = "127.0.0.1:5080", target = "", media = "bridge", trace = false },
   "b2bua.lua [flags]: --target uri is required")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 local target, relay = opt.target, opt.media == "relay"
 if target == "" then io.stderr:write("b2bua.lua: --target uri is required\n") os.exit(2) end
 if opt.media ~= "bridge" and not relay then io.stderr:write("b2bua.lua: --media bridge|relay\n") os.exit(2) end

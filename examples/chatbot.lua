@@ -12,7 +12,7 @@ local opt = luasip.flags(arg, {
   listen = "127.0.0.1:0", server = "sip:127.0.0.1:5060", aor = "sip:bot@127.0.0.1", user = "",
   password = "", owner = "", buddies = "", note = "Ask me the time", typing = 0.5, trace = false,
 }, "chatbot.lua [flags]: a chat and presence bot")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local ua = assert(luasip.ua {
   listen = opt.listen, aor = opt.aor, proxy = opt.server,

@@ -6,7 +6,7 @@ local luasip = require "luasip"
 
 local opt = luasip.flags(arg, { listen = "127.0.0.1:5080", trace = false },
   "echo.lua [flags]: an echo test")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local ua = assert(luasip.ua { listen = opt.listen, aor = "sip:echo@" .. opt.listen })
 ua:on("call", function(call)

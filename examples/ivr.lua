@@ -8,7 +8,7 @@ local luasip = require "luasip"
 local opt = luasip.flags(arg, {
   listen = "127.0.0.1:5090", dir = "/tmp", prompt = "", trace = false,
 }, "ivr.lua [flags]: an IVR menu")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local MENU = "Press 1 for a tone. 2 to record a message and hear it. 3 to hear your caller I D."
 

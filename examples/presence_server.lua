@@ -15,7 +15,7 @@ local opt = luasip.flags(arg, {
   listen = "127.0.0.1:5060", db = "memory:", presence_db = "memory:", domain = "", users = "",
   auth = true, algorithms = "SHA-256,MD5", policy = "pending", buddies = "", trace = false,
 }, "presence_server.lua [flags]: registrar + presence server + MESSAGE relay")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local users = opt.users ~= "" and luasip.auth.read_users(opt.users)
   or { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }

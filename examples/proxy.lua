@@ -10,7 +10,7 @@ local opt = luasip.flags(arg, {
   listen = "127.0.0.1:5060", db = "memory:", domain = "", users = "", auth = true,
   algorithms = "SHA-256,MD5", voicemail = "", ring_timeout = 30, trace = false,
 }, "proxy.lua [flags]: registrar + forking proxy")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local users = opt.users ~= "" and luasip.auth.read_users(opt.users)
   or { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }

@@ -6,7 +6,7 @@ local luasip = require "luasip"
 
 local opt = luasip.flags(arg, { listen = "127.0.0.1:5060", db = "memory:", trace = false },
   "redirect.lua [flags]: a redirect server")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local srv = assert(luasip.server { listen = opt.listen })
 local location = assert(luasip.location(opt.db))

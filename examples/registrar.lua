@@ -9,7 +9,7 @@ local opt = luasip.flags(arg, {
   listen = "127.0.0.1:5060", db = "memory:", domain = "", users = "",
   auth = true, algorithms = "SHA-256,MD5", trace = false,
 }, "registrar.lua [flags]: a registrar with digest auth")
-luasip.trace(opt.trace)
+if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
 local users = opt.users ~= "" and luasip.auth.read_users(opt.users)
   or { alice = "alice-secret", bob = "bob-secret", carol = "carol-secret" }

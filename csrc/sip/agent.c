@@ -80,11 +80,20 @@ static int unsupported_proxy_require(sip_t const *sip)
 /* A response that matched no client transaction: one to a request we
  * forwarded statelessly, or a 2xx retransmission after its transaction
  * ended (§16.7 step 10, §17.1.1.2). If the top Via is ours, it goes
- * upstream statelessly; anything else is discarded (§18.1.2). */
+ * upstream statelessly; anything else is discarded (§18.1.2).
+ *
+ * Except a final non-2xx to an INVITE: we never forward an INVITE
+ * statelessly, so it belongs to a branch of ours that is gone. That is
+ * what a CANCELled branch over TCP sends: nta ends such a client
+ * transaction as soon as the CANCEL is out (outgoing_complete on a reliable
+ * transport), so its 487 arrives here. Forwarded, it would end the
+ * caller's transaction while the script tries another target (voicemail
+ * after a ring timeout). */
 static void forward_stray_response(sip_agent_t *a, msg_t *msg, sip_t *sip)
 {
   url_t url[1];
-  if (!sip->sip_via) {
+  if (!sip->sip_via || (sip->sip_status && sip->sip_status->st_status >= 300 && sip->sip_cseq &&
+                        sip->sip_cseq->cs_method == sip_method_invite)) {
     msg_destroy(msg);
     return;
   }

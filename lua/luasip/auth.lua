@@ -145,18 +145,25 @@ end
 
 --- Create a digest authenticator (options above). Returns nil, msg if no
 --- random secret could be read.
---- Users and passwords from a file of "name password" lines (blank lines
---- and # comments skipped): a table for a lookup function.
+--- Users and passwords from a file of "name password [more...]" lines
+--- (blank lines and # comments skipped): a table name -> password for a
+--- lookup function, and a second one name -> { the further fields } (a
+--- PIN, say).
 function M.read_users(path)
-  local users = {}
+  local users, extra = {}, {}
   local f, err = io.open(path, "r")
   if not f then error("luasip.auth.read_users: " .. err, 2) end
   for line in f:lines() do
-    local name, password = line:match("^%s*([^%s#]+)%s+(%S+)")
-    if name then users[name] = password end
+    local name, password, rest = line:match("^%s*([^%s#]+)%s+(%S+)(.*)$")
+    if name then
+      users[name] = password
+      local more = {}
+      for w in rest:gsub("#.*$", ""):gmatch("%S+") do more[#more + 1] = w end
+      extra[name] = more
+    end
   end
   f:close()
-  return users
+  return users, extra
 end
 
 function M.digest(opts)

@@ -292,8 +292,14 @@ function luasip.registrar(opts)
   return require("luasip.registrar").new(opts)
 end
 
+--- A voicemail system on calls of a luasip.ua; see luasip.voicemail.
+function luasip.voicemail(opts)
+  return require("luasip.voicemail").new(opts)
+end
+
 --- A presence server and MESSAGE relay (SIMPLE) on a luasip.server; see
 --- luasip.presence_server.
+
 function luasip.presence_server(opts)
   return require("luasip.reload").presence_server(opts, require("luasip.presence_server").new)
 end
