@@ -38,7 +38,7 @@ LUA_CFLAGS_luajit = $(shell pkg-config --cflags luajit)
 
 MODULE_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -fPIC -DLUASIP_VERSION='"$(VERSION)"'
 
-.PHONY: all deps build test check run asan-test fuzz fuzz-build bench soak clean rock rock-install
+.PHONY: all deps build test check run asan-test fuzz fuzz-build bench soak clean rock rock-install docs
 
 all: build
 
@@ -74,6 +74,11 @@ test: deps
 # Specs only, on what is already built.
 check: build
 	@sh tools/check.sh $(BUILD) $(RUNTIMES)
+
+# The API reference, from the doc comments (LDoc, config.ld). The specs
+# fail when docs/ is not what this makes.
+docs: deps
+	@sh tools/docs.sh docs
 
 run: deps
 	@$(MAKE) --no-print-directory build

@@ -72,6 +72,32 @@ local function leave_message(ua, user, seconds, end_with)
 end
 
 describe("pbx.lua", function()
+  it("starts from a clean clone with the README's quick start, and answers OPTIONS", function()
+    -- the quick start is these two commands; `make run ARGS=...` passes flags
+    local readme = assert(H.read_file(H.root .. "/README.md"))
+    local quick = assert(readme:match("## Quick start(.-)\n## "), "README has a Quick start")
+    assert.matches("\nmake run\n", quick)
+    assert.matches("\nmake test\n", quick)
+    assert.matches('make run ARGS="', readme, 1, true)
+    local tmp = H.tmpdir()
+    finally(function() os.execute("rm -rf " .. H.shell_quote(tmp)) end)
+    assert.equal(0, select(3, os.execute("git clone -q " .. H.shell_quote(H.root) .. " " .. H.shell_quote(tmp .. "/luasip"))))
+    local port = H.free_port()
+    -- as a user would type it, without this spec's sanitizer preload
+    local p = H.process { "sh", "-c", string.format("cd %s && exec env -u LD_PRELOAD make run ARGS='--listen 127.0.0.1:%d --data %s'",
+                                                    H.shell_quote(tmp .. "/luasip"), port, H.shell_quote(tmp .. "/data")) }
+    finally(function() os.execute("pkill -KILL -f " .. H.shell_quote(tmp .. "/data") .. " 2>/dev/null") p:cleanup() end)
+    H.run(function()
+      p:expect("pbx: listening on udp/127%.0%.0%.1:" .. port, 240)
+      local r = H.parse_response(H.udp_exchange(port, H.request("OPTIONS", port)))
+      assert.equal(200, r.status)
+    end, 250)
+    assert.matches("any SIP phone:", p:output())
+    os.execute("pkill -TERM -f " .. H.shell_quote(tmp .. "/data"))
+    H.run(function() assert.equal(0, p:wait(20)) end, 25)
+    assert.matches("pbx: stopped", p:output())
+  end)
+
   it("registers two phones with digest auth and connects their calls both ways", function()
     local dir = H.tmpdir()
     local p, port = start_pbx(dir)
