@@ -1,6 +1,6 @@
---- luasip.voicemail{...}: mailboxes with greetings, messages left after
---- the beep, retrieval by phone, and message-waiting indication (MWI,
---- RFC 3842) through a luasip.presence_server.
+--- Voicemail: mailboxes with greetings, messages left after
+-- the beep, retrieval by phone, and message-waiting indication (MWI,
+-- RFC 3842) through a luasip.presence_server.
 --
 --   local vm = assert(luasip.voicemail {
 --     dir = "/var/lib/pbx/voicemail", domain = "example.com",
@@ -41,6 +41,10 @@
 --   format           "wav" (default) or "ogg" (Ogg Opus)
 -- A mailbox's greeting is its owner's recording (retrieval menu 2), else a
 -- spoken default naming the mailbox.
+--
+-- Verbs that change the index (deposit, mark, delete) wait until it is
+-- durable: call them in a task (a call handler is one).
+-- @classmod luasip.voicemail
 local core = require "luasip.core"
 local log = require "luasip.log"
 local store_mod = require "luasip.store"
@@ -66,6 +70,21 @@ local function valid_box(box)
   return type(box) == "string" and #box <= 64 and box:match("^[%w][%w%._%-+]*$") ~= nil
 end
 
+--- Open a voicemail system (`luasip.voicemail{...}` calls this).
+-- @tparam table opts the options above
+-- @tparam string opts.dir folder of the audio
+-- @tparam table|function opts.mailboxes `{ [box] = { pin =, name = } }` or fn(box)
+-- @tparam[opt] string|table opts.store a luasip.store or its URL
+-- @tparam[opt] string opts.domain of the message accounts
+-- @tparam[opt] luasip.presence_server opts.presence serves MWI
+-- @tparam[opt=120] number opts.max_seconds
+-- @tparam[opt=5] number opts.silence_seconds
+-- @tparam[opt=1] number opts.min_seconds
+-- @tparam[opt="en"] string opts.voice
+-- @tparam[opt="wav"] string opts.format "wav" or "ogg"
+-- @treturn luasip.voicemail the voicemail system, its index repaired
+-- @return nil, message, code when the folder or the index cannot be opened
+-- @raise "luasip.voicemail: ..." for a bad or unknown option
 function M.new(opts)
   if type(opts) ~= "table" then error("luasip.voicemail: expected a table of options", 3) end
   for k in pairs(opts) do
@@ -112,21 +131,25 @@ end
 
 function VM:__tostring() return string.format("luasip.voicemail (%s)", self.dir) end
 
---- The mailbox's settings ({ pin =, name = }), or nil when there is none.
+--- The mailbox's settings.
+-- @tparam string box the mailbox (a user name)
+-- @treturn table|nil `{ pin =, name = }`, or nil when there is no such mailbox
 function VM:mailbox(box)
   if not valid_box(box) then return nil end
   return self.lookup(box)
 end
 
+-- @local
 function VM:_folder(box) return self.dir .. "/" .. box end
 function VM:_path(m) return self:_folder(m.box) .. "/" .. m.file end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- The index
 
---- The mailbox's messages, new ones first, each group oldest first: a list
---- of { id =, box =, from =, time =, seconds =, folder = "new" | "saved",
---- path = }. folder: only that folder's.
+--- The mailbox's messages, new ones first, each group oldest first.
+-- @tparam string box the mailbox
+-- @tparam[opt] string folder "new" or "saved": only that folder's
+-- @treturn {table,...} `{ id =, box =, from =, time =, seconds =, folder =, path = }` each
 function VM:messages(box, folder)
   local out = {}
   for id, m in self.store:each("msg", "box", box) do
@@ -144,6 +167,9 @@ function VM:messages(box, folder)
 end
 
 --- The counts of new and saved messages.
+-- @tparam string box the mailbox
+-- @treturn integer new messages
+-- @treturn integer saved (heard) messages
 function VM:counts(box)
   local new, saved = 0, 0
   for _, m in self.store:each("msg", "box", box) do
@@ -152,10 +178,14 @@ function VM:counts(box)
   return new, saved
 end
 
---- The account of a mailbox: sip:<box>@<domain>.
+--- The account of a mailbox (its Message-Account).
+-- @tparam string box the mailbox
+-- @treturn string `sip:<box>@<domain>`
 function VM:account(box) return "sip:" .. box .. "@" .. (self.domain or "localhost") end
 
---- The mailbox's message-summary body (RFC 3842).
+--- The mailbox's message-summary body (RFC 3842), as MWI NOTIFYs carry it.
+-- @tparam string box the mailbox
+-- @treturn string Messages-Waiting, Message-Account and Voice-Message lines
 function VM:summary(box)
   local new, saved = self:counts(box)
   return string.format("Messages-Waiting: %s\r\nMessage-Account: %s\r\nVoice-Message: %d/%d (0/0)\r\n",
@@ -179,8 +209,13 @@ local function copy(rec, changes)
   return c
 end
 
---- Mark a message "saved" (heard) or "new". Durable; returns true, or nil,
---- reason.
+--- Mark a message "saved" (heard) or "new", durably; MWI watchers are told.
+-- @tparam string box the mailbox
+-- @tparam string id the message's id
+-- @tparam string folder "saved" or "new"
+-- @treturn boolean true
+-- @return nil, reason ("no such message", a store error)
+-- @raise 'voicemail:mark: folder must be "new" or "saved"' 
 function VM:mark(box, id, folder)
   if folder ~= "new" and folder ~= "saved" then error('voicemail:mark: folder must be "new" or "saved"', 2) end
   local m = self:_record(box, id)
@@ -192,7 +227,11 @@ function VM:mark(box, id, folder)
   return true
 end
 
---- Delete a message: its audio, then its entry. Returns true, or nil, reason.
+--- Delete a message: its audio, then its entry; MWI watchers are told.
+-- @tparam string box the mailbox
+-- @tparam string id the message's id
+-- @treturn boolean true
+-- @return nil, reason ("no such message", a file or store error)
 function VM:delete(box, id)
   local m = self:_record(box, id)
   if not m then return nil, "no such message" end
@@ -239,7 +278,7 @@ function VM:_recover()
   end
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- On a call
 
 -- Speak a prompt; the prompt's digits stay buffered. Returns play's results.
@@ -260,11 +299,14 @@ local function answered(call)
   return call:answer()
 end
 
---- Take a message for box on call (answered here if it is not yet): the
---- greeting (# skips it), a beep, then what the caller says until
---- silence, # or hangup. Returns the message ({ id =, seconds =, path =
---- ... }) once it is durable and listed, or nil, reason ("hangup" before
---- the beep, "too short", "no such mailbox", a store or file error).
+--- Take a message for box on call (answered here if it is not yet).
+-- The greeting (# skips it), a beep, then what the caller says until
+-- silence, # or hangup; then the message is indexed and MWI watchers told.
+-- An unknown mailbox gets 404 when the call is not answered yet.
+-- @tparam luasip.call call an incoming call
+-- @tparam string box the mailbox
+-- @treturn table the message (`{ id =, box =, from =, time =, seconds =, folder = "new", path = }`), once it is durable and listed
+-- @return nil, reason ("hangup" before the beep, "too short", "no such mailbox", a store or file error)
 function VM:deposit(call, box)
   local mb = self:mailbox(box)
   if not mb then
@@ -318,7 +360,9 @@ function VM:deposit(call, box)
   return { id = id, box = box, from = from, time = t, seconds = seconds or 0, folder = "new", path = path }
 end
 
---- The path of the mailbox's own greeting, or nil (the spoken default).
+--- The mailbox's own greeting.
+-- @tparam string box the mailbox
+-- @treturn string|nil its path, or nil (callers hear the spoken default)
 function VM:greeting(box)
   for _, ext in ipairs { "wav", "ogg" } do
     local path = self:_folder(box) .. "/greeting." .. ext
@@ -326,9 +370,13 @@ function VM:greeting(box)
   end
 end
 
---- Record the mailbox's greeting on call (after a beep, until # or
---- silence), replacing the old one once it is complete. Returns its path,
---- or nil, reason.
+--- Record the mailbox's greeting on call (after a beep, until # or silence).
+-- The old one is replaced once the new one is complete.
+-- @tparam luasip.call call the owner's call
+-- @tparam string box the mailbox
+-- @treturn string the greeting's path
+-- @treturn number its length in seconds
+-- @return nil, reason ("hangup", a file error)
 function VM:record_greeting(call, box)
   local ok, why = answered(call)
   if not ok then return nil, why end
@@ -386,10 +434,12 @@ function VM:_listen(call, box)
   return self:_say(call, "No more messages.")
 end
 
---- Let the owner of box listen on call (answered here if it is not yet):
---- the PIN (three tries), then the menu described at the top. Returns
---- true when the caller said goodbye, or nil, reason ("hangup", "bad PIN",
---- "no such mailbox").
+--- Let the owner of box listen on call (answered here if it is not yet).
+-- The PIN (three tries), then the menu described at the top.
+-- @tparam luasip.call call the owner's call
+-- @tparam string box the mailbox
+-- @treturn boolean true when the caller said goodbye (the call is hung up)
+-- @return nil, reason ("hangup", "bad PIN", "no such mailbox")
 function VM:retrieve(call, box)
   local mb = self:mailbox(box)
   if not mb then
