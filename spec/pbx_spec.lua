@@ -26,14 +26,13 @@ local function stop_pbx(p)
 end
 
 -- A phone of user registered at the PBX (all its requests go through it).
--- Its ringing is not reliable (rel100 = false): a luasip UA that PRACKed
--- a reliable 180 of one fork cannot take the 200 of another one (nua binds
--- the INVITE to the first fork's tag and ACKs and BYEs the others), and
--- voicemail after a ring timeout is such another fork. See README, "Known
--- limits".
+-- Its defaults: it supports 100rel, and rings with a 180 that is reliable
+-- only when the caller requires it (see ua.lua, only183_100rel), so the
+-- caller can take the 200 of voicemail, another fork, after the ring
+-- timeout.
 local function phone(user, port, opts)
   opts = opts or {}
-  local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:" .. user .. "@127.0.0.1", rel100 = false,
+  local ua = assert(luasip.ua { listen = "127.0.0.1:0", aor = "sip:" .. user .. "@127.0.0.1",
                                 credentials = { user = user, password = PASSWORDS[user] },
                                 proxy = "sip:127.0.0.1:" .. port })
   if opts.register ~= false then assert(ua:register { registrar = "sip:127.0.0.1:" .. port, expires = 600 }) end

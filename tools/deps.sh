@@ -9,7 +9,7 @@ PACKAGES="build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-d
 lua-busted libsofia-sip-ua-dev sofia-sip-bin libedit-dev luarocks sip-tester
 lua-luv lua-socket clang libclang-rt-14-dev libssl-dev openssl
 libsqlite3-dev sqlite3 libspandsp-dev libsndfile1-dev libspeexdsp-dev
-libespeak-ng-dev espeak-ng-data libopus-dev libsrtp2-dev libexpat1-dev baresip-core git lua-ldoc"
+libespeak-ng-dev espeak-ng-data libopus-dev libsrtp2-dev libexpat1-dev baresip-core git lua-ldoc lua-markdown"
 # `deps.sh bench`: also the peers that `make bench` compares against.
 if [ "${1:-}" = bench ]; then
   PACKAGES="$PACKAGES kamailio kamailio-lua-modules kamailio-presence-modules kamailio-sqlite-modules bc python3 iproute2"

@@ -202,6 +202,11 @@ function M.new(opts)
     allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, MESSAGE, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE",
     contact_user = opts.contact_user or aor:match("^sips?:([^@;:]+)@"),
     early_media = true,
+    -- a 180 goes reliably only when the caller requires 100rel (a 183 with
+    -- early media whenever it supports it), as FreeSWITCH does: a caller's
+    -- nua binds its INVITE to the fork whose 1xx it PRACKed, and drops a
+    -- 200 from another fork (voicemail after a proxy's ring timeout)
+    only183_100rel = true,
     auto_302 = false, -- redirects are the script's decision
     client_rport = opts.rport ~= false,
     -- no soa: calls make their own offers and answers (luasip.sdp,
