@@ -1,14 +1,30 @@
---- A call (one INVITE dialog) of a luasip.ua. See README.md, "Calls".
+--- A call (one INVITE dialog) of a luasip.ua.
+-- See README.md, "Calls". `ua:call(uri, opts)` places one; an incoming
+-- call comes to the UA's "call" handler.
 --
 -- State follows sofia's call states: "calling", "proceeding" (1xx
 -- received), "received" (incoming, not answered), "early" (1xx sent),
 -- "completing"/"completed" (2xx sent or received, ACK pending), "ready"
 -- (confirmed), "terminating", "terminated".
 --
--- Events (call:on(name, fn)): "progress" (status, reason, msg), "state"
--- (state), "answered", "hangup" (status, reason), "reinvite" (msg),
--- "update" (msg), "info" (msg), "refer" (target, msg), "transfer"
--- (status, reason) for NOTIFYs about a REFER this call sent, "prack" (msg).
+-- Events (call:on(name, fn)): see `Call:on`.
+--
+-- The methods that wait (answer, hangup, hold, the IVR verbs, ...) yield
+-- when called in a task and drive the loop when called at top level. Called
+-- from a plain callback they raise "WHAT blocks, and cannot be called from
+-- a callback: run the code in luasip.spawn(function() ... end)"; a timeout
+-- that is not a number of seconds raises "WHAT: timeout must be a number of
+-- seconds from 0 to 1e9" (WHAT names the method, e.g. "call:answer").
+--
+-- The IVR verbs (play, say, record, collect, dtmf, bridge, echo, ...) are
+-- methods of the call too, defined in luasip.ivr (see "ivr Functions").
+-- Each verb waits (yields in a task; drives the loop at top level), takes
+-- a timeout, and returns nil, "hangup" when the call ends under it, after
+-- releasing what it started (a tone stops, a recording is finalised).
+-- Digits the caller types are kept in the order they came (RFC 4733
+-- events, or SIP INFO dtmf-relay) until a verb uses them, so callers who
+-- know the menu can type ahead.
+-- @classmod luasip.call
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
@@ -34,6 +50,8 @@ local function new(ua, h, direction)
   }, Call)
 end
 
+-- Call.outgoing and Call.incoming make the call objects of a UA (luasip.ua
+-- calls them): not for scripts.
 function Call.outgoing(ua, h, uri, opts)
   local c = new(ua, h, "out")
   c.remote_uri = uri
@@ -56,10 +74,32 @@ function Call.incoming(ua, h, msg, info)
   return c
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Events and waiting
 
---- Subscribe fn(call, ...) to an event; returns a handle with :remove().
+--- Subscribe fn(call, ...) to an event.
+-- fn runs as a plain callback (wrap blocking work in `luasip.spawn`); an
+-- error it raises is logged. The events, and what fn gets after the call:
+--
+-- * "progress" (status, reason, msg): a 1xx to our INVITE
+-- * "state" (state): the call state changed
+-- * "answered": the call became "ready" the first time
+-- * "hangup" (status, reason): the call ended
+-- * "reinvite" (msg): a re-INVITE from the peer, already answered
+-- * "update" (msg): an UPDATE from the peer, already answered (200 with our
+--   answer to an offer, 491 when it crosses an offer of ours)
+-- * "info" (msg): an INFO from the peer
+-- * "message" (msg): a MESSAGE inside the dialog, answered 200
+-- * "prack" (msg): a PRACK from the peer
+-- * "refer" (target, msg): a REFER from the peer
+-- * "transfer" (status, reason): NOTIFYs about a REFER this call sent
+-- * "transferred" (call): the new call placed for a REFER we followed
+-- * "dtmf" (digit, source, ms): a digit from the peer (see `Call:on_dtmf`)
+-- @tparam string event the event name
+-- @tparam function fn called as fn(call, ...) for each event
+-- @treturn table a handle: its :remove() unsubscribes fn
+-- @raise "call:on: expected a function" when fn is not a function.
+-- @usage call:on("hangup", function(_, status, reason) print("ended", status, reason) end)
 function Call:on(event, fn)
   if type(fn) ~= "function" then error("call:on: expected a function", 2) end
   local list = self.listeners[event]
@@ -109,8 +149,12 @@ function Call:_wait_until(check, timeout, what)
   end, timeout, what)
 end
 
---- Wait for the call to end (timeout in s, default forever). Returns
---- true, or nil, "timeout".
+--- Wait for the call to end.
+-- @tparam[opt] number timeout seconds (default forever)
+-- @treturn[1] boolean true once the call has ended
+-- @return[2] nil, "timeout"
+-- @raise "call:wait_hangup: timeout must be a number of seconds from 0 to 1e9";
+-- "call:wait_hangup blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:wait_hangup(timeout)
   local v, why = self:_wait_until(function() return self.state == "terminated" end,
                                   timeout, "call:wait_hangup")
@@ -287,7 +331,7 @@ function Call:_event(name, status, phrase, msg, info)
   end
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- UAC
 
 function Call:_start(opts, extra)
@@ -359,6 +403,7 @@ function Call:_closed_by_ua()
 end
 
 --- CANCEL a call that was not answered yet.
+-- @treturn boolean true when the CANCEL was asked for; false for an incoming call or one that has ended
 function Call:cancel()
   if self.direction ~= "out" or self.state == "terminated" then return false end
   self.cancelled = true
@@ -366,15 +411,25 @@ function Call:cancel()
   return true
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- UAS
 
 local function check_incoming(self, what)
   if self.direction ~= "in" then error("call:" .. what .. ": not an incoming call", 3) end
 end
 
---- Send 180 Ringing; with {early_media=true} send 183 with SDP (reliably
---- when the caller asked for 100rel, or rel100="required" in the UA).
+--- Send 180 Ringing, or 183 with SDP.
+-- With {early_media=true} send 183 with SDP (reliably
+-- when the caller asked for 100rel, or rel100="required" in the UA).
+-- @tparam[opt] table opts options:
+-- @tparam[opt] boolean opts.early_media send 183 with SDP instead of 180
+-- @tparam[opt] string opts.sdp the SDP to send (default: our answer to the peer's offer)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] boolean opts.rel100 send the 1xx reliably (Require: 100rel)
+-- @treturn[1] boolean true
+-- @return[2] nil, "call is STATE" when the call is no longer "received" or "early"
+-- @return[3] nil, reason, status when no answer to the offer can be made: the call is then rejected with that status
+-- @raise "call:ring: not an incoming call" for an outgoing call.
 function Call:ring(opts)
   check_incoming(self, "ring")
   opts = opts or {}
@@ -398,8 +453,20 @@ function Call:ring(opts)
   return true
 end
 
---- Answer with 200 OK and wait for the ACK (opts.timeout, default 32 s).
---- Returns true, or nil, reason.
+--- Answer with 200 OK and wait for the ACK.
+-- Returns true, or nil, reason.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.sdp the SDP to send (default: our answer to the peer's offer)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the ACK (default 32)
+-- @treturn[1] boolean true once the call is "ready" (at once when it already was)
+-- @return[2] nil, "call is STATE" when the call is no longer "received" or "early"
+-- @return[3] nil, reason, status when no answer to the offer can be made: the call is then rejected with that status
+-- @return[4] nil, "terminated" when the call ended before the ACK
+-- @return[5] nil, "timeout"
+-- @raise "call:answer: not an incoming call" for an outgoing call;
+-- "call:answer: timeout must be a number of seconds from 0 to 1e9";
+-- "call:answer blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:answer(opts)
   check_incoming(self, "answer")
   opts = opts or {}
@@ -424,6 +491,14 @@ function Call:answer(opts)
 end
 
 --- Reject with status (default 486) and reason.
+-- @tparam[opt] number status a SIP status from 300 to 699 (default 486)
+-- @tparam[opt] string reason the reason phrase (default: the standard one)
+-- @tparam[opt] table opts options:
+-- @tparam[opt] table opts.headers extra headers
+-- @treturn[1] boolean true
+-- @return[2] nil, "call is STATE" when the call is no longer "received" or "early"
+-- @raise "call:reject: not an incoming call" for an outgoing call;
+-- "call:reject: status must be 300..699".
 function Call:reject(status, reason, opts)
   check_incoming(self, "reject")
   status = status or 486
@@ -437,6 +512,11 @@ function Call:reject(status, reason, opts)
 end
 
 --- Redirect with 302 to the given contact URI(s).
+-- @tparam string|table contacts a URI, or a list of URIs
+-- @tparam[opt] number status the status to send (default 302)
+-- @treturn boolean true
+-- @raise "call:redirect: not an incoming call" for an outgoing call;
+-- "call:redirect: expected a URI or a list of URIs".
 function Call:redirect(contacts, status)
   check_incoming(self, "redirect")
   if type(contacts) == "string" then contacts = { contacts } end
@@ -449,12 +529,17 @@ function Call:redirect(contacts, status)
   return true
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Either side
 
---- End the call: BYE when answered, CANCEL before the answer for an
---- outgoing call, 603 Decline for an unanswered incoming one. Waits (up to
---- `timeout`, default 5 s) for the end when it can block.
+--- End the call.
+-- BYE when answered, CANCEL before the answer for an
+-- outgoing call, 603 Decline for an unanswered incoming one. Waits (up to
+-- `timeout`, default 5 s) for the end when it can block.
+-- @tparam[opt] number timeout seconds to wait for the end (default 5)
+-- @treturn[1] boolean true when the call has ended (at once when it already had), or from a plain callback, where it does not wait
+-- @return[2] nil, "timeout" when the call has not ended in time
+-- @raise "call:wait_hangup: timeout must be a number of seconds from 0 to 1e9" (it waits with wait_hangup).
 function Call:hangup(timeout)
   if self.state == "terminated" or not self.h:alive() then return true end
   if self.direction == "in" and (self.state == "received" or self.state == "early") then
@@ -513,21 +598,48 @@ function Call:_reinvite(send, timeout, what)
   return nil, self.final_reason or "failed", v
 end
 
---- Put the call on hold (re-INVITE offering a=sendonly, or a=inactive when
---- the peer has us on hold; RFC 3264 §8.4, RFC 6337 §5.3).
+--- Put the call on hold.
+-- A re-INVITE offering a=sendonly, or a=inactive when
+-- the peer has us on hold (RFC 3264 §8.4, RFC 6337 §5.3).
+-- @tparam[opt] number timeout seconds to wait for the answer (default 32)
+-- @treturn[1] boolean true when the peer accepted it (2xx)
+-- @return[2] nil, reason, status when the peer refused it (status is -1 when the call ended meanwhile)
+-- @return[3] nil, "call is STATE" when the call is not "ready"
+-- @return[4] nil, "timeout", "timeout"
+-- @raise the reason when no offer can be made (e.g. "no RTP port: ...");
+-- "call:hold: timeout must be a number of seconds from 0 to 1e9";
+-- "call:hold blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:hold(timeout)
   self.on_hold = true
   return self:_reinvite(self:_offer_send(), timeout, "call:hold")
 end
 
 --- Take the call off hold (re-INVITE offering a=sendrecv).
+-- @tparam[opt] number timeout seconds to wait for the answer (default 32)
+-- @treturn[1] boolean true when the peer accepted it (2xx)
+-- @return[2] nil, reason, status when the peer refused it (status is -1 when the call ended meanwhile)
+-- @return[3] nil, "call is STATE" when the call is not "ready"
+-- @return[4] nil, "timeout", "timeout"
+-- @raise the reason when no offer can be made (e.g. "no RTP port: ...");
+-- "call:unhold: timeout must be a number of seconds from 0 to 1e9";
+-- "call:unhold blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:unhold(timeout)
   self.on_hold = false
   return self:_reinvite(self:_offer_send(), timeout, "call:unhold")
 end
 
---- Send a re-INVITE (opts: sdp, the offer (default: a new offer of ours),
---- headers).
+--- Send a re-INVITE.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.sdp the offer (default: a new offer of ours)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the answer (default 32)
+-- @treturn[1] boolean true when the peer accepted it (2xx)
+-- @return[2] nil, reason, status when the peer refused it (status is -1 when the call ended meanwhile)
+-- @return[3] nil, "call is STATE" when the call is not "ready"
+-- @return[4] nil, "timeout", "timeout"
+-- @raise the reason when no offer of ours can be made (e.g. "no RTP port: ...");
+-- "call:reinvite: timeout must be a number of seconds from 0 to 1e9";
+-- "call:reinvite blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:reinvite(opts)
   opts = opts or {}
   local send = self:_offer_send(opts.sdp)
@@ -535,10 +647,23 @@ function Call:reinvite(opts)
   return self:_reinvite(send, opts.timeout, "call:reinvite")
 end
 
---- Send an UPDATE (RFC 3311). Without options it is a session refresh
---- with no body; opts.offer = true sends a fresh offer of ours (as a
---- re-INVITE would), opts.sdp an offer given verbatim; opts.headers.
---- Returns the 2xx (its answer already applied), or nil, reason, status.
+--- Send an UPDATE (RFC 3311).
+-- Without options it is a session refresh
+-- with no body; opts.offer = true sends a fresh offer of ours (as a
+-- re-INVITE would), opts.sdp an offer given verbatim; opts.headers.
+-- Returns the 2xx (its answer already applied), or nil, reason, status.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] boolean opts.offer send a fresh offer of ours
+-- @tparam[opt] string opts.sdp an offer to send verbatim
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the response (default 32)
+-- @return[1] the 2xx response (true when there is none to give), status
+-- @return[2] nil, reason, status when the peer refused it
+-- @return[3] nil, "call is STATE" when the call has no dialog to send it in
+-- @return[4] nil, "timeout", "timeout"
+-- @raise the reason when no offer of ours can be made (e.g. "no RTP port: ...");
+-- "call:update: timeout must be a number of seconds from 0 to 1e9";
+-- "call:update blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:update(opts)
   opts = opts or {}
   local send = { headers = opts.headers }
@@ -552,7 +677,7 @@ function Call:update(opts)
   return ok, why, code
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Offer/answer (RFC 3264). nua runs without soa: the call makes its
 -- offers and answers here, from its media session (luasip.media), or
 -- passes the SDP a script gave verbatim (explicit_sdp: a B2BUA relaying
@@ -709,7 +834,21 @@ function Call:_answer_update(msg)
   self:_respond_sdp(body, why, code)
 end
 
---- Send INFO with a body (e.g. "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").
+--- Send INFO with a body.
+-- For example "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n".
+-- @tparam string content_type the body's Content-Type
+-- @tparam string body the body
+-- @tparam[opt] table opts options:
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the response (default 32)
+-- @return[1] the 2xx response (true when there is none to give), status
+-- @return[2] nil, reason, status when the peer refused it
+-- @return[3] nil, "call is STATE" when the call has no dialog to send it in
+-- @return[4] nil, "timeout", "timeout"
+-- @raise "call:info: expected content type and body strings";
+-- "call:info: timeout must be a number of seconds from 0 to 1e9";
+-- "call:info blocks, and cannot be called from a callback: ..." from a plain callback.
+-- @usage call:info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")
 function Call:info(content_type, body, opts)
   if type(content_type) ~= "string" or type(body) ~= "string" then
     error("call:info: expected content type and body strings", 2)
@@ -719,22 +858,42 @@ function Call:info(content_type, body, opts)
                            opts.timeout, "call:info")
 end
 
---- The direction of our audio as negotiated: "sendrecv", "sendonly",
---- "recvonly" or "inactive".
+--- The direction of our audio as negotiated.
+-- "sendrecv", "sendonly", "recvonly" or "inactive", from the
+-- last description we sent.
+-- @treturn string|nil the direction; nil without a description with audio
 function Call:direction_local() return sdp.direction(self.local_sdp) end
+--- The direction of the peer's audio as negotiated.
+-- "sendrecv", "sendonly", "recvonly" or "inactive", from the
+-- last description the peer sent.
+-- @treturn string|nil the direction; nil without a description with audio
 function Call:direction_remote() return sdp.direction(self.remote_sdp) end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Transfer (RFC 3515, RFC 3891)
 
 local function uri_escape(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
---- Blind transfer: REFER the peer to target. Waits for the REFER to be
---- accepted (202), then, with opts.wait (default true), for the final
---- NOTIFY of the transfer. Returns the final status of the new call
---- (e.g. 200), or nil, reason, status.
+--- Blind transfer: REFER the peer to target.
+-- Waits for the REFER to be
+-- accepted (202), then, with opts.wait (default true), for the final
+-- NOTIFY of the transfer. Returns the final status of the new call
+-- (e.g. 200), or nil, reason, status.
+-- @tparam string target the URI the peer is to call
+-- @tparam[opt] table opts options:
+-- @tparam[opt] boolean opts.wait wait for the final NOTIFY (default true)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the 202, then again for the final NOTIFY (default 32)
+-- @treturn[1] number the final status of the new call from the NOTIFYs (e.g. 200, or 486 when it failed; 200 when the peer hangs up first)
+-- @treturn[2] number 202 with opts.wait = false
+-- @return[3] nil, reason, status when the REFER was refused
+-- @return[4] nil, "call is STATE" when the call has no dialog to send it in
+-- @return[5] nil, "timeout", "timeout"
+-- @raise "call:refer: target must be a string";
+-- "call:refer: timeout must be a number of seconds from 0 to 1e9";
+-- "call:refer blocks, and cannot be called from a callback: ..." from a plain callback.
 function Call:refer(target, opts)
   if type(target) ~= "string" then error("call:refer: target must be a string", 2) end
   opts = opts or {}
@@ -754,8 +913,13 @@ function Call:refer(target, opts)
   return st
 end
 
---- Attended transfer: REFER the peer of this call to the peer of `other`,
---- with Replaces naming the other dialog (RFC 3891).
+--- Attended transfer: REFER the peer of this call to the peer of `other`.
+-- The REFER has Replaces naming the other dialog (RFC 3891).
+-- @tparam luasip.call other the other call
+-- @tparam[opt] table opts options, as for `Call:refer`
+-- @return[1] as `Call:refer`
+-- @return[2] nil, "the other call has no confirmed dialog"
+-- @raise "call:transfer_to: expected a call"; and as `Call:refer`.
 function Call:transfer_to(other, opts)
   if getmetatable(other) ~= Call then error("call:transfer_to: expected a call", 2) end
   if not (other.call_id and other.local_tag and other.remote_tag) then

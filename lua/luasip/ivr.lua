@@ -6,14 +6,26 @@
 -- Digits the caller types are kept in the order they came (RFC 4733
 -- events, or SIP INFO dtmf-relay) until a verb uses them, so callers who
 -- know the menu can type ahead.
+--
+-- These are methods of the call: they appear in the reference of
+-- luasip.call ("ivr Functions").
+-- @submodule luasip.call
 local core = require "luasip.core"
 local log = require "luasip.log"
 
 local M = {}
 
 --- Named tones (ITU-T E.180 / North American values; level -13 dBm0).
---- A tone is {freqs = {Hz...}, cadence = {on_ms, off_ms, ...}, duration = ms,
---- level = dBm0}.
+-- A tone is {freqs = {Hz...}, cadence = {on_ms, off_ms, ...}, duration = ms,
+-- level = dBm0}. `Call:play` and `Call:tone` take these names (the table
+-- itself is internal to luasip.ivr).
+-- @table TONES
+-- @field dial 350 + 440 Hz, continuous
+-- @field ringback 440 + 480 Hz, 2 s on, 4 s off
+-- @field busy 480 + 620 Hz, 0.5 s on, 0.5 s off
+-- @field congestion 480 + 620 Hz, 0.25 s on, 0.25 s off
+-- @field beep 1000 Hz for 400 ms
+-- @field error 480 + 620 Hz, 0.25 s on, 0.25 s off, for 1 s
 M.TONES = {
   dial = { freqs = { 350, 440 } },
   ringback = { freqs = { 440, 480 }, cadence = { 2000, 4000 } },
@@ -33,7 +45,7 @@ local function check_digits(s, what)
 end
 
 return function(Call)
-  ---------------------------------------------------------------------------
+  -- -------------------------------------------------------------------------
   -- From the media session and the dialog
 
   -- what: "dtmf" (digit, ms, source), "play_done", "record_done" (err), "dtmf_sent"
@@ -77,7 +89,7 @@ return function(Call)
     return true
   end
 
-  ---------------------------------------------------------------------------
+  -- -------------------------------------------------------------------------
   -- Helpers
 
   -- The running session, or nil, reason.
@@ -140,18 +152,34 @@ return function(Call)
     if s and call.play_id == id and call.play_done ~= id then s:stop_play() end
   end
 
-  ---------------------------------------------------------------------------
+  -- -------------------------------------------------------------------------
   -- Verbs
 
-  --- Play a source: a file path (any format libsndfile reads), a tone name
-  --- (M.TONES: "dial", "ringback", "busy", "congestion", "beep"), a tone
-  --- table, or { say = text, voice = } (speech, see say). opts: loop (files), stop_on_dtmf (true, or a string of digits
-  --- that stop it; the digit stays buffered for collect), timeout (s).
-  --- An endless source (a tone without duration, a looped file) plays in
-  --- the background and play returns at once, unless opts.timeout is
-  --- given: then play waits that long.
-  --- Returns true when the source ended (or the timeout of an endless one),
-  --- the digit that stopped it, or nil, reason ("hangup", "timeout", ...).
+  --- Play a source.
+  -- The source is a file path (any format libsndfile reads), a tone name
+  -- (`TONES`: "dial", "ringback", "busy", "congestion", "beep", "error"), a tone
+  -- table, or { say = text, voice = } (speech, see say). opts: loop (files), stop_on_dtmf (true, or a string of digits
+  -- that stop it; the digit stays buffered for collect), timeout (s).
+  -- An endless source (a tone without duration, a looped file) plays in
+  -- the background and play returns at once, unless opts.timeout is
+  -- given: then play waits that long.
+  -- Returns true when the source ended (or the timeout of an endless one),
+  -- the digit that stopped it, or nil, reason ("hangup", "timeout", ...).
+  -- @tparam string|table source a file path, a tone name, a tone table {freqs = {Hz...}, cadence = {on_ms, off_ms, ...}, duration = ms, level = dBm0}, or {say = text, voice = voice}
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] boolean opts.loop play a file over and over (an endless source)
+  -- @tparam[opt] boolean|string opts.stop_on_dtmf true (any digit), or a string of the digits that stop it; the digit stays buffered for collect
+  -- @tparam[opt] number opts.timeout seconds to wait (default: until the source ends, at most 3600; an endless source plays in the background)
+  -- @treturn[1] boolean true when the source ended, at the timeout of an endless one, or at once for an endless one without opts.timeout
+  -- @treturn[2] string the digit that stopped it (a digit already buffered stops it before it starts)
+  -- @return[3] nil, "hangup" when the call ended
+  -- @return[4] nil, "timeout" when a source that ends had not ended by opts.timeout (it is stopped)
+  -- @return[5] nil, reason without media ("the call has no media of ours (signalling only)", "no media negotiated yet"), or when the file cannot be played
+  -- @raise "call:play: options must be a table";
+  -- "call:play: expected a string of DTMF digits (0-9 * # A-D)" for a bad stop_on_dtmf;
+  -- "call:play: source must be a tone name, a tone table or a file path";
+  -- "call:play: timeout must be a number of seconds from 0 to 1e9"; "call:play blocks, and cannot be called from a callback: ..." from a plain callback.
+  -- With {say =}, as `Call:say`.
   function Call:play(source, opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("call:play: options must be a table", 2) end
@@ -188,7 +216,12 @@ return function(Call)
     return nil, err
   end
 
-  --- Play a tone (a name or a table; see play). Same returns as play.
+  --- Play a tone (a name or a table; see play).
+  -- Same returns as play.
+  -- @tparam string|table spec a tone name (see `TONES`) or a tone table {freqs = {Hz...}, cadence = {on_ms, off_ms, ...}, duration = ms, level = dBm0}
+  -- @tparam[opt] table opts options, as for `Call:play`
+  -- @return as `Call:play`
+  -- @raise "call:tone: unknown tone NAME"; "call:tone: expected a tone name or table"; and as `Call:play`.
   function Call:tone(spec, opts)
     if type(spec) == "string" and not M.TONES[spec] then
       error("call:tone: unknown tone " .. spec, 2)
@@ -199,10 +232,22 @@ return function(Call)
     return self:play(spec, opts)
   end
 
-  --- Speak text (UTF-8) with espeak-ng: synthesised off the loop thread
-  --- (once per voice and text: the result is cached for the process),
-  --- then played like a file. opts: voice (an espeak-ng voice, default
-  --- "en"), and play's stop_on_dtmf and timeout. Same returns as play.
+  --- Speak text (UTF-8) with espeak-ng.
+  -- It is synthesised off the loop thread
+  -- (once per voice and text: the result is cached for the process),
+  -- then played like a file. opts: voice (an espeak-ng voice, default
+  -- "en"), and play's stop_on_dtmf and timeout. Same returns as play.
+  -- @tparam string text the text to speak (UTF-8)
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] string opts.voice an espeak-ng voice (default "en")
+  -- @tparam[opt] boolean|string opts.stop_on_dtmf as for `Call:play`
+  -- @tparam[opt] number opts.timeout as for `Call:play`
+  -- @return[1] as `Call:play`, once the speech is synthesised
+  -- @return[2] nil, "hangup" when the call ended
+  -- @return[3] nil, "timeout" when the synthesis took more than 30 s
+  -- @return[4] nil, reason without media ("the call has no media of ours (signalling only)", "no media negotiated yet"), or when the synthesis failed
+  -- @raise "call:say: text must be a non-empty string"; "call:say: options must be a table";
+  -- "call:say: voice must be a string"; "call:say blocks, and cannot be called from a callback: ..." from a plain callback; and as `Call:play`.
   function Call:say(text, opts)
     if type(text) ~= "string" or text == "" then error("call:say: text must be a non-empty string", 2) end
     opts = opts or {}
@@ -234,14 +279,32 @@ return function(Call)
     if s then s:stop_play() s:echo(false) end
   end
 
-  --- Record what the peer says into path (.wav: PCM 16-bit; .ogg/.opus:
-  --- Ogg Opus), written to a temporary name and renamed when it ends.
-  --- opts: max_seconds (default 300), silence_seconds (stop after that much
-  --- silence), stop_on (digits that stop it, default "#"; false: none),
-  --- beep (play a beep first), timeout (s, default max_seconds + 10).
-  --- Returns path, seconds, why ("max", "silence", "dtmf", "timeout"), or
-  --- nil, "hangup", path, seconds when the call ended (the recording is
-  --- kept), or nil, error.
+  --- Record what the peer says into path.
+  -- A .wav path gets PCM 16-bit, .ogg/.opus Ogg Opus; the file is
+  -- written to a temporary name and renamed when it ends.
+  -- opts: max_seconds (default 300), silence_seconds (stop after that much
+  -- silence), stop_on (digits that stop it, default "#"; false: none),
+  -- beep (play a beep first), timeout (s, default max_seconds + 10).
+  -- Returns path, seconds, why ("max", "silence", "dtmf", "timeout"), or
+  -- nil, "hangup", path, seconds when the call ended (the recording is
+  -- kept), or nil, error.
+  -- @tparam string path the file to write (.wav: PCM 16-bit; .ogg/.opus: Ogg Opus)
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] number opts.max_seconds the longest recording (default 300)
+  -- @tparam[opt] number opts.silence_seconds stop after that much silence
+  -- @tparam[opt] string|false opts.stop_on digits that stop it (default "#"; false: none)
+  -- @tparam[opt] boolean opts.beep play a beep first
+  -- @tparam[opt] number opts.timeout seconds (default max_seconds + 10)
+  -- @treturn[1] string path
+  -- @treturn[1] number seconds recorded
+  -- @treturn[1] string why it ended: "max", "silence", "dtmf" or "timeout"
+  -- @return[2] nil, "hangup", path, seconds when the call ended (the recording is kept)
+  -- @return[3] nil, error, "EIO" when the recording cannot be written
+  -- @return[4] nil, reason without media ("the call has no media of ours (signalling only)", "no media negotiated yet"), or when the beep could not be played
+  -- @raise "call:record: path must be a string"; "call:record: max_seconds must be positive";
+  -- "call:record: silence_seconds must be positive";
+  -- "call:record: expected a string of DTMF digits (0-9 * # A-D)" for a bad stop_on;
+  -- "call:record: timeout must be a number of seconds from 0 to 1e9"; "call:record blocks, and cannot be called from a callback: ..." from a plain callback.
   function Call:record(path, opts)
     if type(path) ~= "string" or path == "" then error("call:record: path must be a string", 2) end
     opts = opts or {}
@@ -282,15 +345,35 @@ return function(Call)
     return path, seconds or (self.record_seconds or max), v
   end
 
-  --- Collect digits (the playAndGetDigits pattern). opts: max (default 1),
-  --- min (default 1), timeout (s to the first digit after the prompt,
-  --- default 5), inter_digit_timeout (default 3), terminators (default "#";
-  --- not part of the result), prompt (a play source, interrupted by the
-  --- first digit), retries (further attempts, default 2), invalid_prompt
-  --- (played after a wrong entry), valid (a Lua pattern anchored at both
-  --- ends, or fn(digits) -> bool), flush (drop digits typed earlier).
-  --- Returns digits, terminator (or nil), or nil, "timeout" | "invalid" |
-  --- "hangup".
+  --- Collect digits (the playAndGetDigits pattern).
+  -- opts: max (default 1),
+  -- min (default 1), timeout (s to the first digit after the prompt,
+  -- default 5), inter_digit_timeout (default 3), terminators (default "#";
+  -- not part of the result), prompt (a play source, interrupted by the
+  -- first digit), retries (further attempts, default 2), invalid_prompt
+  -- (played after a wrong entry), valid (a Lua pattern anchored at both
+  -- ends, or fn(digits) -> bool), flush (drop digits typed earlier).
+  -- Returns digits, terminator (or nil), or nil, "timeout" | "invalid" |
+  -- "hangup".
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] number opts.max the most digits (default 1)
+  -- @tparam[opt] number opts.min the fewest digits (default 1)
+  -- @tparam[opt] number opts.timeout seconds to the first digit after the prompt (default 5)
+  -- @tparam[opt] number opts.inter_digit_timeout seconds between digits (default 3)
+  -- @tparam[opt] string|false opts.terminators digits that end the entry, not part of the result (default "#"; false: none)
+  -- @tparam[opt] string|table opts.prompt a play source, interrupted by the first digit
+  -- @tparam[opt] number opts.prompt_timeout the prompt's play timeout (see `Call:play`)
+  -- @tparam[opt] number opts.retries further attempts (default 2)
+  -- @tparam[opt] string|table opts.invalid_prompt a play source played after a wrong entry
+  -- @tparam[opt] string|function opts.valid a Lua pattern anchored at both ends, or fn(digits) -> bool
+  -- @tparam[opt] boolean opts.flush drop digits typed earlier
+  -- @treturn[1] string the digits ("" only when min is 0)
+  -- @treturn[1] string|nil the terminator that ended the entry, or nil
+  -- @return[2] nil, "timeout" | "invalid" | "hangup"
+  -- @raise "call:collect: options must be a table"; "call:collect: need 0 <= min <= max, max >= 1";
+  -- "call:collect: expected a string of DTMF digits (0-9 * # A-D)" for bad terminators;
+  -- "call:collect: valid must be a pattern or a function";
+  -- "call:collect: timeout must be a number of seconds from 0 to 1e9"; "call:collect blocks, and cannot be called from a callback: ..." from a plain callback.
   function Call:collect(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("call:collect: options must be a table", 2) end
@@ -346,11 +429,26 @@ return function(Call)
     return nil, outcome
   end
 
-  --- Send digits to the peer: RFC 4733 events when telephone-event was
-  --- negotiated, else SIP INFO (application/dtmf-relay). opts: duration
-  --- (ms per digit, default 100), method ("rfc4733", "info" or "inband":
-  --- tones in the audio, each digit followed by as long a pause).
-  --- Waits until they are sent. Returns true, or nil, reason.
+  --- Send digits to the peer.
+  -- They go as RFC 4733 events when telephone-event was
+  -- negotiated, else SIP INFO (application/dtmf-relay). opts: duration
+  -- (ms per digit, default 100), method ("rfc4733", "info" or "inband":
+  -- tones in the audio, each digit followed by as long a pause).
+  -- Waits until they are sent. Returns true, or nil, reason.
+  -- @tparam string digits DTMF digits (0-9 * # A-D; a-d are taken as A-D)
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] number opts.duration ms per digit, from 40 to 5000 (default 100)
+  -- @tparam[opt] string opts.method "rfc4733", "info" or "inband" (default: RFC 4733 when negotiated, else INFO)
+  -- @tparam[opt] number opts.timeout seconds to wait for each INFO's response (default 32)
+  -- @treturn[1] boolean true once they are sent
+  -- @return[2] nil, "hangup" when the call ended
+  -- @return[3] nil, "telephone-event was not negotiated" with method "rfc4733"
+  -- @return[4] nil, "no media session" with method "inband" and no media
+  -- @return[5] nil, reason when in-band tones cannot be sent, or "timeout" when the events were not sent in time
+  -- @return[6] nil, reason, status when an INFO failed (as `Call:info`)
+  -- @raise "call:dtmf: expected a string of DTMF digits (0-9 * # A-D)";
+  -- "call:dtmf: duration from 40 to 5000 ms"; 'call:dtmf: method must be "rfc4733", "info" or "inband"';
+  -- "call:dtmf blocks, and cannot be called from a callback: ..." from a plain callback (or "call:info blocks, ...").
   function Call:dtmf(digits, opts)
     digits = check_digits(digits, "call:dtmf")
     opts = opts or {}
@@ -390,18 +488,26 @@ return function(Call)
     return true
   end
 
-  --- Call fn(call, digit, source, ms) for each digit the peer sends
-  --- (source "rfc4733", "inband" or "info"). Returns a handle with :remove().
+  --- Call fn(call, digit, source, ms) for each digit the peer sends.
+  -- The source is "rfc4733", "inband" or "info". Returns a handle with :remove().
+  -- This is call:on("dtmf", fn).
+  -- @tparam function fn called as fn(call, digit, source, ms)
+  -- @treturn table a handle: its :remove() unsubscribes fn
+  -- @raise "call:on_dtmf: expected a function" when fn is not a function.
   function Call:on_dtmf(fn)
     if type(fn) ~= "function" then error("call:on_dtmf: expected a function", 2) end
     return self:on("dtmf", fn)
   end
 
-  --- RTP statistics of the call's media (nil without media): packets
-  --- and bytes each way, lost, jitter_ms, rtt_ms, remote_lost,
-  --- remote_jitter_ms, rtcp_sent/received, malformed, late, concealed_ms,
-  --- recovered_ms (Opus in-band FEC).
-  --- After the call ended: the figures at its end.
+  --- RTP statistics of the call's media (nil without media).
+  -- Packets and bytes each way, lost, jitter_ms, rtt_ms, remote_lost,
+  -- remote_jitter_ms, rtcp_sent/received, malformed, late, concealed_ms,
+  -- recovered_ms (Opus in-band FEC).
+  -- After the call ended: the figures at its end.
+  -- The table also has unknown_pt, srtp_auth_fail, srtp_replay and latched
+  -- (a boolean); rtt_ms and remote_lost/remote_jitter_ms only once RTCP
+  -- reports have given them.
+  -- @treturn table|nil the statistics, or nil without media
   function Call:stats()
     local s = self.media_session
     if not s then return self.final_stats end
@@ -409,16 +515,26 @@ return function(Call)
   end
 
   --- Digits received and not yet used by a verb (and clear them).
+  -- @treturn string the digits ("" when there are none)
   function Call:take_digits()
     local d = self.digits or ""
     self.digits = ""
     return d
   end
 
-  --- Relay audio (and RFC 4733 digits) between this call and `other`
-  --- until either ends, or opts.timeout (s, default 3600). Both calls keep
-  --- running afterwards unless hung up. Returns true when the other call
-  --- ended, or nil, "hangup" | "timeout" | reason.
+  --- Relay audio (and RFC 4733 digits) between this call and `other`.
+  -- It runs until either ends, or opts.timeout (s, default 3600). Both calls keep
+  -- running afterwards unless hung up. Returns true when the other call
+  -- ended, or nil, "hangup" | "timeout" | reason.
+  -- @tparam luasip.call other the other call
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] number opts.timeout seconds (default 3600)
+  -- @treturn[1] boolean true when the other call ended, or the bridge was ended (`Call:unbridge`)
+  -- @return[2] nil, "hangup" | "timeout" when this call ended, or at the timeout
+  -- @return[3] nil, "the other call ended" when it had ended before
+  -- @return[4] nil, reason when either call has no media ("the call has no media of ours (signalling only)", "no media negotiated yet"), or the two cannot be bridged
+  -- @raise "call:bridge: expected a call"; "call:bridge: timeout must be a number of seconds from 0 to 1e9";
+  -- "call:bridge blocks, and cannot be called from a callback: ..." from a plain callback.
   function Call:bridge(other, opts)
     if getmetatable(other) ~= getmetatable(self) then error("call:bridge: expected a call", 2) end
     opts = opts or {}
@@ -459,9 +575,18 @@ return function(Call)
     if peer then peer:_poke() end
   end
 
-  --- Send the peer's audio back to it until the call ends, a digit in
-  --- opts.stop_on arrives, or opts.timeout (s, default 3600).
-  --- Returns the digit, or nil, "hangup" | "timeout".
+  --- Send the peer's audio back to it.
+  -- It runs until the call ends, a digit in
+  -- opts.stop_on arrives, or opts.timeout (s, default 3600).
+  -- Returns the digit, or nil, "hangup" | "timeout".
+  -- @tparam[opt] table opts options:
+  -- @tparam[opt] string opts.stop_on digits that stop it (default: none)
+  -- @tparam[opt] number opts.timeout seconds (default 3600)
+  -- @treturn[1] string the digit that stopped it
+  -- @return[2] nil, "hangup" | "timeout"
+  -- @return[3] nil, reason without media ("the call has no media of ours (signalling only)", "no media negotiated yet")
+  -- @raise "call:echo: expected a string of DTMF digits (0-9 * # A-D)" for a bad stop_on;
+  -- "call:echo: timeout must be a number of seconds from 0 to 1e9"; "call:echo blocks, and cannot be called from a callback: ..." from a plain callback.
   function Call:echo(opts)
     opts = opts or {}
     local stop = opts.stop_on and check_digits(opts.stop_on, "call:echo")

@@ -1,18 +1,28 @@
 --- Media for calls: each call of a luasip.ua gets an RTP session of the
---- media engine (csrc/media/), made when the call first needs a
---- description, started on the peer's, closed when the call ends.
+-- media engine (csrc/media/), made when the call first needs a
+-- description, started on the peer's, closed when the call ends.
 --
 -- This module is the glue between luasip.call's offer/answer and the
 -- engine; the verbs scripts use (play, record, collect, ...) are in
--- luasip.ivr.
+-- luasip.ivr. Scripts need only `ports`; luasip.call calls the others.
+-- @module luasip.media
 local core = require "luasip.core"
 local log = require "luasip.log"
 local sdp = require "luasip.sdp"
 
 local M = {}
 
---- Set the RTP port range (even ports for RTP, the next odd one for
---- RTCP); before the first call with media. Default 16384-32767.
+--- Set the RTP port range.
+-- Even ports for RTP, the next odd one for
+-- RTCP; before the first call with media. Default 16384-32767.
+-- @tparam number min the lowest port, from 1024 to 65534
+-- @tparam number max the highest port, above min and at most 65535
+-- @raise "bad argument #1 to 'media_ports' (...)" unless min is an integer from 1024 to 65534
+-- ("port from 1024 to 65534"); "bad argument #2 to 'media_ports' (...)" unless max is an
+-- integer above min, at most 65535 ("port above min, at most 65535");
+-- "luasip.media: the port range cannot change while sessions are open";
+-- "luasip.media: REASON" when the media engine cannot be made.
+-- @usage luasip.media.ports(20000, 20999)
 function M.ports(min, max)
   core.media_ports(min, max)
 end
@@ -85,9 +95,13 @@ local function policy(call)
   return call.ua.srtp or "optional"
 end
 
---- An offer for call: the port of its session (9 with media off), and
---- fresh SRTP keys unless srtp is off (RTP/SAVP when mandatory; RTP/AVP
---- with a=crypto when optional, RFC 4568 §5.1.1's best effort).
+--- An offer for call.
+-- It carries the port of its session (9 with media off), and
+-- fresh SRTP keys unless srtp is off (RTP/SAVP when mandatory; RTP/AVP
+-- with a=crypto when optional, RFC 4568 §5.1.1's best effort).
+-- @tparam luasip.call call the call (its session is made on first use)
+-- @treturn[1] string the offer (SDP)
+-- @return[2] nil, "no RTP port: REASON", 503, code when no session can be made (code: the engine's error code)
 function M.offer(call)
   local s, err, code = session(call)
   if s == nil then return nil, "no RTP port: " .. tostring(err), 503, code end
@@ -111,7 +125,13 @@ function M.offer(call)
 end
 
 --- Answer the peer's offer for call, and start its session on it.
---- Returns the answer, or nil, reason, SIP status.
+-- Returns the answer, or nil, reason, SIP status.
+-- @tparam luasip.call call the call
+-- @tparam string offer the peer's offer (SDP)
+-- @treturn[1] string the answer (SDP)
+-- @return[2] nil, "no RTP port: REASON", 503 when no session can be made
+-- @return[3] nil, reason, 488 when the offer cannot be taken (no common codec, SRTP policies disagree), or SRTP or the session cannot start
+-- @return[4] nil, reason, 400 for a malformed offer
 function M.answer(call, offer)
   local s, err = session(call)
   if s == nil then return nil, "no RTP port: " .. tostring(err), 503 end
@@ -143,6 +163,10 @@ function M.answer(call, offer)
 end
 
 --- The peer's answer to our offer arrived: start (or change) the session.
+-- Failures are logged (warnings), not returned: without a usable SRTP key
+-- the call has no media.
+-- @tparam luasip.call call the call
+-- @tparam string body the peer's answer (SDP)
 function M.remote(call, body)
   local s = call.media_session
   if not s then return end
@@ -172,8 +196,9 @@ function M.remote(call, body)
 end
 
 --- The call ended: finish a recording in progress (kept, its length in
---- call.record_seconds), keep the final statistics (call.final_stats),
---- and close the session.
+-- call.record_seconds), keep the final statistics (call.final_stats),
+-- and close the session.
+-- @tparam luasip.call call the call
 function M.stop(call)
   local s = call.media_session
   if s then
