@@ -15,6 +15,7 @@ local core = require "luasip.core"
 
 local opt = luasip.flags(arg, {
   listen = "127.0.0.1:5060", apps = "", data = "pbx-data", users = "", ring_timeout = 20, trace = false,
+  algorithms = "MD5", -- "SHA-256,MD5" for phones that take RFC 8760 (Debian's baresip fails on it)
 }, "pbx.lua [flags]: registrar, proxy, voicemail, IVR, conference and presence in one process")
 if opt.trace then luasip.trace(true) end -- (luasip --trace script.lua works too)
 
@@ -35,7 +36,8 @@ local srv = assert(luasip.server { listen = opt.listen, domain = host, observe =
                       req.status)) io.stdout:flush()
 end })
 local location = assert(luasip.location("sqlite:" .. opt.data .. "/location.db"))
-local auth = luasip.auth.digest { realm = host, lookup = function(u) return users[u] and users[u][1] end }
+local auth = luasip.auth.digest { realm = host, algorithms = opt.algorithms,
+                                  lookup = function(u) return users[u] and users[u][1] end }
 srv:on("REGISTER", luasip.registrar { location = location, auth = auth })
 local presence = assert(luasip.presence_server { server = srv, location = location, auth = auth,
                                                  store = "sqlite:" .. opt.data .. "/presence.db", unknown = "allow" })

@@ -171,6 +171,54 @@ describe("interop with baresip", function()
     end, 60)
   end)
 
+  it("baresip, set up with the line pbx.lua prints, registers and calls into voicemail", function()
+    local dir, data = H.tmpdir(), H.tmpdir()
+    local pbx = H.process(example("pbx.lua", "--listen", "127.0.0.1:" .. free_port(), "--data", data,
+                                  os.getenv("TRACE") and "--trace" or nil))
+    local line
+    H.run(function() line = pbx:expect("baresip %(a line in ~/.baresip/accounts%):\n  ([^\n]+)", 10) end, 15)
+    line = line:match("baresip %(a line in ~/.baresip/accounts%):\n  ([^\n]+)")
+    assert.matches("^<sip:alice@127%.0%.0%.1:%d+>;auth_pass=alice%-secret$", line)
+    local port = tonumber(line:match(":(%d+)>"))
+    local b = baresip(dir, { account = line, app_modules = "module_app mwi.so" })
+    local bob = assert(luasip.ua { aor = "sip:bob@127.0.0.1", proxy = "sip:127.0.0.1:" .. port,
+                                   credentials = { user = "bob", password = "bob-secret" } })
+    finally(function()
+      if os.getenv("PBX_LOG") then
+        local f = io.open(os.getenv("PBX_LOG"), "w") f:write(pbx:output(), pbx:errors(), b.p:output(), b.p:errors()) f:close()
+      end
+      bob:close()
+      pcall(b.cmd, b, "quit")
+      b.p:cleanup()
+      pbx:cleanup()
+      os.execute("rm -rf " .. H.shell_quote(dir) .. " " .. H.shell_quote(data))
+    end)
+    H.run(function()
+      -- (registered before its ctrl_tcp socket was up: the PBX's log says it)
+      assert(pbx:expect("REGISTER from 127%.0%.0%.1:%d+ over udp %-> 200", 10))
+      -- bob has no phone registered: his voicemail answers baresip
+      local summary
+      assert(bob:subscribe("sip:bob@127.0.0.1", "message-summary", function(st) summary = st.summary end))
+      b:cmd("dial", "bob")
+      assert(b:wait_event('"CALL_ESTABLISHED"', 10), table.concat(b.seen, "\n") .. pbx:output() .. b.p:output())
+      -- its 800 Hz sine after the greeting and the beep, then it hangs up
+      assert(H.poll_until(function()
+        for _, n in ipairs(require("luasip.core").listdir(data .. "/voicemail/bob") or {}) do
+          if n:find("%.part") then return true end
+        end
+      end, 30), "the recording did not start")
+      luasip.sleep(2)
+      b:cmd("hangup")
+      assert(b:wait_event('"CALL_CLOSED"', 10), table.concat(b.seen, "\n"))
+      assert(H.poll_until(function() return summary and summary.voice and summary.voice.new == 1 end, 10),
+             "MWI for bob's new message")
+    end, 60)
+    local files = require("luasip.core").listdir(data .. "/voicemail/bob")
+    assert.equal(1, #files, table.concat(files, " "))
+    local samples, rate = audio.read_wav(data .. "/voicemail/bob/" .. files[1])
+    assert(audio.dominant_overall(samples, rate, 800, { 400, 1000, 1400 }))
+  end)
+
   it("baresip watches a luasip UA's own presence, and the UA watches baresip's (no server between)", function()
     local dir = H.tmpdir()
     local alice = assert(luasip.ua { aor = "sip:alice@127.0.0.1" })
