@@ -1,10 +1,11 @@
 --- SDP offer/answer for the user agent (RFC 3264): the offers a call
---- makes, the answers it gives, and reading the media direction.
+-- makes, the answers it gives, and reading the media direction.
 --
 -- sofia's soa is not used (the UA runs nua with media disabled): soa
 -- cannot describe SRTP keys or our RTP session, and its SDP parser loops
 -- allocating on some malformed m= lines. Remote descriptions are read by
--- core.sdp_map (csrc/media/sdpmap.c), which checks every m= line first.
+-- `core.sdp_map` (csrc/media/sdpmap.c), which checks every m= line first.
+-- @module luasip.sdp
 local core = require "luasip.core"
 
 local M = {}
@@ -41,12 +42,24 @@ local function head(addr, id, version)
   }
 end
 
---- An audio offer. opts: addr, port (default 9, the "discard" port: a
---- valid description that carries nothing), codecs (names, in our order of
---- preference: "opus", "PCMU", "PCMA"; default all three), direction (default sendrecv), ptime,
---- id and version for the o= line, proto (default "RTP/AVP"), crypto (a
---- list of { tag =, suite =, key = } for a=crypto lines), rtcp_mux (true:
---- offer RTCP on the RTP port, RFC 5761 §5.1.1).
+--- An audio offer.
+-- It offers telephone-event (RFC 4733) at the rate of each codec offered.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.addr the address for o= and c= (default "127.0.0.1")
+-- @tparam[opt] number opts.port default 9, the "discard" port: a valid description that
+--   carries nothing
+-- @tparam[opt] table opts.codecs names, in our order of preference: "opus", "PCMU", "PCMA";
+--   default all three
+-- @tparam[opt] string opts.direction default sendrecv
+-- @tparam[opt] number opts.ptime the a=ptime value, ms
+-- @tparam[opt] string opts.id the session id for the o= line (default "0")
+-- @tparam[opt] number opts.version the session version for the o= line (default 0)
+-- @tparam[opt] string opts.proto default "RTP/AVP"
+-- @tparam[opt] table opts.crypto a list of { tag =, suite =, key = } for a=crypto lines
+-- @tparam[opt] boolean opts.rtcp_mux true: offer RTCP on the RTP port, RFC 5761 §5.1.1
+-- @treturn string the description (CRLF line ends)
+-- @raise `luasip.sdp: unknown codec NAME`
+-- @usage local offer = sdp.offer{ addr = "192.0.2.1", port = 40000, codecs = { "PCMU" } }
 function M.offer(opts)
   opts = opts or {}
   local addr = opts.addr or "127.0.0.1"
@@ -84,6 +97,10 @@ function M.offer(opts)
 end
 
 --- The description a UA offered before it had media: kept for scripts.
+-- `offer{ addr = addr, port = port }`: the default codecs.
+-- @tparam[opt] string addr the address (default "127.0.0.1")
+-- @tparam[opt] number port the port (default 9)
+-- @treturn string the description
 function M.default_offer(addr, port)
   return M.offer { addr = addr, port = port }
 end
@@ -97,16 +114,27 @@ local ANSWER_DIR = {
   inactive = { sendrecv = "inactive", sendonly = "inactive", recvonly = "inactive", inactive = "inactive" },
 }
 
---- Answer an offer. `offer` is the offer's text or core.sdp_map() of it;
---- opts: addr, port, direction (what we want, default sendrecv), id,
---- version, ptime, codecs (names we accept; default all we have: the
---- first of them in the offer's order is chosen), srtp ("off",
---- "optional", "mandatory"), key(suite) -> a base64 key of ours.
---- Returns the answer, the mapped offer and the SRTP keying
---- { suite =, local_key =, remote_key = } (nil for plain RTP), or nil,
---- reason, 488 when no audio stream with a codec we have is offered or
---- the SRTP policies disagree (malformed: nil, reason, 400). An offer that
---- carries crypto is never answered with plain RTP.
+--- Answer an offer.
+-- Streams other than the audio one are rejected (port 0). An offer that
+-- carries crypto is never answered with plain RTP.
+-- @tparam string|table offer the offer's text or `core.sdp_map()` of it
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.addr the address for o= and c= (default "127.0.0.1")
+-- @tparam[opt] number opts.port the audio port (default 9)
+-- @tparam[opt] string opts.direction what we want, default sendrecv
+-- @tparam[opt] string opts.id the session id for the o= line (default "0")
+-- @tparam[opt] number opts.version the session version for the o= line (default 0)
+-- @tparam[opt] number opts.ptime the a=ptime value, ms
+-- @tparam[opt] table opts.codecs names we accept; default all we have: the first of them
+--   in the offer's order is chosen (read when offer is text)
+-- @tparam[opt] string opts.srtp "off" (default), "optional" or "mandatory"
+-- @tparam[opt] function opts.key key(suite) -> a base64 key of ours
+-- @treturn[1] string the answer
+-- @treturn[1] table the mapped offer
+-- @treturn[1] table the SRTP keying `{ suite =, local_key =, remote_key = }` (nil for plain RTP)
+-- @return[2] nil, reason, 488 when no audio stream with a codec we have is offered or the
+--   SRTP policies disagree
+-- @return[3] nil, reason, 400 when the offer is malformed
 function M.answer(offer, opts)
   opts = opts or {}
   local map = offer
@@ -170,8 +198,12 @@ function M.answer(offer, opts)
   return table.concat(lines, "\r\n"), map, sec
 end
 
---- The direction of the first audio stream: "sendrecv", "sendonly",
---- "recvonly" or "inactive" (a port of 0 is inactive), or nil without one.
+--- The direction of the first audio stream.
+-- A port of 0 is inactive; a stream without a direction attribute takes the
+-- session's, else sendrecv.
+-- @tparam string sdp the description
+-- @treturn[1] string "sendrecv", "sendonly", "recvonly" or "inactive"
+-- @return[2] nil without an audio stream (or when sdp is not a string)
 function M.direction(sdp)
   if type(sdp) ~= "string" then return nil end
   local session_dir, media_dir, seen_m, found, port

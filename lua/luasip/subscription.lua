@@ -1,7 +1,8 @@
 --- Event subscriptions on the user-agent side (RFC 6665): subscribing to
---- another UA's state (presence, RFC 3856; message-summary, RFC 3842; any
---- other package raw), and serving subscriptions to our own. The UA's
---- ua:subscribe() and ua:on("subscribe") come here.
+-- another UA's state (presence, RFC 3856; message-summary, RFC 3842; any
+-- other package raw), and serving subscriptions to our own.
+-- The UA's ua:subscribe() and ua:on("subscribe") come here: ua:subscribe()
+-- returns a `Subscription`, and the "subscribe" handler gets a `Watcher`.
 --
 -- nua keeps both sides going. As subscriber it refreshes the subscription
 -- before it expires and answers every NOTIFY itself (200, before the
@@ -12,6 +13,7 @@
 -- SUBSCRIBE to us (an application method), answers refreshes and the
 -- unsubscription (Expires: 0) 200 itself and repeats the last NOTIFY with
 -- the new state, and ends the subscription with a NOTIFY when it expires.
+-- @module luasip.subscription
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
@@ -56,12 +58,19 @@ local function subscription_state(value)
   return t
 end
 
---- Parse a message-summary body (RFC 3842) into { waiting = true | false,
---- account =, voice = { new =, old =, urgent_new =, urgent_old = }, ... }:
---- one table per message-context class (voice, fax, pager, multimedia,
---- text, none) that has a line. Tolerant and bounded: unknown or malformed
---- lines are skipped, the optional message headers after the first blank
---- line are ignored, at most 4 KiB and 64 lines are read; never raises.
+--- Parse a message-summary body (RFC 3842).
+-- Into `{ waiting = true | false, account =,`
+-- `voice = { new =, old =, urgent_new =, urgent_old = }, ... }`: one table
+-- per message-context class (voice, fax, pager, multimedia, text, none)
+-- that has a line.
+-- Tolerant and bounded: unknown or malformed lines are skipped, the
+-- optional message headers after the first blank line are ignored, at most
+-- 4 KiB and 64 lines are read; never raises.
+-- @tparam string body the body (anything else reads as `{ waiting = false }`)
+-- @treturn table the summary
+-- @usage
+-- local s = subscription.message_summary("Messages-Waiting: yes\r\nVoice-Message: 2/8 (0/1)\r\n")
+-- -- s.waiting == true; s.voice.new == 2, s.voice.old == 8, s.voice.urgent_old == 1
 function M.message_summary(body)
   local t = { waiting = false }
   if type(body) ~= "string" then return t end
@@ -93,7 +102,7 @@ function M.message_summary(body)
   return t
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Subscriber: ua:subscribe()
 
 local Subscription = { __name = "luasip.subscription" }
@@ -187,9 +196,21 @@ function Subscription:_event(name, status, phrase, msg, info)
   end
 end
 
---- Refresh now (SUBSCRIBE in the dialog), asking for `expires` seconds
---- (default: what was asked last). Returns the subscription, or nil,
---- reason, status; a refusal ends the subscription.
+--- A subscription of ours, as `ua:subscribe()` returns it.
+-- Fields: `sub.state` ("init" until the first NOTIFY, then "active",
+-- "pending" or "terminated"), `sub.expires`, `sub.event`, `sub.uri`,
+-- `sub.reason` (why it terminated), `sub.status` (of the last answer to a
+-- SUBSCRIBE). The UA keeps its subscriptions until they end; closing the
+-- UA ends them.
+-- @type Subscription
+
+--- Refresh now (SUBSCRIBE in the dialog), asking for `expires` seconds.
+-- A refusal ends the subscription.
+-- @tparam[opt] number expires seconds (default: what was asked last)
+-- @treturn[1] Subscription the subscription
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in 32 s,
+--   "closed" when the UA closed; no status when the subscription had terminated)
+-- @raise `subscription:refresh: expires must be a positive number`
 function Subscription:refresh(expires)
   if expires ~= nil and (type(expires) ~= "number" or expires < 1) then
     error("subscription:refresh: expires must be a positive number", 2)
@@ -203,10 +224,14 @@ function Subscription:refresh(expires)
   return failure(status, phrase)
 end
 
---- End the subscription: SUBSCRIBE with Expires: 0, then wait (up to
---- `timeout` s, default 5) for the notifier's final NOTIFY, which the
---- callback sees. Returns true once the notifier agreed (2xx, or 481: it
---- knew no such subscription), or nil, reason, status.
+--- End the subscription: SUBSCRIBE with Expires: 0.
+-- Then wait (up to `timeout` s, default 5) for the notifier's final
+-- NOTIFY, which the callback sees.
+-- A subscription that already terminated is only let go.
+-- @tparam[opt] number timeout seconds (default 5)
+-- @return[1] true once the notifier agreed (2xx, or 481: it knew no such subscription)
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in time,
+--   "closed" when the UA closed)
 function Subscription:unsubscribe(timeout)
   if self.state == "terminated" or self.unsubscribing then
     self:_close()
@@ -221,13 +246,39 @@ function Subscription:unsubscribe(timeout)
 end
 Subscription.close = Subscription.unsubscribe
 
+--- Same as `Subscription:unsubscribe`.
+-- @function Subscription:close
+-- @tparam[opt] number timeout seconds (default 5)
+-- @return[1] true once the notifier agreed
+-- @return[2] nil, reason, status on failure
+
 -- The UA closed: its stack ends the subscription.
 function Subscription:_closed_by_ua()
   self.state = "terminated"
   if self.waiting then self.waiting(nil, "user agent closed") end
 end
 
---- ua:subscribe(uri, event, fn, opts) (checked by the UA): see UA:subscribe.
+--- @section end
+
+--- Subscribe `ua` to `event` at uri: what ua:subscribe() does.
+-- ua:subscribe(uri, event, fn, opts) (checked by the UA): see UA:subscribe.
+-- @param ua the luasip.ua UA
+-- @tparam string uri the sip: or sips: URI to subscribe to
+-- @tparam string event the event package (a token)
+-- @tparam function fn fn(state), run in a task for every NOTIFY
+-- @tparam table opts options (a table, already checked by the UA):
+-- @tparam[opt] number opts.expires seconds (default 3600)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout s to wait for the answer (default 32)
+-- @tparam[opt] string opts.accept the Accept value (default the package's type)
+-- @treturn[1] Subscription the subscription once the SUBSCRIBE got its 2xx
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in
+--   time, "closed" when the UA closed)
+-- @raise on misuse: `ua:subscribe: uri must be a sip: or sips: URI`,
+-- `ua:subscribe: event must be an event package name (a token)`,
+-- `ua:subscribe: expected a callback function`,
+-- `ua:subscribe: expires must be a positive number`,
+-- `ua:subscribe: accept must be a string`.
 function M.subscribe(ua, uri, event, fn, opts)
   local what = "ua:subscribe"
   if type(uri) ~= "string" or not uri:match("^sips?:") then error(what .. ": uri must be a sip: or sips: URI", 3) end
@@ -258,12 +309,15 @@ function M.subscribe(ua, uri, event, fn, opts)
   return failure(status, phrase)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Notifier: ua:on("subscribe", fn(watcher))
 
---- The Allow-Events value for the packages a "subscribe" handler serves
---- (a list of tokens; default presence and message-summary). Raises for
---- `what` on anything else.
+--- The Allow-Events value for the packages a "subscribe" handler serves.
+-- @tparam[opt] table packages a list of tokens (default presence and message-summary)
+-- @tparam string what the name errors are raised for, e.g. "ua:on"
+-- @treturn string the Allow-Events value, e.g. "presence, message-summary"
+-- @raise for `what` on anything else: `WHAT: event packages must be a list`,
+-- `WHAT: event packages must be tokens such as "presence"`.
 function M.allow_events(packages, what)
   packages = packages or { "presence", "message-summary" }
   if type(packages) ~= "table" or #packages == 0 then error(what .. ": event packages must be a list", 3) end
@@ -337,13 +391,44 @@ local function check_state(state, what)
   if state ~= "active" and state ~= "pending" then error(what .. ': state must be "active" or "pending"', 3) end
 end
 
---- Accept the subscription: 200 (or 202 for "pending", which an RFC 3265
---- subscriber reads as awaiting authorization; RFC 6665 §8.3.1 has
---- subscribers take both alike) and the first NOTIFY.
---- watcher:accept([state]) or watcher:accept{ state = "active" | "pending",
---- body =, content_type =, presence =, timeout = } (presence = { basic =,
---- note =, activities = }: our PIDF document, as ua:publish_presence). Returns true once the NOTIFY is
---- answered, or nil, reason, status ("already answered").
+--- A subscription to us, as the UA's "subscribe" handler gets it.
+-- Fields: `watcher.event` (the package), `watcher.from` (the subscriber's
+-- URI), `watcher.msg` (the last SUBSCRIBE), `watcher.expires`,
+-- `watcher.state` ("received", then "active" | "pending", then
+-- "terminated"). Set `watcher.on_end = fn(watcher, why)` to learn, once,
+-- how it ended: why is "unsubscribed", "expired", "terminated" (by us),
+-- "rejected", "failed" (a NOTIFY refused) or "closed" (the UA closed).
+-- The handler answers with accept() or reject(); one that returns without
+-- answering declines (603), one that raises gets 500.
+-- @type Watcher
+
+--- Accept the subscription: 200 (or 202 for "pending") and the first NOTIFY.
+-- 202 is what an RFC 3265 subscriber reads as awaiting authorization;
+-- RFC 6665 §8.3.1 has subscribers take both alike.
+-- `watcher:accept([state])` or `watcher:accept{ state = "active" | "pending",`
+-- `body =, content_type =, presence =, timeout = }` (`presence = { basic =,`
+-- `note =, activities = }`: our PIDF document, as `ua:publish_presence`).
+-- @tparam[opt] string|table opts the state ("active", the default, or "pending"), or options:
+-- @tparam[opt] string opts.state "active" (default) or "pending"
+-- @tparam[opt] string opts.body the body of the first NOTIFY
+-- @tparam[opt] string opts.content_type its content type (default the package's: PIDF for
+--   presence, application/simple-message-summary for message-summary)
+-- @tparam[opt] table opts.presence `{ basic =, note =, activities = }`: our PIDF document
+--   as the body (presence package only)
+-- @tparam[opt] number opts.timeout seconds to wait for the NOTIFY's answer (default 32)
+-- @return[1] true once the NOTIFY is answered
+-- @return[2] nil, reason, status on failure (nil, "already answered" when the
+--   subscription was answered before)
+-- @raise on misuse: `watcher:accept: state must be "active" or "pending"`,
+-- `watcher:accept: give body or presence, not both`,
+-- `watcher:accept: presence = is for the presence package`,
+-- `watcher:accept: body must be a string`,
+-- `watcher:accept: content_type needed for a body of EVENT`, and
+-- luasip.presence.document's errors for `presence`.
+-- @usage
+-- ua:on("subscribe", function(watcher)
+--   watcher:accept{ presence = { basic = "open", note = "available" } }
+-- end, { "presence" })
 function Watcher:accept(opts)
   if type(opts) ~= "table" then opts = { state = opts } end
   local state = opts.state or "active"
@@ -355,8 +440,12 @@ function Watcher:accept(opts)
   return self:_notify(body, ctype, state, opts.timeout, "watcher:accept")
 end
 
---- Refuse the subscription: reject(status [, reason]), status 300..699
---- (e.g. 403, 489 Bad Event). Returns true, or nil, "already answered".
+--- Refuse the subscription: reject(status [, reason]).
+-- @tparam number status 300..699 (e.g. 403, 489 Bad Event)
+-- @tparam[opt] string reason the reason phrase
+-- @return[1] true
+-- @return[2] nil, "already answered"
+-- @raise `watcher:reject: status must be 300..699`
 function Watcher:reject(status, reason)
   if type(status) ~= "number" or status < 300 or status > 699 then
     error("watcher:reject: status must be 300..699", 2)
@@ -368,13 +457,27 @@ function Watcher:reject(status, reason)
   return true
 end
 
---- Send our state: watcher:notify(body [, content_type]) or
---- watcher:notify{ body =, content_type =, presence =, state = "active" |
---- "pending", timeout = } (content_type defaults to PIDF for presence and
---- application/simple-message-summary for message-summary). The NOTIFY
---- carries Subscription-State: state;expires=(what remains). Returns
---- true once answered, or nil, reason, status; a 481 ends the
---- subscription.
+--- Send our state.
+-- `watcher:notify(body [, content_type])` or `watcher:notify{ body =,`
+-- `content_type =, presence =, state = "active" | "pending", timeout = }`
+-- (`content_type` defaults to PIDF for presence and
+-- application/simple-message-summary for message-summary). The NOTIFY
+-- carries Subscription-State: state;expires=(what remains). A 481 ends the
+-- subscription.
+-- @tparam string|table body the body, or options:
+-- @tparam[opt] string body.body the body
+-- @tparam[opt] string body.content_type its content type (default the package's)
+-- @tparam[opt] table body.presence `{ basic =, note =, activities = }`: our PIDF document as
+--   the body (presence package only)
+-- @tparam[opt] string body.state "active" or "pending" (default: as it is)
+-- @tparam[opt] number body.timeout seconds to wait for the answer (default 32)
+-- @tparam[opt] string content_type the body's content type, with a string body
+-- @return[1] true once answered
+-- @return[2] nil, reason, status on failure (nil, "subscription terminated" when it has
+--   ended)
+-- @raise on misuse: `watcher:notify: state must be "active" or "pending"`,
+-- `watcher:notify: accept the subscription first`, and the body errors of
+-- watcher:accept (`watcher:notify: body must be a string`, ...).
 function Watcher:notify(body, content_type)
   local opts = type(body) == "table" and body or { body = body, content_type = content_type }
   if opts.state ~= nil then check_state(opts.state, "watcher:notify") end
@@ -385,10 +488,15 @@ function Watcher:notify(body, content_type)
   return self:_notify(body, ctype, self.state, opts.timeout, "watcher:notify")
 end
 
---- End the subscription: a NOTIFY with Subscription-State: terminated;
---- reason=`reason` (default "noresource"; "deactivated" or "probation"
---- ask the subscriber to subscribe again, RFC 6665 §4.1.3). Returns true
---- once answered, or nil, reason, status.
+--- End the subscription: a NOTIFY with Subscription-State: terminated;reason=`reason`.
+-- Ending a terminated subscription does nothing.
+-- @tparam[opt] string reason a token (default "noresource"; "deactivated" or "probation"
+--   ask the subscriber to subscribe again, RFC 6665 §4.1.3)
+-- @tparam[opt] number timeout seconds to wait for the answer (default 32)
+-- @return[1] true once answered
+-- @return[2] nil, reason, status on failure
+-- @raise on misuse: `watcher:terminate: reason must be a token such as "noresource"`,
+-- `watcher:terminate: not accepted: use watcher:reject()`.
 function Watcher:terminate(reason, timeout)
   reason = reason or "noresource"
   if type(reason) ~= "string" or not reason:match(TOKEN) then
@@ -425,9 +533,16 @@ function Watcher:_closed_by_ua()
   for _, done in ipairs(queue) do done(nil, "user agent closed") end
 end
 
---- A new SUBSCRIBE on handle h: offered to fn(watcher) in a task (none:
---- 489). The handler answers with accept() or reject(); one that returns
---- without answering declines (603), one that raises gets 500.
+--- @section end
+
+--- A new SUBSCRIBE on handle h: offered to fn(watcher) in a task (none: 489).
+-- The handler answers with accept() or reject(); one that returns
+-- without answering declines (603), one that raises gets 500. The UA calls
+-- it for each new SUBSCRIBE; scripts use ua:on("subscribe", fn).
+-- @param ua the luasip.ua UA
+-- @param h the SUBSCRIBE's handle (luasip.core)
+-- @param msg the SUBSCRIBE
+-- @tparam[opt] function fn the "subscribe" handler, fn(watcher)
 function M.incoming(ua, h, msg, fn)
   h:adopt()
   local event = msg:header("Event") or ""

@@ -1,41 +1,17 @@
---- luasip.ua{...}: a SIP user agent (registration, calls, MESSAGE, OPTIONS).
+--- `luasip.ua{...}`: a SIP user agent (registration, calls, MESSAGE, OPTIONS).
 --
---   local ua = assert(luasip.ua{ listen = "127.0.0.1:0", aor = "sip:alice@example.com",
---                                credentials = { user = "alice", password = "secret" } })
---   assert(ua:register{ registrar = "sip:127.0.0.1:5060" })
---   local call = assert(ua:call("sip:bob@127.0.0.1:5062", { timeout = 30 }))
---   call:hangup()
---
--- Options of luasip.ua{}:
---   listen        "host:port" ([v6]:port, port 0 = any free port), or a list
---                 of "udp/host:port", "tcp/host:port", "tls/host:port"
---                 (the first plain entry is the main contact; default
---                 "127.0.0.1:0" on UDP and TCP)
---   aor           address of record, e.g. "sip:alice@example.com"
---   display       display name for From
---   contact_user  user part of Contact (default: the AOR's user)
---   user_agent    User-Agent header
---   credentials   {user=, password=} for any realm, or {[realm] = {user=, password=}}
---   proxy         outbound proxy URI (every request is sent through it)
---   tls           {cert_dir = dir holding agent.pem and cafile.pem,
---                  verify = false | true}
---   keepalive     seconds between NAT keepalives (OPTIONS; CRLF on TCP/TLS)
---   session_timer seconds (RFC 4028; 0 = off), min_se, refresher
---   rel100        "supported" (default), "required" or false (RFC 3262)
---   sdp           a description every call offers and answers verbatim, with
---                 no media of ours (default: each call gets an RTP session
---                 and offers PCMU, PCMA and telephone-event)
---   media         false: no RTP sessions; calls offer port 9 (signalling only)
---   codecs        codecs to offer and accept, in order (default {"opus", "PCMU", "PCMA"})
---   srtp          "optional" (default: offer RTP/AVP with SDES keys, accept either),
---                 "mandatory" (RTP/SAVP only) or "off" (plain RTP; crypto offers get 488)
---   dtmf_inband   listen for DTMF tones in the audio: "auto" (default: while the
---                 peer negotiated no telephone-event), true or false
---   rtcp_mux      offer RTCP on the RTP port (RFC 5761; default true: it is used
---                 when the answer agrees, and the separate RTCP port is kept
---                 otherwise); offers with rtcp-mux are always accepted
---   accept_refer  place the call an incoming REFER asks for (default true)
---   timeout       seconds to wait for the stack to bind (default 5)
+-- `luasip.ua{...}` (`new`; its options are listed there) returns a `UA`.
+-- `ua:register{...}` returns a `Registration`, `ua:call()` a luasip.call,
+-- `ua:subscribe()` a luasip.subscription Subscription, `ua:on("subscribe")`
+-- hands luasip.subscription Watchers to its handler, and
+-- `ua:publish_presence{...}` returns a luasip.presence Publication.
+-- @module luasip.ua
+-- @usage
+-- local ua = assert(luasip.ua{ listen = "127.0.0.1:0", aor = "sip:alice@example.com",
+--                              credentials = { user = "alice", password = "secret" } })
+-- assert(ua:register{ registrar = "sip:127.0.0.1:5060" })
+-- local call = assert(ua:call("sip:bob@127.0.0.1:5062", { timeout = 30 }))
+-- call:hangup()
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
@@ -107,6 +83,61 @@ local function event_loop_ua(self)
   end
 end
 
+--- Create a user agent and wait until its SIP stack has bound.
+-- Scripts call it as `luasip.ua{...}`. Misspelt options raise instead of
+-- being ignored. Every UA is closed by luasip's shutdown hooks.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string|table opts.listen "host:port" ([v6]:port, port 0 = any free port), or a list
+--   of "udp/host:port", "tcp/host:port", "tls/host:port" (the first plain entry is the main
+--   contact; default "127.0.0.1:0" on UDP and TCP)
+-- @tparam[opt] string opts.aor address of record, e.g. "sip:alice@example.com" (default
+--   "sip:luasip@" and the bound address)
+-- @tparam[opt] string opts.display display name for From
+-- @tparam[opt] string opts.contact_user user part of Contact (default: the AOR's user)
+-- @tparam[opt] string opts.user_agent User-Agent header (default "luasip/" and the version)
+-- @tparam[opt] table opts.credentials `{user=, password=}` for any realm, or
+--   `{[realm] = {user=, password=}}`
+-- @tparam[opt] string opts.proxy outbound proxy URI (every request is sent through it)
+-- @tparam[opt] table opts.tls `{cert_dir = dir holding agent.pem and cafile.pem, verify = false | true}`
+-- @tparam[opt] number opts.keepalive seconds between NAT keepalives (OPTIONS; CRLF on TCP/TLS:
+--   see `keepalive_mode`)
+-- @tparam[opt] string opts.keepalive_mode "options" (default: an OPTIONS to the registrar
+--   while registered) or "crlf" (CRLF keepalives on TCP/TLS connections, RFC 5626)
+-- @tparam[opt] boolean opts.rport false: do not ask for rport (RFC 3581; default true)
+-- @tparam[opt] number opts.session_timer seconds (RFC 4028; 0 = off), with `min_se` and `refresher`
+-- @tparam[opt] number opts.min_se the session timer's Min-SE, seconds (RFC 4028)
+-- @tparam[opt] string opts.refresher the session timer's refresher: "local", "remote", "any"
+--   or "none"
+-- @tparam[opt] string|false opts.rel100 "supported" (default), "required" or false (RFC 3262)
+-- @tparam[opt] string opts.sdp a description every call offers and answers verbatim, with
+--   no media of ours (default: each call gets an RTP session and offers `codecs` and
+--   telephone-event)
+-- @tparam[opt] boolean opts.media false: no RTP sessions; calls offer port 9 (signalling only)
+-- @tparam[opt] table opts.codecs codecs to offer and accept, in order (default
+--   {"opus", "PCMU", "PCMA"})
+-- @tparam[opt] string opts.srtp "optional" (default: offer RTP/AVP with SDES keys, accept
+--   either), "mandatory" (RTP/SAVP only) or "off" (plain RTP; crypto offers get 488)
+-- @tparam[opt] string|boolean opts.dtmf_inband listen for DTMF tones in the audio: "auto"
+--   (default: while the peer negotiated no telephone-event), true or false
+-- @tparam[opt] boolean opts.rtcp_mux offer RTCP on the RTP port (RFC 5761; default true: it
+--   is used when the answer agrees, and the separate RTCP port is kept otherwise); offers
+--   with rtcp-mux are always accepted
+-- @tparam[opt] boolean opts.accept_refer place the call an incoming REFER asks for
+--   (default true)
+-- @tparam[opt] string opts.stun "host:port" of a STUN server: learn the public address
+--   (RFC 5389) for Contact and SDP
+-- @tparam[opt] number opts.stun_timeout seconds to wait for the STUN answer (default 5)
+-- @tparam[opt] number opts.t1 RFC 3261's T1 in seconds (default 0.5); transactions linger
+--   `64*T1` after completing
+-- @tparam[opt] number opts.timeout seconds to wait for the stack to bind (default 5)
+-- @treturn[1] UA the user agent
+-- @return[2] nil, message, code on failure (code "timeout" when the stack did not start
+--   in time, "stun" when the STUN request failed)
+-- @raise on misuse: `luasip.ua: expected a table of options`,
+-- `luasip.ua: unknown option 'NAME'`, `luasip.ua: listen: a string or a list`
+-- (or what is wrong with an entry), `luasip.ua: aor: must be a sip: or sips: URI`,
+-- `luasip.ua: srtp: ...`, `luasip.ua: dtmf_inband: ...`,
+-- `luasip.ua: credentials: must be a table`, `luasip.ua: rel100: ...`.
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.ua: expected a table of options", 3) end
@@ -253,7 +284,7 @@ function M.new(opts)
   return self
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Events from the stack
 
 local function params_of(self, info)
@@ -413,22 +444,59 @@ function UA:_incoming_message(h, msg)
   end)
 end
 
---- Subscribe to UA events: "call" fn(call) (each in its own task),
---- "message" fn(msg) -> status, reason (the answer; default 200; or the
---- handler answers itself with msg:reply(status [, reason]), once: a
---- second reply returns nil, "already answered", and the return value is
---- then ignored),
---- "composing" fn(from_uri, state, msg) for isComposing indications
---- (RFC 3994; state = { state = "active" | "idle", content_type =,
---- last_active =, refresh = }; answered 200, a malformed one 400 before
---- any handler), "options" fn(msg), "info" fn(msg) (out of dialog;
---- already answered), and "subscribe" fn(watcher) for SUBSCRIBEs to the
---- event packages listed in `packages` (default { "presence",
---- "message-summary" }; others get 489 Bad Event with Allow-Events):
---- see luasip.subscription's Watcher (accept, reject, notify, terminate;
---- fields event, from, msg, expires, state; on_end fn(watcher, why)).
 local EVENTS = { call = true, message = true, composing = true, options = true, info = true,
                  subscribe = true }
+
+--- A user agent, as `luasip.ua{...}` returns it.
+-- Fields: `ua.aor`, `ua.contact` (the bound contact), `ua.port` (the bound
+-- port), `ua.tls_port`, `ua.public_host` (the address STUN found). A UA
+-- may be held in a to-be-closed variable: its `__close` is `UA:close`.
+-- The methods that send requests (call, register, options, message,
+-- composing, subscribe, `publish_presence`) raise
+-- `luasip.ua: used after close()` on a closed UA. Those that wait (in a
+-- task, or driving the loop at top level) raise
+-- `WHAT: timeout must be a number of seconds from 0 to 1e9` for a bad
+-- timeout, and `WHAT blocks, and cannot be called from a callback: ...`
+-- from a plain callback.
+-- @type UA
+
+--- Subscribe to UA events: set `fn` as the handler of `event`.
+-- The events, and what `fn` gets:
+--
+-- - "call" fn(call) (each in its own task): an incoming luasip.call. The
+--   handler decides (ring, answer, reject, redirect) and may return at
+--   once: the UA keeps the call until it ends. Without a handler calls
+--   get 480; if the handler raises before answering, 500. An offer we
+--   cannot use gets 400 (malformed) or 488 (no audio codec we have) before
+--   any handler sees the call.
+-- - "message" fn(msg) -> status, reason (the answer; default 200; or the
+--   handler answers itself with msg:reply(status [, reason]), once: a
+--   second reply returns nil, "already answered", and the return value is
+--   then ignored). msg has the message's fields and methods. Without a
+--   handler, or when the handler raises, the MESSAGE gets 500.
+-- - "composing" `fn(from_uri, state, msg)` for isComposing indications
+--   (RFC 3994; state = `{ state = "active" | "idle", content_type =,`
+--   `last_active =, refresh = }`; answered 200, a malformed one 400 before
+--   any handler).
+-- - "options" fn(msg), "info" fn(msg) (out of dialog; already answered).
+-- - "subscribe" fn(watcher) for SUBSCRIBEs to the event packages listed
+--   in `packages` (default `{ "presence", "message-summary" }`; others get
+--   489 Bad Event with Allow-Events): see luasip.subscription's Watcher
+--   (accept, reject, notify, terminate; fields event, from, msg, expires,
+--   state; `on_end` fn(watcher, why)). A SUBSCRIBE the handler leaves
+--   unanswered gets 603, and 500 when the handler raises.
+-- @tparam string event "call", "message", "composing", "options", "info" or "subscribe"
+-- @tparam[opt] function fn the handler; nil removes it
+-- @tparam[opt] table packages for "subscribe" only: the event packages served (a list of
+--   tokens; default { "presence", "message-summary" })
+-- @raise on misuse:
+-- `ua:on: unknown event NAME (call, message, composing, options, info, subscribe)`,
+-- `ua:on: expected a function`,
+-- `ua:on: only "subscribe" takes a list of event packages`,
+-- `ua:on: event packages must be a list`,
+-- `ua:on: event packages must be tokens such as "presence"`.
+-- msg:reply raises `msg:reply: status must be an integer in 200..699` and
+-- `msg:reply: reason must be a string`.
 function UA:on(event, fn, packages)
   if not EVENTS[event] then
     error("ua:on: unknown event " .. tostring(event) .. " (call, message, composing, options, info, subscribe)", 2)
@@ -444,7 +512,7 @@ function UA:on(event, fn, packages)
   self.handlers[event] = fn
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Authentication: answer 401/407 once per challenge set
 
 -- Answer a 401/407 on handle h. MD5 challenges go to sofia's digest
@@ -518,7 +586,7 @@ function UA:_transact(obj, verb, send, timeout, what)
   end, timeout or 32, what)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Out-of-dialog requests
 
 local Request = {}
@@ -553,14 +621,44 @@ function UA:_request(method, uri, opts, what)
   return nil, phrase, status, msg
 end
 
---- OPTIONS to uri. Returns the response message, or nil, reason, status.
+--- OPTIONS to uri.
+-- @tparam string uri the request URI
+-- @tparam[opt] table opts options:
+-- @tparam[opt] table opts.headers extra headers: `{ Name = "value" | { "v1", "v2" } }` or a
+--   list of "Name: value" lines
+-- @tparam[opt] number opts.timeout seconds to wait for the final answer (default 32)
+-- @tparam[opt] string opts.from the From value (default the UA's)
+-- @tparam[opt] string opts.body a body to send
+-- @tparam[opt] string opts.content_type the body's content type
+-- @return[1] the response message (a 2xx)
+-- @return[2] nil, reason, status, response on failure (status "timeout" when no final
+--   answer came in time)
+-- @raise on misuse: `luasip.ua: used after close()`,
+-- `ua:options: expected a table of options`, `ua:options: unknown option 'NAME'`.
 function UA:options(uri, opts)
   return self:_request("options", uri, opts, "ua:options")
 end
 
---- MESSAGE (RFC 3428) to uri: ua:message(uri, body [, content_type
---- [, opts]]) or ua:message(uri, body, { type =, headers =, timeout = }).
---- Returns the response, or nil, reason, status.
+--- MESSAGE (RFC 3428) to uri.
+-- `ua:message(uri, body [, content_type [, opts]])` or
+-- `ua:message(uri, body, { type =, headers =, timeout = })`.
+-- @tparam string uri the request URI
+-- @tparam string body the message
+-- @tparam[opt] string|table content_type the body's content type (default "text/plain"), or
+--   the options table, whose `type` is then the content type
+-- @tparam[opt] table opts options:
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the final answer (default 32)
+-- @tparam[opt] string opts.from the From value (default the UA's)
+-- @return[1] the response (a 2xx)
+-- @return[2] nil, reason, status, response on failure (status "timeout" when no final
+--   answer came in time)
+-- @raise on misuse: `ua:message: body must be a string`,
+-- `luasip.ua: used after close()`, `ua:message: expected a table of options`,
+-- `ua:message: unknown option 'NAME'`.
+-- @usage
+-- assert(ua:message("sip:bob@example.com", "hello"))
+-- ua:message("sip:bob@example.com", "hello", { type = "text/plain", timeout = 5 })
 function UA:message(uri, body, content_type, opts)
   if type(body) ~= "string" then error("ua:message: body must be a string", 2) end
   if type(content_type) == "table" then
@@ -574,25 +672,59 @@ function UA:message(uri, body, content_type, opts)
 end
 
 --- Publish our presence (RFC 3903, PIDF): see luasip.presence.publish.
---- ua:publish_presence{ basic = "open" | "closed", note =, activities =,
---- expires = 3600 } -> the publication (update, remove), or nil, reason,
---- status.
+-- `ua:publish_presence{ basic = "open" | "closed", note =, activities =,`
+-- `expires = 3600 }` -> the publication (update, remove), or nil, reason,
+-- status.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.basic "open" (default) or "closed"
+-- @tparam[opt] string opts.note a note
+-- @tparam[opt] table opts.activities RPID activities, e.g. { "away" }
+-- @tparam[opt] number opts.expires seconds (default 3600)
+-- @tparam[opt] string opts.to the presentity URI (default: the UA's AOR)
+-- @tparam[opt] number opts.timeout seconds to wait for the answer (default 32)
+-- @return[1] the luasip.presence Publication (fields state, etag, status; methods update,
+--   remove)
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in time)
+-- @raise on misuse: `luasip.ua: used after close()`,
+-- `ua:publish_presence: expected a table of options`,
+-- `ua:publish_presence: expires must be a positive number`, and the errors of
+-- luasip.presence.document (`ua:publish_presence: basic must be "open" or "closed"`, ...).
+-- @usage
+-- local pub = assert(ua:publish_presence{ basic = "open", note = "at lunch",
+--                                         activities = { "away" } })
+-- pub:update{ basic = "closed" }
 function UA:publish_presence(opts)
   self:_check()
   return presence.publish(self, opts)
 end
 
---- Subscribe to `event` at uri (RFC 6665): "presence" (RFC 3856, PIDF),
---- "message-summary" (RFC 3842) or any other package (raw bodies).
---- fn(state) runs in a task for every NOTIFY, with state = { state =
---- "active" | "pending" | "terminated", reason =, expires =, retry_after
---- =, event =, content_type =, body =, msg =, presence = (PIDF, parsed by
---- core.pidf_parse) or error = "malformed PIDF: ...", summary = (see
---- luasip.subscription.message_summary) }. opts: expires (default 3600),
---- headers, timeout (s to wait for the answer, default 32), accept
---- (default the package's type). Returns the subscription (fields state,
---- expires, event, uri; refresh([expires]), unsubscribe([timeout])) once
---- the SUBSCRIBE got its 2xx, or nil, reason, status.
+--- Subscribe to `event` at uri (RFC 6665).
+-- "presence" (RFC 3856, PIDF), "message-summary" (RFC 3842) or any other
+-- package (raw bodies). fn(state) runs in a task for every NOTIFY, with
+-- state = `{ state = "active" | "pending" | "terminated", reason =,`
+-- `expires =, retry_after =, event =, content_type =, body =, msg =,`
+-- `presence =` (PIDF, parsed by `core.pidf_parse`) or
+-- `error = "malformed PIDF: ..."`, `summary =` (see
+-- `luasip.subscription.message_summary`) `}`.
+-- @tparam string uri the sip: or sips: URI to subscribe to
+-- @tparam string event the event package (a token)
+-- @tparam function fn fn(state) for every NOTIFY
+-- @tparam[opt] table opts options:
+-- @tparam[opt] number opts.expires seconds (default 3600)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout s to wait for the answer (default 32)
+-- @tparam[opt] string opts.accept the Accept value (default the package's type)
+-- @return[1] the luasip.subscription Subscription (fields state, expires, event, uri;
+--   refresh([expires]), unsubscribe([timeout])) once the SUBSCRIBE got its 2xx
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in
+--   time, "closed" when the UA closed)
+-- @raise on misuse: `luasip.ua: used after close()`,
+-- `ua:subscribe: expected a table of options`, `ua:subscribe: unknown option 'NAME'`,
+-- `ua:subscribe: uri must be a sip: or sips: URI`,
+-- `ua:subscribe: event must be an event package name (a token)`,
+-- `ua:subscribe: expected a callback function`,
+-- `ua:subscribe: expires must be a positive number`,
+-- `ua:subscribe: accept must be a string`.
 function UA:subscribe(uri, event, fn, opts)
   self:_check()
   opts = opts or {}
@@ -601,10 +733,20 @@ function UA:subscribe(uri, event, fn, opts)
   return subscription.subscribe(self, uri, event, fn, opts)
 end
 
---- Tell uri we are composing a message (true) or stopped (false): an
---- isComposing indication (RFC 3994) in a MESSAGE. opts: content_type
---- (default "text/plain"), refresh (seconds while active, default 60),
---- headers, timeout. Returns the response, or nil, reason, status.
+--- Tell uri we are composing a message (true) or stopped (false).
+-- An isComposing indication (RFC 3994) in a MESSAGE.
+-- @tparam string uri the request URI
+-- @tparam boolean active true while composing, false when stopped
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.content_type the type of the message being composed
+--   (default "text/plain")
+-- @tparam[opt] number opts.refresh seconds while active (default 60)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout seconds to wait for the final answer (default 32)
+-- @return[1] the response (a 2xx)
+-- @return[2] nil, reason, status, response on failure (status "timeout" when no final
+--   answer came in time)
+-- @raise on misuse: `luasip.ua: used after close()`.
 function UA:composing(uri, active, opts)
   opts = opts or {}
   local body = core.iscomposing_build {
@@ -617,7 +759,7 @@ function UA:composing(uri, active, opts)
                                          timeout = opts.timeout }, "ua:composing")
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Registration
 
 local Registration = { __name = "luasip.registration" }
@@ -755,13 +897,27 @@ function Registration:_event(name, status, phrase, msg)
   end
 end
 
---- Register the AOR (RFC 3261 §10) and keep it registered: nua refreshes
---- it before expiry, failures are retried with exponential backoff.
---- Options: registrar (URI; default the AOR's domain), expires (s, default
---- 3600), headers, timeout (s to wait for the first answer, default 32),
---- on_state fn(reg, state, status, reason), backoff (first retry delay, s,
---- default 1), max_backoff (default 300).
---- Returns the registration once registered, or nil, reason, status.
+--- Register the AOR (RFC 3261 §10) and keep it registered.
+-- nua refreshes it before expiry, failures are retried with exponential
+-- backoff (also after a failed first attempt: unregister the registration
+-- returned as the fourth value to stop). A challenge it cannot answer, or
+-- credentials the registrar refuses, end it without retrying.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] string opts.registrar URI (default the AOR's domain)
+-- @tparam[opt] number opts.expires s (default 3600)
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout s to wait for the first answer (default 32)
+-- @tparam[opt] function opts.on_state `fn(reg, state, status, reason)`, run in a task at each
+--   change of state ("registering", "registered", "failed", "unregistered")
+-- @tparam[opt] number opts.backoff first retry delay, s (default 1)
+-- @tparam[opt] number opts.max_backoff longest retry delay, s (default 300)
+-- @treturn[1] Registration the registration once registered
+-- @return[2] nil, reason, status, reg on failure (status "timeout" when no answer came in
+--   time, "closed" when the UA closed)
+-- @raise on misuse: `luasip.ua: used after close()`,
+-- `ua:register: expected a table of options`, `ua:register: unknown option 'NAME'`.
+-- @usage
+-- local reg = assert(ua:register{ registrar = "sip:127.0.0.1:5060" })
 function UA:register(opts)
   self:_check()
   opts = opts or {}
@@ -792,7 +948,19 @@ function UA:register(opts)
   return nil, phrase, status, reg
 end
 
+--- A registration of a UA, as `ua:register{...}` returns it.
+-- Fields: `reg.state` ("init", then "registering", "registered", "failed",
+-- "unregistered"), `reg.status` and `reg.reason` (of the last answer),
+-- `reg.granted` (the expiry the registrar granted), `reg.contacts` (the
+-- Contacts of its last 2xx), `reg.next_retry` (the delay of the last
+-- retry scheduled, s).
+-- @type Registration
+
 --- Remove the registration (un-REGISTER) and wait for the answer (bounded).
+-- A registration that is not registered (or already removed) is only let go.
+-- @tparam[opt] number timeout seconds to wait for the answer (default 5)
+-- @return[1] true
+-- @return[2] nil, reason, status on failure (status "timeout" when no answer came in time)
 function Registration:unregister(timeout)
   if self.closed then
     if self.h:alive() then self.h:close() end
@@ -814,21 +982,48 @@ function Registration:unregister(timeout)
 end
 Registration.close = Registration.unregister
 
+--- Same as `Registration:unregister`.
+-- @function Registration:close
+-- @tparam[opt] number timeout seconds to wait for the answer (default 5)
+-- @return[1] true
+-- @return[2] nil, reason, status on failure
+
+--- @type UA
+
 --- Un-REGISTER every registration of this UA.
+-- One after the other, each as `Registration:unregister(timeout)`.
+-- @tparam[opt] number timeout seconds to wait for each answer (default 5)
+-- @return true
 function UA:unregister(timeout)
   for reg in pairs(self.registrations) do reg:unregister(timeout) end
   return true
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Calls
 
---- Place a call to uri. Waits until it is answered, fails or times out.
---- Options: headers, timeout (s, default 60; CANCEL on expiry), sdp,
---- on_progress fn(call, status, reason, msg) for 1xx (183 has early SDP
---- in call.remote_sdp), session_timer, rel100 ("required" asks for PRACK),
---- from.
---- Returns the call, or nil, reason, status (and the call).
+--- Place a call to uri.
+-- Waits until it is answered, fails or times out.
+-- @tparam string uri the URI to call
+-- @tparam[opt] table opts options:
+-- @tparam[opt] table opts.headers extra headers
+-- @tparam[opt] number opts.timeout s (default 60; CANCEL on expiry)
+-- @tparam[opt] string opts.sdp a description to offer verbatim (default the UA's `sdp`
+--   option, else an offer of our media)
+-- @tparam[opt] function opts.on_progress `fn(call, status, reason, msg)` for 1xx (183 has
+--   early SDP in `call.remote_sdp`)
+-- @tparam[opt] number opts.session_timer seconds (RFC 4028)
+-- @tparam[opt] string opts.rel100 "required" asks for PRACK
+-- @tparam[opt] string opts.from the From value (default the UA's)
+-- @treturn[1] luasip.call the call, answered
+-- @return[2] nil, reason, status, call on failure (status "timeout" when it timed out and
+--   was cancelled; no call when no INVITE could be made, e.g. no RTP port: 503)
+-- @raise on misuse: `luasip.ua: used after close()`, `ua:call: uri must be a string`,
+-- `ua:call: expected a table of options`, `ua:call: unknown option 'NAME'`; and the
+-- stack's error when it cannot send the INVITE (a bad header).
+-- @usage
+-- local call = assert(ua:call("sip:bob@127.0.0.1:5062", { timeout = 30 }))
+-- call:hangup()
 function UA:call(uri, opts)
   self:_check()
   if type(uri) ~= "string" then error("ua:call: uri must be a string", 2) end
@@ -866,15 +1061,21 @@ function UA:_contact()
   return string.format("<sip:%s%s:%d%s>", user and (user .. "@") or "", self.public_host, self.port, params)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 function UA:_check()
   if self.closed then error("luasip.ua: used after close()", 3) end
 end
 
---- Close the UA: calls are hung up and registrations removed by the stack
---- as it shuts down; waits (up to `timeout`, default 5 s) for that to
---- finish when called from a task or at top level.
+--- Close the UA.
+-- Calls are hung up and registrations removed by the stack as it shuts down; waits (up to `timeout`, default 5 s) for that to
+-- finish when called from a task or at top level.
+-- Its calls, registrations and subscriptions end at once, waking whoever
+-- waits on them. Closing a closed UA does nothing. It is also the UA's
+-- `__close` metamethod.
+-- @tparam[opt] number timeout seconds to wait for the stack (default 5)
+-- @return[1] true
+-- @return[2] nil, reason ("timeout" or "interrupted") when the stack did not finish in time
 function UA:close(timeout)
   if self.closed then return true end
   self.closed = true
