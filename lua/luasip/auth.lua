@@ -1,55 +1,11 @@
 --- Digest access authentication, server side (RFC 7616, RFC 8760 for SIP,
---- RFC 3261 §22): challenges with stateless signed nonces, verification of
---- Authorization / Proxy-Authorization, nonce-count replay tracking and
---- per-source throttling of failures. For the registrar and proxy roles.
+-- RFC 3261 §22): challenges with stateless signed nonces, verification of
+-- Authorization / Proxy-Authorization, nonce-count replay tracking and
+-- per-source throttling of failures. For the registrar and proxy roles.
 --
---   local auth = require "luasip.auth"
---   local a = auth.digest{ realm = "example.com",
---                          lookup = function(user, realm) return db:password(user) end }
---   local user, why = a:check(req)                 -- or a:check(req, { proxy = true })
---   if not user then
---     if why == "throttled" then return 403 end          -- no challenge
---     local status, headers = a:challenge(req, { stale = why == "stale" })
---     return status, headers                             -- 401 + WWW-Authenticate
---   end
---
--- auth.digest{...} options:
---   realm          required, the protection realm
---   lookup         required, fn(user, realm) -> password string, or
---                  { ha1 = "<hex>" } (H(user:realm:password) for MD5), or
---                  { ha1 = { MD5 = "..", ["SHA-256"] = "..", ["SHA-512-256"] = ".." } },
---                  or nil for an unknown user. It may yield (it runs in the
---                  caller's task); an error it raises propagates.
---   algorithms     offered, one challenge header each, in this order
---                  (RFC 8760 §2.4: most preferred first); any of MD5,
---                  SHA-256, SHA-512-256 and their -sess variants; a
---                  comma-separated string ("SHA-256,MD5") works too.
---                  Default { "SHA-256", "MD5" }.
---   nonce_ttl      seconds a nonce stays fresh (default 300); an older one
---                  with an otherwise right response gives "stale"
---   max_failures   failures ("invalid", "replay") a source address may have
---                  within failure_window seconds (defaults 10 and 60);
---                  past that it gets "throttled" until the window ends;
---                  a success does not reset the count
---   max_nonces     nonces whose count is remembered (default 10000)
---   max_sources    source addresses whose failures are counted (default 10000)
---
--- a:check(msg [, {proxy = bool}]) -> user, or nil and why:
---   "missing"    no Digest credentials for this realm
---   "stale"      right response to an expired nonce: challenge with stale=true
---   "invalid"    bad response, unknown user, forged nonce, uri mismatch,
---                malformed header...
---   "replay"     nc not above the last one accepted for that nonce (but
---                see retransmissions below)
---   "throttled"  the source is over its failure budget: answer 403 and send
---                no challenge
--- msg is a luasip.message or any table with method, uri (the Request-URI
--- string, or a table with .str), source (IP string) and header(self, name);
--- headers(self, name), when present, lets several credentials be searched.
---
--- a:challenge(msg [, {proxy = bool, stale = bool}]) -> status, headers, reason:
---   401, { ["WWW-Authenticate"] = {...} }, "Unauthorized" or
---   407, { ["Proxy-Authenticate"] = {...} }, "Proxy Authentication Required".
+-- `auth.digest{...}` makes an authenticator (a `Digest`): `a:check(msg)`
+-- verifies a request's credentials and `a:challenge(msg)` makes the
+-- challenge for one that has none, or wrong ones.
 --
 -- Nonces cost no memory to issue: hex of a millisecond timestamp, a
 -- sequence number, 40 bits derived from a per-instance secret, and an
@@ -64,6 +20,17 @@
 -- it is that transaction: the same top Via branch (RFC 3261 magic
 -- cookie), Call-ID and CSeq as the request that last raised the count.
 -- A new branch, CSeq or Call-ID with an old nc is a "replay".
+-- @module luasip.auth
+-- @usage
+--   local auth = require "luasip.auth"
+--   local a = auth.digest{ realm = "example.com",
+--                          lookup = function(user, realm) return db:password(user) end }
+--   local user, why = a:check(req)                 -- or a:check(req, { proxy = true })
+--   if not user then
+--     if why == "throttled" then return 403 end          -- no challenge
+--     local status, headers = a:challenge(req, { stale = why == "stale" })
+--     return status, headers                             -- 401 + WWW-Authenticate
+--   end
 local core = require "luasip.core"
 
 local M = {}
@@ -77,7 +44,7 @@ local OPTIONS = {
 
 local function misuse(msg, level) error("luasip.auth.digest: " .. msg, level or 3) end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- HMAC (RFC 2104) and the credentials parser are in C (csrc/ldigest.c,
 -- csrc/sip/credentials.c).
 
@@ -85,9 +52,14 @@ M._hmac = function(key, data, alg) -- for the spec's RFC 4231 vector
   return core.hmac(alg or "SHA-256", key, data)
 end
 
---- Parse one credentials value: { scheme = lower-case, params = {name = value} }
---- with lower-case names and unquoted values, or nil when malformed
---- (including a parameter given twice, which could be read two ways).
+--- Parse one credentials value (an Authorization header's).
+-- The result is { scheme = lower-case, params = {name = value} } with
+-- lower-case names and unquoted values, or nil when malformed (including a
+-- parameter given twice, which could be read two ways).
+-- @tparam string s the header value
+-- @treturn ?table {scheme=, params=}, or nil (also for a non-string)
+-- @usage auth.parse_credentials('Digest username="alice", realm="example.com"')
+-- --> { scheme = "digest", params = { username = "alice", realm = "example.com" } }
 function M.parse_credentials(s)
   if type(s) ~= "string" then return nil end
   local scheme, params = core.credentials(s)
@@ -95,7 +67,7 @@ function M.parse_credentials(s)
   return { scheme = scheme, params = params }
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Bounded FIFO of records, oldest first.
 
 local function queue() return { first = 1, last = 0 } end
@@ -108,7 +80,7 @@ local function pop(q)
   return v
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Milliseconds on the monotonic clock, counted from the instance's
 -- creation so that nonces do not tell the host's uptime.
@@ -143,12 +115,14 @@ local function read_secret()
   return s
 end
 
---- Create a digest authenticator (options above). Returns nil, msg if no
---- random secret could be read.
---- Users and passwords from a file of "name password [more...]" lines
---- (blank lines and # comments skipped): a table name -> password for a
---- lookup function, and a second one name -> { the further fields } (a
---- PIN, say).
+--- Users and passwords from a file of "name password [more...]" lines.
+-- Blank lines and # comments are skipped.
+-- @tparam string path the file
+-- @treturn table name -> password, for a lookup function
+-- @treturn table name -> { the further fields } (a PIN, say)
+-- @raise "luasip.auth.read_users: " and why the file cannot be opened
+-- @usage local users = auth.read_users("users.txt")
+-- local a = auth.digest { realm = "example.com", lookup = function(user) return users[user] end }
 function M.read_users(path)
   local users, extra = {}, {}
   local f, err = io.open(path, "r")
@@ -166,6 +140,44 @@ function M.read_users(path)
   return users, extra
 end
 
+--- Create a digest authenticator: `luasip.auth.digest{...}`.
+-- Returns nil, msg if no random secret could be read. Misspelt options
+-- raise.
+-- @tparam table opts options:
+-- @tparam string opts.realm required, the protection realm
+-- @tparam function opts.lookup required, fn(user, realm) -> password
+-- string, or { ha1 = "hex" } (H(user:realm:password) for MD5, in hex), or
+-- { ha1 = { MD5 = "..", ["SHA-256"] = "..", ["SHA-512-256"] = ".." } }
+-- (or { password = "..." }), or nil for an unknown user. It may yield (it
+-- runs in the caller's task); an error it raises propagates.
+-- @tparam[opt] {string,...}|string opts.algorithms offered, one challenge
+-- header each, in this order (RFC 8760 §2.4: most preferred first); any of
+-- MD5, SHA-256, SHA-512-256 and their -sess variants; a comma-separated
+-- string ("SHA-256,MD5") works too (default { "SHA-256", "MD5" })
+-- @tparam[opt] number opts.nonce_ttl seconds a nonce stays fresh; an older
+-- one with an otherwise right response gives "stale" (default 300)
+-- @tparam[opt] number opts.max_failures failures ("invalid", "replay") a
+-- source address may have within failure_window seconds; past that it gets
+-- "throttled" until the window ends; a success does not reset the count
+-- (default 10)
+-- @tparam[opt] number opts.failure_window seconds (default 60)
+-- @tparam[opt] number opts.max_nonces nonces whose count is remembered
+-- (default 10000)
+-- @tparam[opt] number opts.max_sources source addresses whose failures are
+-- counted (default 10000)
+-- @treturn[1] Digest the authenticator
+-- @return[2] nil
+-- @treturn[2] string "luasip.auth.digest: cannot read a secret: " and why
+-- @raise "luasip.auth.digest: expected a table of options",
+-- "luasip.auth.digest: unknown option 'NAME'", "luasip.auth.digest: realm
+-- is required", "luasip.auth.digest: lookup is required (a function)",
+-- "luasip.auth.digest: algorithms must be a non-empty list",
+-- "luasip.auth.digest: unknown algorithm 'NAME' (MD5, SHA-256, SHA-512-256,
+-- or -sess)", "luasip.auth.digest: algorithm NAME offered twice",
+-- "luasip.auth.digest: NAME must be a positive number" (or "integer":
+-- max_failures, max_nonces, max_sources)
+-- @usage local a = assert(luasip.auth.digest { realm = "example.com",
+--   lookup = function(user) return users[user] end, algorithms = "SHA-256,MD5" })
 function M.digest(opts)
   if type(opts) ~= "table" then misuse("expected a table of options") end
   for k in pairs(opts) do
@@ -230,7 +242,7 @@ local function check_self(self, what)
   end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Nonces: 12 hex digits of issue time (now_ms), 10 of a sequence number,
 -- 10 of the counter hashed with the secret (unguessable), then 32 of
 -- HMAC-SHA-256 over those. The sequence orders nonces for _count.
@@ -290,7 +302,7 @@ function Digest:_count(nonce, ts, seq, nc, key)
   return nil
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Failures per source address.
 
 function Digest:_throttled(source)
@@ -328,7 +340,7 @@ function Digest:_failed(source, why)
   return nil, why
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Checking a request
 
 local function trim(s) return (s:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")) end
@@ -421,7 +433,37 @@ local function transaction_key(msg)
   return branch .. "\0" .. trim(call_id) .. "\0" .. trim(cseq)
 end
 
---- Check the credentials of request msg (see the top of the file).
+--- An authenticator, made by `luasip.auth.digest{...}`.
+-- @type Digest
+
+--- Check the credentials of request msg.
+-- `a:check(msg [, {proxy = bool}])` -> user, or nil and why. The nonce
+-- count of accepted credentials is remembered, and failures are counted
+-- per source address (see the module).
+-- @tparam luasip.server.Message|table msg the request: a luasip.message
+-- or any table with method, uri (the Request-URI string, or a table with
+-- .str), source (IP string) and header(self, name); headers(self, name),
+-- when present, lets several credentials be searched
+-- @tparam[opt] table opts options:
+-- @tparam[opt] boolean opts.proxy check Proxy-Authorization instead of
+-- Authorization (default false)
+-- @treturn[1] string the user
+-- @return[2] nil
+-- @treturn[2] string why:
+--
+--   * "missing": no Digest credentials for this realm
+--   * "stale": right response to an expired nonce: challenge with stale=true
+--   * "invalid": bad response, unknown user, forged nonce, uri mismatch,
+--     malformed header...
+--   * "replay": nc not above the last one accepted for that nonce (but
+--     see retransmissions in the module)
+--   * "throttled": the source is over its failure budget: answer 403 and
+--     send no challenge
+-- @raise "luasip.auth: check: call it as a method (a:check(...))",
+-- "luasip.auth: check: expected a request (a luasip.message or a table with
+-- header())", "luasip.auth: check: options must be a table", "luasip.auth:
+-- check: the request has no method"; an error of the lookup function
+-- propagates
 function Digest:check(msg, opts)
   check_self(self, "check")
   local mt = type(msg)
@@ -463,6 +505,23 @@ function Digest:check(msg, opts)
 end
 
 --- The challenge for an unauthenticated request: status, headers, reason.
+-- `a:challenge(msg [, {proxy = bool, stale = bool}])`: one header value
+-- per offered algorithm, each with a new nonce.
+-- @tparam luasip.server.Message|table msg the request (nonces bind to
+-- nothing in it)
+-- @tparam[opt] table opts options:
+-- @tparam[opt] boolean opts.proxy a proxy's 407 instead of a registrar's
+-- 401 (default false)
+-- @tparam[opt] boolean opts.stale add stale=true (the credentials were
+-- right but their nonce had expired) (default false)
+-- @treturn number 401, or 407 with opts.proxy
+-- @treturn table { ["WWW-Authenticate"] = {...} }, or
+-- { ["Proxy-Authenticate"] = {...} } with opts.proxy: headers for `req:reply`
+-- @treturn string "Unauthorized", or "Proxy Authentication Required"
+-- @raise "luasip.auth: challenge: call it as a method (a:challenge(...))",
+-- "luasip.auth: challenge: options must be a table"
+-- @usage local status, headers, reason = a:challenge(req.msg, { proxy = true })
+-- req:reply(status, reason, { headers = headers })
 function Digest:challenge(msg, opts)
   check_self(self, "challenge")
   if opts ~= nil and type(opts) ~= "table" then

@@ -1,41 +1,10 @@
 --- req:proxy(targets, opts): the stateful proxy of RFC 3261 §16 as a
---- verb of luasip.server requests.
+-- verb of luasip.server requests.
 --
--- targets: a URI string, a location binding ({contact=, q=, path=,
--- received=}), or a list of either; nil relays to the Request-URI (after
--- the loose-routing the server already did, an in-dialog request follows
--- its Route). Targets fork in parallel within a q-value group and groups
--- are tried one after the other, highest q first (§16.6); all targets
--- without q form one parallel group.
---
--- It yields until there is a final answer and returns status, response:
---   * a 2xx is relayed upstream at once, the other branches are
---     CANCELled, and proxy() returns 200 (or the 2xx status), response;
---   * otherwise nothing final has gone upstream yet: proxy() returns the
---     best response of §16.7 (6xx over 3xx over 4xx over 5xx; a timed-out
---     branch counts as 408), so the script may try elsewhere (voicemail on
---     486/408/480). When the handler ends, the best response is relayed
---     (a 503 as 500, §16.7 step 6; the challenges of every 401/407 merged).
--- Provisional responses (but 100) are relayed as they come; INVITEs get
--- 100 Trying at once. Max-Forwards 0 answers 483 (OPTIONS: 200), a loop
--- answers 482. An upstream CANCEL cancels every branch and proxy() returns
--- 487.
---
--- opts:
---   timeout         seconds for the whole proxy() (default none)
---   branch_timeout  seconds a branch may go without a final response
---                   before it is CANCELled and counts as 408
---   parallel        true: every target in one group, whatever its q
---   serial          true: one target at a time, in the given order
---   record_route    override the server's Record-Route default
---   headers         extra headers for every branch
---   next_hop        URI to send the branches to (an outbound proxy)
---   nat             true: send to a binding's `received` address (where its
---                   REGISTER came from) instead of its Contact
---   on_response     fn(response, branch) for every response but 100
---                   before it is relayed; may change the response
---                   (response:set_header(...)); returning false keeps a
---                   provisional response from going upstream
+-- luasip.server installs `proxy` and `relay` onto its requests (`install`);
+-- they are documented here as methods of a request (luasip.server's
+-- `Request`, which documents its other methods).
+-- @module luasip.proxy
 local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
@@ -262,6 +231,77 @@ local function on_cancel(req)
   end
 end
 
+--- Proxy the request statefully (RFC 3261 §16) and wait for the outcome.
+-- targets: a URI string, a location binding ({contact=, q=, path=,
+-- received=}), or a list of either; nil relays to the Request-URI (after
+-- the loose-routing the server already did, an in-dialog request follows
+-- its Route). Targets fork in parallel within a q-value group and groups
+-- are tried one after the other, highest q first (§16.6); all targets
+-- without q form one parallel group.
+--
+-- It yields until there is a final answer and returns status, response:
+--
+--   * a 2xx is relayed upstream at once, the other branches are
+--     CANCELled, and proxy() returns 200 (or the 2xx status), response;
+--   * otherwise nothing final has gone upstream yet: proxy() returns the
+--     best response of §16.7 (6xx over 3xx over 4xx over 5xx; a timed-out
+--     branch counts as 408, a target that cannot be sent to as 400), so the
+--     script may try elsewhere (voicemail on 486/408/480). When the handler
+--     ends, the best response is relayed (a 503 as 500, §16.7 step 6; the
+--     challenges of every 401/407 merged).
+--
+-- Provisional responses (but 100) are relayed as they come; INVITEs get
+-- 100 Trying at once. Max-Forwards 0 answers 483 (OPTIONS: 200), a loop
+-- answers 482. An upstream CANCEL cancels every branch and proxy() returns
+-- 487. An ACK or a CANCEL that no transaction of ours matched goes on
+-- statelessly (`forward`) to the first target.
+-- @tparam ?string|table targets a URI, a location binding, a list of
+-- either, or nil for the Request-URI
+-- @tparam[opt] table opts options:
+-- @tparam[opt] number opts.timeout seconds for the whole proxy(); then the
+-- pending branches are CANCELled and count as 408 (default none)
+-- @tparam[opt] number opts.branch_timeout seconds a branch may go without
+-- a final response before it is CANCELled and counts as 408 (default none)
+-- @tparam[opt] boolean opts.parallel true: every target in one group,
+-- whatever its q
+-- @tparam[opt] boolean opts.serial true: one target at a time, in the
+-- given order
+-- @tparam[opt] boolean|string opts.record_route override the server's
+-- Record-Route default (a string: the Record-Route value to add)
+-- @tparam[opt] table opts.headers extra headers for every branch (as for
+-- `req:reply`)
+-- @tparam[opt] string opts.next_hop URI to send the branches to (an
+-- outbound proxy)
+-- @tparam[opt] boolean opts.nat true: send to a binding's `received`
+-- address (where its REGISTER came from) instead of its Contact
+-- @tparam[opt] function opts.on_response fn(response, branch) for every
+-- response but 100 before it is relayed; may change the response
+-- (response:set_header(...)); returning false keeps a provisional response
+-- from going upstream. branch is a table: uri (the target), q, status
+-- (the last one received), branch (the client transaction).
+-- @treturn[1] number a 2xx status: that response went upstream already
+-- @treturn[1] luasip.server.Message the 2xx response
+-- @treturn[2] number the best final status (3xx to 6xx), nothing sent
+-- upstream yet; 408 also when there was no target at all
+-- @treturn[2] ?luasip.server.Message the best response, or nil when its
+-- status was made up (a timeout, a target not sent to, a CANCELled branch)
+-- @treturn[3] number 487: the client CANCELled the request
+-- @treturn[3] ?luasip.server.Message a branch's 487 response, if one came
+-- @treturn[4] number 483, 482, or 200 to an OPTIONS with Max-Forwards 0:
+-- proxy() answered the request itself
+-- @treturn[5] number 0: an ACK or a CANCEL was forwarded statelessly
+-- @return[6] nil
+-- @treturn[6] string "a final response was already sent", "Max-Forwards is
+-- 0" (an ACK, dropped), or why an ACK or a CANCEL could not be forwarded
+-- @raise "req:proxy: opts must be a table", "req:proxy: targets must be a
+-- URI, a binding or a list of them", "req:proxy: target #N is neither a URI
+-- nor a binding", and for bad headers "req:proxy: headers must be a table"
+-- and the like
+-- @usage local status = req:proxy(loc:lookup(aor), { branch_timeout = 20 })
+-- if status == 486 or status == 408 or status == 480 then
+--   req:proxy("sip:voicemail@127.0.0.1:5090")
+-- end
+-- @function Request:proxy
 local function proxy(req, targets, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("req:proxy: opts must be a table", 2) end
@@ -351,14 +391,28 @@ local function relay_best(req)
   return ok, err
 end
 
---- req:relay(response) — send a response of one of our branches upstream
---- (what proxy() does with the best one when the handler ends).
+--- Send a response of one of our branches upstream.
+-- `req:relay(response)` — what proxy() does with the best one when the
+-- handler ends. Through the server transaction while it lasts, statelessly
+-- after (a 2xx from another fork after the first, §16.7 step 5).
+-- @tparam luasip.server.Message response a response to one of our branches
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] string "a final response was already sent", "the response
+-- has no Via to go back to", "the response could not be sent" or "out of
+-- memory"
+-- @raise "luasip.request: relay takes a response" for a request
+-- @function Request:relay
 local function relay(req, resp)
   local ok, err = req.r:relay(resp)
   if ok and resp.status >= 200 then req.final = req.final or resp.status end
   return ok, err
 end
 
+--- Install the proxy verbs onto a request class.
+-- luasip.server does this for its requests: `proxy` and `relay`, and the
+-- private `_on_cancel` and `_relay_best` it calls.
+-- @tparam table Request the methods table of the requests
 function M.install(Request)
   Request._on_cancel = on_cancel
   Request.proxy = proxy

@@ -1,24 +1,35 @@
 --- luasip.ratelimit{...}: a per-key request rate limit in the spirit of
---- Kamailio's pike: each key (usually the source address) has a token
---- bucket; a key that empties it is blocked for `block` seconds, without
---- affecting any other key.
+-- Kamailio's pike.
 --
+-- Each key (usually the source address) has a token bucket; a key that
+-- empties it is blocked for `block` seconds, without affecting any other
+-- key.
+-- @module luasip.ratelimit
+-- @usage
 --   local pike = luasip.ratelimit { rate = 20, burst = 40, block = 30 }
 --   srv:on("*", function(req)
 --     if not pike:allow(req.source) then return req:reply(503, "Rate Limited") end
 --     ...
 --   end)
---
--- Options: rate (tokens per second, default 10), burst (bucket size,
--- default 2 * rate), block (seconds a key stays blocked once over,
--- default 10), max_keys (bound on the keys tracked, default 100000; the
--- least recently seen go first).
 local core = require "luasip.core"
 
 local M = {}
 local Limit = { __name = "luasip.ratelimit" }
 Limit.__index = Limit
 
+--- Create a rate limit: what `luasip.ratelimit{...}` calls.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] number opts.rate tokens per second (default 10)
+-- @tparam[opt] number opts.burst bucket size (default 2 * rate)
+-- @tparam[opt] number opts.block seconds a key stays blocked once over
+-- (default 10)
+-- @tparam[opt] number opts.max_keys bound on the keys tracked (default
+-- 100000): once that many are tracked, a new key first has the keys idle
+-- long enough to have a full bucket again (and not blocked) forgotten
+-- @treturn Limit the rate limit
+-- @raise "luasip.ratelimit: expected a table of options",
+-- "luasip.ratelimit: unknown option 'NAME'", "luasip.ratelimit: rate must
+-- be a positive number"
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.ratelimit: expected a table of options", 3) end
@@ -43,7 +54,13 @@ function Limit:_prune(now)
   end
 end
 
+--- A rate limit, made by `luasip.ratelimit{...}` (`new`).
+-- @type Limit
+
 --- true when a request from key may go ahead (and takes a token).
+-- A key that finds its bucket empty is blocked for `block` seconds.
+-- @param key the key, usually `req.source`; nil is always allowed
+-- @treturn boolean
 function Limit:allow(key)
   if key == nil then return true end
   local now = core.now()
@@ -66,6 +83,8 @@ function Limit:allow(key)
 end
 
 --- Is key blocked right now?
+-- @param key the key
+-- @treturn boolean
 function Limit:blocked(key)
   local b = self.keys[key]
   return b ~= nil and core.now() < b.until_

@@ -1,9 +1,5 @@
 --- luasip.registrar{...}: a REGISTER handler for luasip.server, RFC 3261
---- §10.3 with Path (RFC 3327), over a luasip.location store.
---
---   local loc = luasip.location("sqlite:/var/lib/sip/location.db")
---   local reg = luasip.registrar { location = loc, auth = digest, min_expires = 60 }
---   srv:on("REGISTER", reg)           -- or function(req) ... reg(req) end
+-- §10.3 with Path (RFC 3327), over a luasip.location store.
 --
 -- For each REGISTER: Require is checked (only "path" is supported: 420
 -- otherwise); with auth, the request is challenged (401) until it carries
@@ -23,15 +19,11 @@
 -- processed one at a time. Replies are stateless: a retransmitted REGISTER
 -- is simply processed again (with auth too: luasip.auth accepts the same
 -- credentials again in the same transaction, see there).
---
--- Options:
---   location         a luasip.location (default: a new memory one)
---   auth             a luasip.auth.digest; nil: no authentication
---   authorize        fn(user, aor, req) -> true when user may register aor
---                    (default: the user part of the AOR equals user)
---   domains          list of domains served; others get 404 (default: any)
---   min_expires      60; max_expires 3600; default_expires 3600
---   max_contacts     bindings per AOR (default 10; more: 403)
+-- @module luasip.registrar
+-- @usage
+--   local loc = luasip.location("sqlite:/var/lib/sip/location.db")
+--   local reg = luasip.registrar { location = loc, auth = digest, min_expires = 60 }
+--   srv:on("REGISTER", reg)           -- or function(req) ... reg(req) end
 local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
@@ -47,6 +39,28 @@ local KNOWN = {
   max_expires = true, default_expires = true, max_contacts = true,
 }
 
+--- Create a registrar: what `luasip.registrar{...}` calls.
+-- Misspelt options raise.
+-- @tparam[opt] table opts options:
+-- @tparam[opt] luasip.location opts.location the location store (default:
+-- a new memory one, which `close` closes)
+-- @tparam[opt] luasip.auth.Digest opts.auth a luasip.auth.digest; nil: no
+-- authentication
+-- @tparam[opt] function opts.authorize fn(user, aor, req) -> true when user
+-- may register aor (default: the user part of the AOR equals user)
+-- @tparam[opt] {string,...} opts.domains list of domains served; others get
+-- 404 (default: any)
+-- @tparam[opt] number opts.min_expires seconds; a shorter non-zero expiry
+-- gets 423 (default 60)
+-- @tparam[opt] number opts.max_expires seconds; longer expiries are capped
+-- (default 3600)
+-- @tparam[opt] number opts.default_expires seconds, without expires
+-- parameter or Expires header (default 3600; at least min_expires)
+-- @tparam[opt] number opts.max_contacts bindings per AOR (default 10;
+-- more: 403)
+-- @treturn Registrar the registrar, a handler for `server:on("REGISTER", reg)`
+-- @raise "luasip.registrar: expected a table of options",
+-- "luasip.registrar: unknown option 'NAME'"
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.registrar: expected a table of options", 3) end
@@ -73,8 +87,12 @@ function M.new(opts)
   return self
 end
 
---- The canonical AOR of a URI table (from msg.to.uri): sip:user@host,
---- the user unescaped and the host in lower case (msg:aor() for a message).
+--- The canonical AOR of a URI table (from msg.to.uri).
+-- sip:user@host, the user unescaped and the host in lower case (msg:aor()
+-- for a message). Also `luasip.registrar_aor(uri)`.
+-- @tparam table uri a parsed URI (user, host)
+-- @treturn ?string the AOR, or nil without a host
+-- @usage registrar.aor(req.to.uri)  --> "sip:alice@example.com"
 function M.aor(uri)
   if not uri or not uri.host then return nil end
   local host = uri.host:lower()
@@ -276,7 +294,18 @@ local function update(self, msg, aor, list, star, path, now)
   return 200
 end
 
+--- A registrar, made by `luasip.registrar{...}` (`new`).
+-- @type Registrar
+
 --- Handle one REGISTER (the registrar is also callable: reg(req)).
+-- It answers the request: 200 with the bindings, or 400, 403, 404, 405
+-- (not a REGISTER), 420, 423, 500, or a 401 challenge. It may wait (the
+-- auth lookup, a durable store, another REGISTER for the same AOR), so it
+-- runs in the request's task.
+-- @tparam luasip.server.Request req the request
+-- @return what `req:reply` returns: true, or nil, err
+-- @raise an error of the location store, or of the auth's lookup function,
+-- propagates
 function Registrar:handle(req)
   if req.method ~= "REGISTER" then return req:reply(405, nil, { headers = { Allow = "REGISTER" } }) end
   local msg = req.msg
