@@ -180,7 +180,10 @@ describe("interop with baresip", function()
     line = line:match("baresip %(a line in ~/.baresip/accounts%):\n  ([^\n]+)")
     assert.matches("^<sip:alice@127%.0%.0%.1:%d+>;auth_pass=alice%-secret$", line)
     local port = tonumber(line:match(":(%d+)>"))
-    local b = baresip(dir, { account = line, app_modules = "module_app mwi.so" })
+    -- without baresip's mwi module: now and then (1 run in 4 here) its
+    -- SUBSCRIBE answers a 407 with another SUBSCRIBE without credentials,
+    -- in a tight loop; bob's luasip phone checks the MWI instead
+    local b = baresip(dir, { account = line })
     local bob = assert(luasip.ua { aor = "sip:bob@127.0.0.1", proxy = "sip:127.0.0.1:" .. port,
                                    credentials = { user = "bob", password = "bob-secret" } })
     finally(function()
