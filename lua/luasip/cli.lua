@@ -1,7 +1,10 @@
 --- The `luasip` command: run a script, evaluate code, or open the REPL.
+--
 -- After the script body returns, the loop keeps running while anything can
 -- still happen (a server listening, a watch, an armed timer, a live task),
--- then shutdown hooks run and the process exits.
+-- then shutdown hooks run and the process exits. `luasip --help` lists the
+-- options. Mostly internal: bin/luasip calls main.
+-- @module luasip.cli
 local M = {}
 
 local USAGE = [=[
@@ -33,7 +36,7 @@ local function usage_error(msg)
   die(msg .. " (see luasip --help)", EXIT_USAGE)
 end
 
---- Parse argv (a Lua `arg` table). Returns an options table.
+-- Parse argv (a Lua `arg` table). Returns an options table.
 function M.parse(argv)
   local o = { exec = {}, libs = {}, interactive = false, trace = false }
   local i = 1
@@ -66,7 +69,12 @@ function M.parse(argv)
 end
 
 --- The traceback of an error raised under xpcall, without the frames of
---- the command (or REPL) that called it. Use from the message handler.
+-- the command (or REPL) that called it.
+--
+-- Use from the message handler.
+-- @param err the error value (a non-string is converted with tostring)
+-- @tparam[opt=2] integer level the level debug.traceback starts at
+-- @treturn string the message and its traceback, cut at the xpcall
 function M.traceback(err, level)
   local msg = type(err) == "string" and err or tostring(err)
   local lines = {}
@@ -118,6 +126,11 @@ local function finish(luasip, code)
   os.exit(code, true)
 end
 
+--- Run the `luasip` command with argv (what bin/luasip does).
+--
+-- Never returns: the process exits with 0, 1 (a script or -e code failed)
+-- or 2 (a usage error).
+-- @tparam ?table argv the command's arguments, as the lua command's `arg`
 function M.main(argv)
   argv = argv or {}
   local o = M.parse(argv)

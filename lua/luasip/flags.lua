@@ -1,14 +1,15 @@
 --- luasip.flags(arg, spec): command-line flags for scripts.
 --
+-- Accepts --name value, --name=value and --flag (booleans; --no-flag turns
+-- one off). Unknown flags, missing values and --help print the usage and
+-- exit (2, or 0 for --help). Dashes in names match underscores in spec.
+-- @module luasip.flags
+-- @usage
 --   local opt = luasip.flags(arg, {
 --     listen = "127.0.0.1:5060",      -- a default value: the flag takes a value
 --     db = "memory:",
 --     trace = false,                  -- a boolean: --trace turns it on
 --   }, "registrar.lua: a registrar with digest auth")
---
--- Accepts --name value, --name=value and --flag (booleans; --no-flag turns
--- one off). Unknown flags, missing values and --help print the usage and
--- exit (2, or 0 for --help). Dashes in names match underscores in spec.
 local M = {}
 
 local function usage(spec, about)
@@ -28,6 +29,18 @@ local function usage(spec, about)
   return table.concat(lines, "\n")
 end
 
+--- Parse argv against spec (this is luasip.flags).
+--
+-- A flag whose default is a boolean takes no value (--flag sets it,
+-- --no-flag clears it); one whose default is a number needs a number;
+-- any other takes a string. On an unknown flag, a missing or bad value or
+-- an argument that is not a flag, the error and the usage go to stderr
+-- and the process exits with status 2; --help (or -h) prints the usage
+-- (about, then every flag with its default) to stdout and exits with 0.
+-- @tparam ?table argv the arguments, such as the script's `arg` (nil: none)
+-- @tparam table spec flag name -> default value; the default's type is the flag's
+-- @tparam[opt] string about the usage's first line (default "usage:")
+-- @treturn table a copy of spec with the values given in argv
 function M.parse(argv, spec, about)
   local out = {}
   for k, v in pairs(spec) do out[k] = v end

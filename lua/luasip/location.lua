@@ -1,21 +1,14 @@
 --- The location service: the registrar's bindings (AOR -> contacts) behind
---- one interface, whatever the backend.
---
---   local loc = assert(require("luasip.location").open("sqlite:/var/lib/pbx/location.db"))
---   assert(loc:apply("sip:alice@example.com", {
---     set = { { contact = "sip:alice@192.0.2.4:5060", expires = os.time() + 3600,
---               call_id = cid, cseq = 7 } },
---   }))                                       -- returns once durable: now send 200
---   for _, b in ipairs(loc:lookup("sip:alice@example.com")) do ... end
+-- one interface, whatever the backend.
 --
 -- URLs: "memory:" (the default) keeps bindings in this process only;
 -- "sqlite:/path/file.db" keeps them in an SQLite (WAL) file, written by one
 -- thread that commits concurrent changes together.
 --
--- A binding is a table: aor, contact (the key within the AOR), expires
--- (absolute wall-clock seconds, os.time() based, may be fractional), q (nil
--- counts as 1.0), call_id, cseq, path (list of strings, or nil), received,
--- user_agent, instance (+sip.instance), reg_id, updated (wall-clock seconds;
+-- A binding is a table: `aor`, `contact` (the key within the AOR), `expires`
+-- (absolute wall-clock seconds, os.time() based, may be fractional), `q` (nil
+-- counts as 1.0), `call_id`, `cseq`, `path` (list of strings, or nil), `received`,
+-- `user_agent`, `instance` (+sip.instance), `reg_id`, `updated` (wall-clock seconds;
 -- set by the store when not given). Other fields are refused, so every
 -- backend stores the same thing. Tables handed out are copies.
 --
@@ -27,10 +20,15 @@
 -- from a change means its outcome is unknown: should it commit later, the
 -- view follows.
 --
--- Options (open's second argument):
---   expire_interval  seconds between sweeps of expired bindings (default 1)
---   timeout          seconds a change waits to be durable (default 10)
---   busy_timeout     sqlite: seconds to wait for another process's lock (5)
+-- Options: see open (luasip.location(url, opts) is the same).
+-- @module luasip.location
+-- @usage
+--   local loc = assert(require("luasip.location").open("sqlite:/var/lib/pbx/location.db"))
+--   assert(loc:apply("sip:alice@example.com", {
+--     set = { { contact = "sip:alice@192.0.2.4:5060", expires = os.time() + 3600,
+--               call_id = cid, cseq = 7 } },
+--   }))                                       -- returns once durable: now send 200
+--   for _, b in ipairs(loc:lookup("sip:alice@example.com")) do ... end
 local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
@@ -46,7 +44,7 @@ Location.__index = Location
 local Subscription = { __name = "luasip.location.subscription" }
 Subscription.__index = Subscription
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Bindings
 
 local KNOWN = {
@@ -161,7 +159,7 @@ local function better(a, b)
   return a.contact < b.contact
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Backends: write_change(aor, ops, cb), write_expire(cutoff, cb), stats(),
 -- close(); cb(true) once durable or cb(false, err). `sync` ones call cb
 -- before returning. Loading happens at open.
@@ -270,11 +268,18 @@ end
 -- Commits what is queued; the changes' callbacks run before it returns.
 function Sqlite:close() self.db:close() end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The store
 
 --- Parse a store URL ("memory:" or nil, "sqlite:/path"): kind, path, or
---- nil, message. Shared by every store of this shape (luasip.store).
+-- nil, message.
+--
+-- Shared by every store of this shape (luasip.store). "sqlite:///abs/file.db"
+-- is read as "sqlite:/abs/file.db".
+-- @tparam ?string url "memory:", "sqlite:/path/file.db", or nil (memory)
+-- @treturn[1] string the kind: "memory" or "sqlite"
+-- @treturn[1] ?string the file's path, for "sqlite"
+-- @return[2] nil, message (not a string, no file path, or an unknown URL)
 function M.parse_url(url)
   if url == nil or url == "memory:" then return "memory" end
   if type(url) ~= "string" then return nil, "url must be a string" end
@@ -306,7 +311,18 @@ local function check_options(opts)
   return opts
 end
 
---- Open a location store (see the top). Returns it, or nil, message, code.
+--- Open a location store (see the top).
+--
+-- Returns it, or nil, message, code. With sqlite the file's bindings are
+-- loaded, the expired ones dropped. This is luasip.location(url, opts).
+-- @tparam[opt="memory:"] string url "memory:" or "sqlite:/path/file.db"
+-- @tparam[opt] table opts options:
+-- @tparam[opt=1] number opts.expire_interval seconds between sweeps of expired bindings (0.001 to 1e9)
+-- @tparam[opt=10] number opts.timeout seconds a change waits to be durable (0 to 3600)
+-- @tparam[opt=5] number opts.busy_timeout sqlite: seconds to wait for another process's lock (0 to 3600)
+-- @treturn[1] Location the store
+-- @return[2] nil, "luasip.location: " .. message, code (an errno name, or "EIO" from SQLite)
+-- @raise `luasip.location: MESSAGE` for a bad URL (`unknown store URL '...' (memory:, sqlite:/path/file.db)`, `url must be a string`, `sqlite: URL has no file path`) or bad options (`options must be a table`, `unknown option 'NAME'`, `expire_interval must be a number of seconds from 0.001 to 1e9`, `timeout must be a number of seconds from 0 to 3600` ...).
 function M.open(url, opts)
   local kind, path = M.parse_url(url)
   if not kind then error("luasip.location: " .. path, 2) end
@@ -519,8 +535,20 @@ function Location:_wait(start, what, level)
   return M.wait_durable(self.backend.sync, self.timeout, start, "luasip.location: " .. what, level + 1)
 end
 
+--- A location store, made by open (or luasip.location).
+--
+-- Misuse of any method but close raises "luasip.location: VERB: expected
+-- a location store (use ':')", or "luasip.location: VERB: used after
+-- close()". A to-be-closed variable holding it closes it (__close).
+-- @type Location
+
 --- Unexpired bindings of aor, best first (q descending, then most recently
---- updated). Never blocks.
+-- updated).
+--
+-- Never blocks.
+-- @tparam string aor the address of record, such as "sip:alice@example.com"
+-- @treturn table a list of bindings (copies); empty when there are none
+-- @raise `luasip.location: lookup: aor must be a non-empty string`.
 function Location:lookup(aor)
   check_open(self, "lookup")
   check_aor(aor, "lookup")
@@ -571,10 +599,21 @@ function Location:_live(aor, now)
   return out
 end
 
---- Change aor's bindings atomically: changes = { set = {binding, ...},
---- remove = {contact, ...}, remove_all = bool }, applied in the order
---- remove_all, remove, set. Returns true once durable, or nil, err (nothing
---- changed). A binding in `set` that has already expired is a removal.
+--- Change aor's bindings atomically.
+--
+-- `changes = { set = {binding, ...}, remove = {contact, ...}, remove_all = bool }`,
+-- applied in the order `remove_all`, `remove`, `set`. Returns true once
+-- durable, or nil, err (nothing changed). A binding in `set` that has
+-- already expired is a removal. With a durable backend this is a blocking
+-- verb; after nil, "timeout" the outcome is unknown (see the top).
+-- @tparam string aor the address of record
+-- @tparam table changes the changes:
+-- @tparam[opt] {table,...} changes.set bindings to add or replace (see the top for their fields; aor may be left out)
+-- @tparam[opt] {string,...} changes.remove contacts to remove
+-- @tparam[opt=false] boolean changes.remove_all remove every binding of aor first
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise `luasip.location: apply: MESSAGE` for malformed changes (an unknown field, a bad binding: `changes.set[1].contact must be a non-empty string` ...) or aor (`aor must be a non-empty string`); from a plain callback, with a durable backend, `luasip.location: apply blocks, and cannot be called from a callback: run it in luasip.spawn(function() ... end)`.
 function Location:apply(aor, changes)
   check_open(self, "apply")
   check_aor(aor, "apply")
@@ -582,6 +621,11 @@ function Location:apply(aor, changes)
 end
 
 --- Add or refresh one binding; like apply(aor, {set = {binding}}).
+-- @tparam string aor the address of record
+-- @tparam table binding the binding (see the top for its fields)
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise `luasip.location: save: binding MESSAGE` for a bad binding (such as `binding.contact must be a non-empty string`), `luasip.location: save: aor must be a non-empty string`; as apply from a plain callback.
 function Location:save(aor, binding)
   check_open(self, "save")
   check_aor(aor, "save")
@@ -591,6 +635,11 @@ function Location:save(aor, binding)
 end
 
 --- Remove one contact of aor, or all of them when contact is nil.
+-- @tparam string aor the address of record
+-- @tparam[opt] string contact the binding's contact; nil removes every binding of aor
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise `luasip.location: remove: contact must be a non-empty string or nil`, `luasip.location: remove: aor must be a non-empty string`; as apply from a plain callback.
 function Location:remove(aor, contact)
   check_open(self, "remove")
   check_aor(aor, "remove")
@@ -602,8 +651,14 @@ function Location:remove(aor, contact)
 end
 
 --- Remove the bindings expired at `now` (default: the current time) and
---- tell the listeners ("expire" events). Returns how many were removed, or
---- nil, err. The store also does this by itself every expire_interval.
+-- tell the listeners ("expire" events).
+--
+-- Returns how many were removed, or nil, err. The store also does this by
+-- itself every expire_interval.
+-- @tparam[opt] number now wall-clock seconds, os.time() based (default: the current time)
+-- @treturn[1] integer how many bindings were removed
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise `luasip.location: expire: now must be a number (os.time() based) or nil`; as apply from a plain callback.
 function Location:expire(now)
   check_open(self, "expire")
   if now ~= nil and not finite(now) then
@@ -614,6 +669,7 @@ function Location:expire(now)
 end
 
 --- Every AOR with unexpired bindings: aor -> list of bindings, best first.
+-- @treturn table aor -> list of bindings (copies), best first
 function Location:list()
   check_open(self, "list")
   local out = {}
@@ -625,6 +681,7 @@ function Location:list()
 end
 
 --- The number of unexpired bindings.
+-- @treturn integer the number of unexpired bindings, of every AOR
 function Location:count()
   check_open(self, "count")
   local now, n = core.time(), 0
@@ -632,8 +689,11 @@ function Location:count()
   return n
 end
 
---- { backend =, aors =, bindings = } and what the backend counts (sqlite:
---- commits, jobs: batching shows as commits < jobs).
+--- Statistics of the store.
+--
+-- { backend =, aors =, bindings = } and what the backend counts (sqlite:
+-- commits, jobs: batching shows as commits < jobs).
+-- @treturn table backend ("memory" or "sqlite"), aors (AORs in the view), bindings (as count()), and with sqlite commits and jobs
 function Location:stats()
   check_open(self, "stats")
   local s = self.backend:stats()
@@ -643,10 +703,14 @@ function Location:stats()
   return s
 end
 
---- Call fn(event) after each durable change: event = { aor =, kind = "set" |
---- "remove" | "expire", binding =, remaining = bindings the AOR has now }.
---- fn must not block (spawn a task for that); its errors are logged.
---- Returns a subscription with :cancel().
+--- Call fn(event) after each durable change.
+--
+-- event = { aor =, kind = "set" | "remove" | "expire", binding =,
+-- remaining = bindings the AOR has now }. fn must not block (spawn a task
+-- for that); its errors are logged. Returns a subscription with :cancel().
+-- @tparam function fn called as fn(event) for each binding changed, in commit order
+-- @treturn Subscription the subscription: sub:cancel() stops it
+-- @raise `luasip.location: on_change: fn must be a function`.
 function Location:on_change(fn)
   check_open(self, "on_change")
   if type(fn) ~= "function" then error("luasip.location: on_change: fn must be a function", 2) end
@@ -659,6 +723,9 @@ function Subscription:__tostring()
   return string.format("luasip.location.subscription (%s)", self.active and "active" or "cancelled")
 end
 
+--- A listener of a location store's changes, made by Location:on_change.
+-- @type Subscription
+
 --- Stop receiving events (idempotent).
 function Subscription:cancel()
   if not self.active then return end
@@ -668,8 +735,13 @@ function Subscription:cancel()
   end
 end
 
+--- A location store (continued).
+-- @type Location
+
 --- Stop the sweeps and close the backend; changes in flight complete
---- first (their callers get their result). Idempotent.
+-- first (their callers get their result).
+--
+-- Idempotent.
 function Location:close()
   if self.closed then return end
   self.closed = true

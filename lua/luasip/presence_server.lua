@@ -1,12 +1,6 @@
 --- luasip.presence_server{...}: a SIMPLE presence server and MESSAGE relay
---- as handlers on a luasip.server (RFC 3856 presence over RFC 6665
---- SUBSCRIBE/NOTIFY, RFC 3903 PUBLISH, RFC 3428 MESSAGE).
---
---   local srv = assert(luasip.server { listen = "127.0.0.1:5060" })
---   local loc = luasip.location("memory:")
---   srv:on("REGISTER", luasip.registrar { location = loc })
---   local pres = luasip.presence_server { server = srv, location = loc }
---   pres:allow("sip:bob@example.com", "sip:alice@example.com")
+-- as handlers on a luasip.server (RFC 3856 presence over RFC 6665
+-- SUBSCRIBE/NOTIFY, RFC 3903 PUBLISH, RFC 3428 MESSAGE).
 --
 -- It installs SUBSCRIBE, PUBLISH and MESSAGE handlers on the server
 -- (handlers = false: call pres:subscribe(req), pres:publish(req) and
@@ -15,8 +9,8 @@
 -- SUBSCRIBE (Event: presence, or a package added with pres:package(),
 -- such as voicemail's message-summary; others get 489 with Allow-Events): with
 -- auth, the watcher is challenged (407) and must be the user of its From
--- (403 otherwise); Expires is capped at max_expires, a non-zero one below
--- min_expires gets 423; the watcher's standing with the presentity (the
+-- (403 otherwise); Expires is capped at `max_expires`, a non-zero one below
+-- `min_expires` gets 423; the watcher's standing with the presentity (the
 -- Request-URI's AOR) decides the state: the presentity itself and watchers
 -- on its allow list are active, those on its deny list get 403, unknown
 -- ones get `unknown` ("pending" by default: a NOTIFY with no state until
@@ -49,19 +43,14 @@
 -- the body (spec.document(resource)) and the policy, and calls
 -- pres:changed(resource, event) when its state changed.
 --
--- Options:
---   server          the luasip.server (required)
---   location        the luasip.location of the registrar
---   auth            a luasip.auth.digest; nil: no authentication
---   authorize       fn(user, aor, req) -> true when user may act as aor
---                   (default: the user part of the AOR equals user)
---   store           a luasip.store or its URL (default "memory:")
---   unknown         "pending" (default), "allow" or "deny": watchers on
---                   neither list
---   min_expires     60; max_expires 3600; default_expires 3600 (SUBSCRIBE
---                   and PUBLISH)
---   handlers        false: install no handlers
---   relay_message   false: no MESSAGE handler
+-- Options: see new (luasip.presence_server{...} is the same).
+-- @module luasip.presence_server
+-- @usage
+--   local srv = assert(luasip.server { listen = "127.0.0.1:5060" })
+--   local loc = luasip.location("memory:")
+--   srv:on("REGISTER", luasip.registrar { location = loc })
+--   local pres = luasip.presence_server { server = srv, location = loc }
+--   pres:allow("sip:bob@example.com", "sip:alice@example.com")
 local core = require "luasip.core"
 local log = require "luasip.log"
 local task = require "luasip.task"
@@ -94,6 +83,26 @@ local function changed_copy(rec, changes)
   return c
 end
 
+--- A presence server on opts.server (this is luasip.presence_server).
+--
+-- It installs the SUBSCRIBE, PUBLISH and MESSAGE handlers (see the top),
+-- carries on the subscriptions its store holds, follows the location's
+-- changes and sweeps expired publications and subscriptions once a second.
+-- @tparam table opts options:
+-- @tparam table opts.server the luasip.server (required)
+-- @tparam[opt] luasip.location.Location opts.location the luasip.location of the registrar
+-- @tparam[opt] table opts.auth a luasip.auth.digest; nil: no authentication
+-- @tparam[opt] function opts.authorize fn(user, aor, req) -> true when user may act as aor (default: the user part of the AOR equals user)
+-- @tparam[opt="memory:"] luasip.store.Store|string opts.store a luasip.store or its URL
+-- @tparam[opt="pending"] string opts.unknown "pending", "allow" or "deny": watchers on neither list
+-- @tparam[opt=60] number opts.min_expires the shortest non-zero Expires accepted (SUBSCRIBE and PUBLISH)
+-- @tparam[opt=3600] number opts.max_expires the longest Expires granted (SUBSCRIBE and PUBLISH)
+-- @tparam[opt=3600] number opts.default_expires the Expires of a request without one (SUBSCRIBE and PUBLISH)
+-- @tparam[opt=true] boolean opts.handlers false: install no handlers
+-- @tparam[opt=true] boolean opts.relay_message false: no MESSAGE handler
+-- @treturn[1] Presence the presence server
+-- @return[2] nil, message, code: the store's URL could not be opened
+-- @raise `luasip.presence_server: expected a table of options`, `luasip.presence_server: unknown option 'NAME'`, `luasip.presence_server: server must be a luasip.server`, or `luasip.presence_server: unknown must be "pending", "allow" or "deny"`.
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("luasip.presence_server: expected a table of options", 3) end
@@ -141,7 +150,13 @@ function M.new(opts)
   return self
 end
 
--- Install the handlers opts asks for on the server (also on hot reload).
+--- A presence server, made by new (or luasip.presence_server).
+-- @type Presence
+
+--- Install the handlers opts asks for on the server (also on hot reload).
+--
+-- new calls it; luasip.reload calls it again for a reloaded script.
+-- @tparam table opts the options of new: handlers (false: install nothing) and relay_message (false: no MESSAGE handler)
 function Presence:install(opts)
   if opts.handlers == false then return end
   local srv = self.server
@@ -156,7 +171,7 @@ function Presence:__tostring()
   return string.format("luasip.presence_server (%d subscriptions)", n)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Helpers
 
 -- What a subscription watches: the presentity for presence, else the
@@ -205,6 +220,7 @@ end
 local function from_aor(req) return req.from and registrar.aor(req.from.uri) end
 
 --- The event packages served, for Allow-Events: "presence, message-summary".
+-- @treturn string the package names, presence first, then in order, separated by ", "
 function Presence:allow_events()
   local names = {}
   for name in pairs(self.packages) do names[#names + 1] = name end
@@ -212,13 +228,21 @@ function Presence:allow_events()
   return table.concat(names, ", ")
 end
 
---- Serve another event package (RFC 6665) through the same subscriptions:
---- spec.content_type (of its NOTIFY bodies), spec.document(resource) ->
---- the body now (resource: the AOR of the Request-URI), and optionally
---- spec.policy(resource, watcher, req) -> "allow", "pending", "deny", or
---- nil for no such resource (404); the default lets only the resource's
---- own user subscribe. Call pres:changed(resource, event) when the body
---- changed. The presence package itself cannot be replaced.
+--- Serve another event package (RFC 6665) through the same subscriptions.
+--
+-- spec.content_type (of its NOTIFY bodies), spec.document(resource) ->
+-- the body now (resource: the AOR of the Request-URI), and optionally
+-- spec.policy(resource, watcher, req) -> "allow", "pending", "deny", or
+-- nil for no such resource (404); the default lets only the resource's
+-- own user subscribe. Call pres:changed(resource, event) when the body
+-- changed. The presence package itself cannot be replaced. A package
+-- added again replaces the earlier one.
+-- @tparam string event the event package's name, such as "message-summary" (case-insensitive)
+-- @tparam table spec the package:
+-- @tparam string spec.content_type the Content-Type of its NOTIFY bodies
+-- @tparam function spec.document fn(resource) -> the body now (a string)
+-- @tparam[opt] function spec.policy fn(resource, watcher, req) -> "allow", "pending", "deny", or nil (404); default: "allow" for the resource itself, "deny" for others
+-- @raise `presence_server:package: event must be an event package name`, `presence_server:package: presence is built in`, or `presence_server:package: expected { content_type = string, document = fn [, policy = fn] }`.
 function Presence:package(event, spec)
   if type(event) ~= "string" or not event:match("^[%w%.%-!%%%*_%+`'~]+$") then
     error("presence_server:package: event must be an event package name", 2)
@@ -235,8 +259,13 @@ function Presence:package(event, spec)
   }
 end
 
---- The state of resource (an AOR) in the event package changed: its
---- watchers get a NOTIFY when the body did (merged with one in flight).
+--- The state of resource (an AOR) in the event package changed.
+--
+-- Its watchers get a NOTIFY when the body did (merged with one in
+-- flight).
+-- @tparam string resource the AOR
+-- @tparam[opt="presence"] string event the event package
+-- @raise `presence_server:changed: expected a resource AOR`, or `presence_server:changed: no event package EVENT`.
 function Presence:changed(resource, event)
   if type(resource) ~= "string" then error("presence_server:changed: expected a resource AOR", 2) end
   event = event and event:lower() or "presence"
@@ -245,17 +274,29 @@ function Presence:changed(resource, event)
 end
 
 --- The rule for watcher on presentity: "allow", "deny" or the default.
+--
+-- The presentity itself is always allowed; the default is the unknown
+-- option ("pending", "allow" or "deny").
+-- @tparam string presentity the presentity's AOR
+-- @tparam string watcher the watcher's AOR
+-- @treturn string "allow", "deny" or "pending"
 function Presence:policy(presentity, watcher)
   if presentity == watcher then return "allow" end
   local r = self.store:get("rule", presentity .. " " .. watcher)
   return r and r.rule or self.unknown
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The presentity's state
 
--- The PIDF document of presentity: its publications merged, else its
+--- The PIDF document of presentity: its publications merged, else its
 -- registration.
+--
+-- The tuples (at most 32), notes and activities (16 each) of its live
+-- publications, newest first; with none, one tuple "registration", open
+-- while the presentity has a binding in the location.
+-- @tparam string presentity the presentity's AOR
+-- @treturn string the PIDF XML
 function Presence:document(presentity)
   local pubs = {}
   for _, p in self.store:each("pub", "presentity", presentity) do pubs[#pubs + 1] = p end
@@ -324,7 +365,7 @@ function Presence:_changed(presentity, event)
   end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Subscriptions and their NOTIFYs
 
 function Presence:_track(id, sub, cseq)
@@ -441,6 +482,10 @@ function Presence:_terminate(rt, reason)
 end
 
 --- The SUBSCRIBE handler (installed by default).
+--
+-- It answers the request (see the top); with a durable store it blocks
+-- until the subscription is stored, as handlers may.
+-- @tparam table req a SUBSCRIBE request of the server
 function Presence:subscribe(req)
   local event = event_of(req)
   local pkg = self.packages[event]
@@ -511,7 +556,7 @@ function Presence:subscribe(req)
   self:_schedule(self:_track(id, sub))
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Watcher rules
 
 function Presence:_rule(presentity, watcher, rule, what)
@@ -538,15 +583,33 @@ function Presence:_rule(presentity, watcher, rule, what)
   return true
 end
 
---- Let watcher see presentity (both AORs, "sip:user@domain"): its pending
---- subscriptions become active at once. Durable; returns true or nil, err.
+--- Let watcher see presentity (both AORs, "sip:user@domain").
+--
+-- Its pending subscriptions become active at once. Durable; returns true
+-- or nil, err. With a durable store, a blocking verb.
+-- @tparam string presentity the presentity's AOR
+-- @tparam string watcher the watcher's AOR
+-- @treturn[1] boolean true, once the rule is durable
+-- @return[2] nil, err: the store's error, or "timeout"
+-- @raise `presence_server:allow: expected presentity and watcher AORs`.
 function Presence:allow(presentity, watcher) return self:_rule(presentity, watcher, "allow", "allow") end
 
 --- Refuse watcher: its subscriptions end (reason=rejected), new ones get 403.
+--
+-- Durable, like allow.
+-- @tparam string presentity the presentity's AOR
+-- @tparam string watcher the watcher's AOR
+-- @treturn[1] boolean true, once the rule is durable
+-- @return[2] nil, err: the store's error, or "timeout"
+-- @raise `presence_server:deny: expected presentity and watcher AORs`.
 function Presence:deny(presentity, watcher) return self:_rule(presentity, watcher, "deny", "deny") end
 
---- The subscriptions to presentity (of event, default "presence"): a list
---- of { watcher =, state =, expires = }.
+--- The subscriptions to presentity (of event, default "presence").
+--
+-- A list of { watcher =, state =, expires = }.
+-- @tparam string presentity the presentity's (or resource's) AOR
+-- @tparam[opt="presence"] string event the event package
+-- @treturn table a list of { watcher = AOR, state = "active" or "pending", expires = wall-clock seconds }, by watcher
 function Presence:watchers(presentity, event)
   local out = {}
   for id in pairs(self.watching[wkey(event or "presence", presentity)] or {}) do
@@ -557,10 +620,14 @@ function Presence:watchers(presentity, event)
   return out
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Publications
 
 --- The PUBLISH handler (installed by default).
+--
+-- It answers the request (see the top); with a durable store it blocks
+-- until the publication is stored, as handlers may.
+-- @tparam table req a PUBLISH request of the server
 function Presence:publish(req)
   if event_of(req) ~= "presence" then
     return req:reply(489, nil, { headers = { ["Allow-Events"] = "presence" } })
@@ -603,11 +670,14 @@ function Presence:publish(req)
   if body or expires == 0 then self:_changed(presentity) end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- MESSAGE
 
 --- The MESSAGE handler (installed by default): relayed to every contact of
---- the recipient.
+-- the recipient.
+--
+-- With none, 404 for a Request-URI of ours; any other is proxied on.
+-- @tparam table req a MESSAGE request of the server
 function Presence:message(req)
   -- our own users prove who they are; other domains' cannot here
   local sender = from_aor(req)
@@ -619,7 +689,7 @@ function Presence:message(req)
   return req:proxy()
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Once a second: expired publications go (their presentities' watchers
 -- are told), expired subscriptions end.
@@ -653,7 +723,9 @@ function Presence:_sweep()
 end
 
 --- Stop: the handlers stay installed but the sweeps and location events
---- stop; the store (when opened here) is closed. Idempotent.
+-- stop; the store (when opened here) is closed.
+--
+-- Idempotent.
 function Presence:close()
   if self.closed then return end
   self.closed = true

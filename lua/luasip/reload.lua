@@ -1,4 +1,6 @@
---- Hot reload of a routing script (`luasip --reload script.lua`).
+--- Hot reload of a routing script.
+--
+-- The script runs under `luasip --reload script.lua`.
 --
 -- On SIGHUP, or when the script file changes, the script runs again in
 -- reload mode: luasip.server{} with a listen address already served
@@ -10,13 +12,28 @@
 -- while requests, transactions and calls in progress finish with the
 -- handlers they started with. If it fails to load or raises, the error is
 -- logged and the old handlers stay.
+--
+-- Mostly internal: the luasip command enables it, and luasip.server,
+-- luasip.location, luasip.presence_server, luasip.run and luasip.on
+-- consult it. A script may ask whether it runs under reload, or reload
+-- itself.
+-- @module luasip.reload
 local log = require "luasip.log"
 
 local M = {}
 
 local state -- { path, args, servers = {}, locations = {}, presences = {}, staging, staged }
 
+--- Whether hot reload is on.
+--
+-- It is when the script runs under `luasip --reload`.
+-- @treturn boolean true when hot reload is on
 function M.enabled() return state ~= nil end
+
+--- Whether the script is being run again by a reload right now.
+--
+-- While it is, luasip.run() returns at once and luasip.on() adds no hook.
+-- @treturn ?boolean true during a reload; false, or nil before the first reload
 function M.staging() return state ~= nil and state.staging end
 
 local function server_key(opts)
@@ -24,7 +41,7 @@ local function server_key(opts)
   return tostring(opts.listen or "127.0.0.1:5060") .. "|" .. t
 end
 
---- luasip.server's constructor under reload (create makes a new one).
+-- luasip.server's constructor under reload (create makes a new one).
 function M.server(opts, create)
   if not state or type(opts) ~= "table" then return create(opts) end
   local key = server_key(opts)
@@ -39,7 +56,7 @@ function M.server(opts, create)
   return s, err, code
 end
 
---- luasip.location's constructor under reload.
+-- luasip.location's constructor under reload.
 function M.location(url, opts, create)
   if not state then return create(url, opts) end
   local key = tostring(url or "memory:")
@@ -50,9 +67,9 @@ function M.location(url, opts, create)
   return l, err, code
 end
 
---- luasip.presence_server's constructor under reload: the server reused
---- keeps its presence state (subscriptions, publications, rules); the
---- handlers are installed again into the staged table.
+-- luasip.presence_server's constructor under reload: the server reused
+-- keeps its presence state (subscriptions, publications, rules); the
+-- handlers are installed again into the staged table.
 function M.presence_server(opts, create)
   if not state or type(opts) ~= "table" then return create(opts) end
   local p = state.presences[opts.server]
@@ -74,6 +91,11 @@ local function read_all(path)
 end
 
 --- Run the script again; returns true when the new handlers are in place.
+--
+-- SIGHUP and a change of the script's file call it. A script that fails
+-- to load or raises is logged, and the old handlers stay.
+-- @tparam[opt="request"] string why the reason, for the log
+-- @treturn boolean true when the new handlers are in place; false when hot reload is off or the script failed
 function M.reload(why)
   if not state then return false end
   local unpack = table.unpack or unpack
@@ -101,7 +123,7 @@ function M.reload(why)
   return true
 end
 
---- Called by the CLI before the script first runs.
+-- Called by the CLI before the script first runs.
 function M.enable(path, args, luasip)
   state = { path = path, args = args, servers = {}, locations = {}, presences = {},
             content = read_all(path) }

@@ -1,5 +1,5 @@
 --- The luasip REPL: line editing on the loop (libedit's callback interface),
---- so timers, SIP traffic and log lines keep flowing while you type.
+-- so timers, SIP traffic and log lines keep flowing while you type.
 --
 -- * An expression prints its value(s); a statement just runs; an unfinished
 --   chunk continues on the next line.
@@ -9,7 +9,10 @@
 --   appears above the prompt and leaves the line you are typing intact.
 -- * Ctrl-C at the prompt drops the line; Ctrl-D exits.
 -- * Tab completes global and luasip names, fields and methods.
--- * History is kept in ~/.luasip_history (LUASIP_HISTORY overrides; "" disables).
+-- * History is kept in `~/.luasip_history` (`LUASIP_HISTORY` overrides; "" disables).
+--
+-- Mostly internal: `luasip` with no script, or with -i, runs it.
+-- @module luasip.repl
 local core = require "luasip.core"
 local task = require "luasip.task"
 local log = require "luasip.log"
@@ -20,6 +23,12 @@ local unpack = table.unpack or unpack
 local function pack(...) return { n = select("#", ...), ... } end
 
 --- A short, readable rendering of a value.
+--
+-- Strings are quoted; plain tables show up to 20 fields, two levels deep;
+-- other values (and tables with a metatable) go through tostring.
+-- @param v the value
+-- @tparam[opt=0] integer depth how deep v is already (for nested tables)
+-- @treturn string the rendering
 function M.repr(v, depth)
   depth = depth or 0
   local t = type(v)
@@ -37,7 +46,7 @@ function M.repr(v, depth)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
---- Candidates completing `word` ("luasip.sl", "srv:cl", "pri").
+-- Candidates completing `word` ("luasip.sl", "srv:cl", "pri").
 function M.complete(word)
   local base, sep, partial = word:match("^(.-)([%.:])([%w_]*)$")
   local scope = _G
@@ -69,6 +78,13 @@ function M.complete(word)
   return out
 end
 
+--- Run the REPL until Ctrl-D (or the end of standard input), or a shutdown.
+--
+-- It reads standard input (with line editing on a terminal), sets the
+-- global `luasip`, and while it runs replaces `print` and the log sink
+-- (restored on return) and handles SIGINT.
+-- @tparam[opt] table opts options:
+-- @tparam[opt=require "luasip"] table opts.luasip the luasip module to use
 function M.run(opts)
   opts = opts or {}
   local luasip = opts.luasip or require "luasip"

@@ -1,20 +1,22 @@
---- luasip.store: a durable record store, the state of the presence server
---- (publications, subscriptions, watcher rules) and of voicemail (its
---- message index), behind the store interface of luasip.location: the same
---- URLs ("memory:", "sqlite:/path/file.db"), reads served from memory that
---- never block, and changes that return once durable (blocking verbs with
---- a durable backend: call them in a task).
+--- luasip.store: a durable record store.
 --
---   local st = assert(require("luasip.store").open("sqlite:/var/lib/sip/presence.db"))
---   assert(st:put("pub", etag, { presentity = aor, expires = t, body = xml }))
---   for key, rec in st:each("pub") do ... end
+-- The state of the presence server (publications, subscriptions, watcher
+-- rules) and of voicemail (its message index), behind the store interface
+-- of luasip.location: the same URLs ("memory:", "sqlite:/path/file.db"),
+-- reads served from memory that never block, and changes that return once
+-- durable (blocking verbs with a durable backend: call them in a task).
 --
 -- A record is a flat table of strings, numbers and booleans, plus lists of
 -- strings; each lives under (kind, key). Tables handed out are the view's
 -- own: treat them as read-only and put() a changed copy.
 --
--- Options (open's second argument): timeout (s a change waits to be
--- durable, default 10), busy_timeout (sqlite, default 5).
+-- Options: see open. luasip.presence_store is an earlier name of this
+-- module.
+-- @module luasip.store
+-- @usage
+--   local st = assert(require("luasip.store").open("sqlite:/var/lib/sip/presence.db"))
+--   assert(st:put("pub", etag, { presentity = aor, expires = t, body = xml }))
+--   for key, rec in st:each("pub") do ... end
 local core = require "luasip.core"
 local location = require "luasip.location"
 
@@ -23,7 +25,7 @@ local M = {}
 local Store = { __name = "luasip.store" }
 Store.__index = Store
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Records as text: "name=type:length:value" fields, one after the other,
 -- with t (string), n (number), b (boolean) and l (a list of strings, its
 -- value itself a sequence of "length:item").
@@ -32,6 +34,12 @@ local function field(out, k, tag, v)
   out[#out + 1] = string.format("%s=%s:%d:%s", k, tag, #v, v)
 end
 
+--- A record as text (the form the sqlite backend stores).
+--
+-- Fields are sorted by name, so equal records give equal texts.
+-- @tparam table rec a record: names -> strings, numbers, booleans or lists of strings
+-- @treturn string the encoded record
+-- @raise `luasip.store: record keys must be names`, `luasip.store: NAME must list strings`, or `luasip.store: NAME: a TYPE cannot be stored`.
 function M.encode(rec)
   local out = {}
   local keys = {}
@@ -59,6 +67,10 @@ function M.encode(rec)
   return table.concat(out)
 end
 
+--- The record encoded in text (by encode).
+-- @tparam string text an encoded record
+-- @treturn[1] table the record
+-- @return[2] nil, "corrupt record"
 function M.decode(text)
   local rec, pos = {}, 1
   while pos <= #text do
@@ -86,7 +98,7 @@ function M.decode(text)
   return rec
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Backends: write(ops, texts, cb) with ops a list of { kind, key, record |
 -- false } and texts[i] op i's record encoded (nil for a removal), cb(true)
 -- once durable or cb(false, err); `sync` ones call cb at once.
@@ -138,10 +150,20 @@ local function open_sqlite(path, opts)
   return setmetatable({ db = db }, Sqlite), rows
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The store
 
---- Open a presence store. Returns it, or nil, message, code.
+--- Open a presence store.
+--
+-- Returns it, or nil, message, code. With sqlite the file's records are
+-- loaded (records that do not decode are skipped).
+-- @tparam[opt="memory:"] string url "memory:" or "sqlite:/path/file.db"
+-- @tparam[opt] table opts options:
+-- @tparam[opt=10] number opts.timeout seconds a change waits to be durable
+-- @tparam[opt=5] number opts.busy_timeout sqlite: seconds to wait for another process's lock
+-- @treturn[1] Store the store
+-- @return[2] nil, "luasip.store: " .. message, code (an errno name, or "EIO" from SQLite)
+-- @raise `luasip.store: MESSAGE` for a bad URL (as luasip.location.parse_url), `luasip.store: options must be a table`, or `luasip.store: unknown option 'NAME'`.
 function M.open(url, opts)
   local kind, path = location.parse_url(url)
   if not kind then error("luasip.store: " .. path, 2) end
@@ -177,7 +199,17 @@ function Store:_view(kind)
   return v
 end
 
---- The record under (kind, key), or nil. Never blocks.
+--- A record store, made by open.
+--
+-- A to-be-closed variable holding it closes it (__close).
+-- @type Store
+
+--- The record under (kind, key), or nil.
+--
+-- Never blocks.
+-- @tparam string kind the kind of record
+-- @tparam string key the record's key within kind
+-- @treturn ?table the record (the view's own: read-only), or nil
 function Store:get(kind, key)
   local v = self.view[kind]
   return v and v[key]
@@ -226,11 +258,17 @@ function Store:_set(kind, key, rec)
   end
 end
 
---- Iterate over the records of a kind: for key, record in st:each(kind),
---- or over those whose `field` is `value`: st:each(kind, field, value)
---- (indexed: the first such call builds an index of kind by field, which
---- every change then keeps; the cost is that of the matching records).
---- Changes made while iterating are safe.
+--- Iterate over the records of a kind.
+--
+-- For key, record in st:each(kind), or over those whose `field` is
+-- `value`: st:each(kind, field, value) (indexed: the first such call
+-- builds an index of kind by field, which every change then keeps; the
+-- cost is that of the matching records). Changes made while iterating are
+-- safe. Never blocks.
+-- @tparam string kind the kind of record
+-- @tparam[opt] string field a field to select on
+-- @param[opt] value the value field must have
+-- @return an iterator of key, record (in no particular order), for a generic for
 function Store:each(kind, field, value)
   local copy = {}
   local view = self.view[kind] or {}
@@ -242,10 +280,17 @@ function Store:each(kind, field, value)
   return next, copy
 end
 
---- Apply changes atomically: a list of { kind, key, record } (a record of
---- false removes the key). Returns true once durable (then the view shows
---- it), or nil, err: nothing changed, or, after "timeout", the outcome is
---- unknown (should it commit later, the view follows).
+--- Apply changes atomically.
+--
+-- A list of { kind, key, record } (a record of false removes the key).
+-- Returns true once durable (then the view shows it), or nil, err: nothing
+-- changed, or, after "timeout", the outcome is unknown (should it commit
+-- later, the view follows). With a durable backend this is a blocking
+-- verb.
+-- @tparam {table,...} ops the changes: { kind, key, record | false }, ...
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise `luasip.store: used after close()`, `luasip.store: each change is { kind, key, record|false }`, a record that cannot be stored (see encode), or, from a plain callback with a durable backend, `luasip.store: apply blocks, and cannot be called from a callback: run it in luasip.spawn(function() ... end)`.
 function Store:apply(ops)
   if self.closed then error("luasip.store: used after close()", 2) end
   local texts = {}
@@ -269,12 +314,25 @@ function Store:apply(ops)
 end
 
 --- Store one record (a durable change); see apply.
+-- @tparam string kind the kind of record
+-- @tparam string key the record's key within kind
+-- @tparam table record the record (replaces any under kind, key)
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise as apply.
 function Store:put(kind, key, record) return self:apply { { kind, key, record } } end
 
 --- Remove one record (a durable change); see apply.
+-- @tparam string kind the kind of record
+-- @tparam string key the record's key within kind
+-- @treturn[1] boolean true, once durable
+-- @return[2] nil, err: the backend's error, or "timeout"
+-- @raise as apply.
 function Store:delete(kind, key) return self:apply { { kind, key, false } } end
 
---- Close the backend (queued writes complete first). Idempotent.
+--- Close the backend (queued writes complete first).
+--
+-- Idempotent.
 function Store:close()
   if self.closed then return end
   self.closed = true

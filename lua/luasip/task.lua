@@ -7,6 +7,10 @@
 -- `start(done)` begins the operation and returns a `release(reason)`
 -- function, called exactly once when the wait ends: reason is nil when
 -- `done(...)` completed it, or "timeout", "cancelled" or "interrupted".
+--
+-- Scripts reach this module through luasip: luasip.spawn, luasip.sleep,
+-- luasip.wait, luasip.current_task, luasip.INTERRUPTED, luasip.CANCELLED.
+-- @module luasip.task
 local core = require "luasip.core"
 
 local M = {}
@@ -15,7 +19,7 @@ local unpack = table.unpack or unpack
 local function pack(...) return { n = select("#", ...), ... } end
 
 --- Raised by waits that were cut short: Ctrl-C at the REPL, or the loop
---- stopping (shutdown) under a top-level wait.
+-- stopping (shutdown) under a top-level wait.
 M.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
 --- Raised inside a task's pending wait when the task is cancelled.
 M.CANCELLED = setmetatable({}, { __tostring = function() return "task cancelled" end })
@@ -41,14 +45,18 @@ function Task:__tostring()
 end
 
 --- The running task, or nil outside tasks.
+-- @treturn ?Task the running task, or nil
 function M.current()
   local co = coroutine.running()
   return co and by_co[co] or nil
 end
 
+--- The number of live tasks (spawned and not yet ended).
+-- @treturn integer how many tasks are running or waiting
 function M.count() return nlive end
 
 --- Where task errors go (luasip.log installs its error logger).
+-- @tparam function fn called as fn(message) with a failed task's error and traceback (the default writes it to stderr)
 function M.set_error_reporter(fn) report_error = fn end
 
 local resume
@@ -171,7 +179,14 @@ function resume(t, ...)
   return resumed(t, coroutine.resume(t.co, ...))
 end
 
---- Run fn(...) in a new task, starting now. Returns the task.
+--- Run fn(...) in a new task, starting now.
+--
+-- Returns the task. It runs until its first wait (or its end) before
+-- spawn returns. This is luasip.spawn.
+-- @tparam function fn the task's body
+-- @param ... arguments for fn
+-- @treturn Task the task
+-- @raise `luasip.spawn: expected a function, got TYPE`.
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then
     error("luasip.spawn: expected a function, got " .. type(fn), 2)
@@ -197,7 +212,11 @@ function M.spawn(fn, ...)
   return t
 end
 
+--- A task, made by luasip.spawn (its __name is "luasip.task").
+-- @type Task
+
 --- The task's state: "ready", "running", "waiting", "done", "failed" or "cancelled".
+-- @treturn string the state
 function Task:status() return self.state end
 
 local function finished(t)
@@ -205,13 +224,26 @@ local function finished(t)
 end
 
 --- Call fn(task) once the task has ended (at once if it already has).
+--
+-- A task keeps one such function: a second call before the end replaces
+-- the first.
+-- @tparam function fn called as fn(task)
+-- @return what fn returned, when the task had already ended; else nothing
 function Task:when_done(fn)
   if finished(self) then return fn(self) end
   self.done_fn = fn
 end
 
---- Wait for the task to end. Returns true, results... when it returned,
---- or nil, error | "cancelled" | "timeout".
+--- Wait for the task to end.
+--
+-- Returns true, results... when it returned, or nil, error | "cancelled" |
+-- "timeout". A blocking verb.
+-- @tparam[opt] number timeout seconds from 0 to 1e9 (nil: no timeout)
+-- @treturn[1] boolean true, followed by the task's results
+-- @return[2] nil, the error the task failed with
+-- @return[3] nil, "cancelled"
+-- @return[4] nil, "timeout"
+-- @raise `task:join: timeout must be a number of seconds from 0 to 1e9`, or, from a plain callback, `task:join blocks, and cannot be called from a callback: run the code in luasip.spawn(function() ... end)`.
 function Task:join(timeout)
   if not finished(self) then
     local ok, why = M.wait(function(done)
@@ -232,10 +264,14 @@ function Task:join(timeout)
   return nil, self.error
 end
 
---- Cancel the task: its pending wait is released and raises
---- task.CANCELLED inside it, and timers it created are closed. A task
---- that is not in a wait (it yielded bare, or is cancelling itself) is
---- stopped where it is. Returns true if the task was still running.
+--- Cancel the task.
+--
+-- Its pending wait is released and raises task.CANCELLED inside it, and
+-- timers it created are closed. A task that is not in a wait (it yielded
+-- bare, or is cancelling itself) is stopped where it is. Returns true if
+-- the task was still running.
+-- @treturn boolean true if the task was still running, false if it had already ended
+-- @raise task.CANCELLED when a task cancels itself (that ends it).
 function Task:cancel()
   if finished(self) then return false end
   self.cancelled = true
@@ -259,8 +295,15 @@ function Task:cancel()
   return true
 end
 
+--- The end of the Task methods.
+-- @section end
+
 --- Tie a closable object (timer, watch) to the running task, if any, so
---- cancelling the task closes it.
+-- cancelling the task closes it.
+--
+-- The task holds it weakly.
+-- @tparam table|userdata obj an object with a close method
+-- @return obj
 function M.own(obj)
   local t = M.current()
   if t then
@@ -353,6 +396,15 @@ local function wait_at_top(start, timeout)
 end
 
 --- The dual-mode wait every blocking verb is built on (see the top).
+--
+-- This is luasip.wait. Inside a task the wait yields; at top level it
+-- drives the loop until done; from a plain callback it raises.
+-- @tparam function start called as start(done): begins the operation and returns release(reason), or nil
+-- @tparam[opt] number timeout seconds from 0 to 1e9 (nil: no timeout)
+-- @tparam[opt="wait"] string what the verb's name, for error messages
+-- @return[1] the values done(...) was called with
+-- @return[2] nil, "timeout"
+-- @raise `WHAT: timeout must be a number of seconds from 0 to 1e9`, or, from a plain callback, `WHAT blocks, and cannot be called from a callback: run the code in luasip.spawn(function() ... end)`; an error raised by start; task.CANCELLED in a task being cancelled, task.INTERRUPTED when a top-level wait is interrupted.
 function M.wait(start, timeout, what)
   what = what or "wait"
   check_timeout(timeout, what)
@@ -366,7 +418,12 @@ function M.wait(start, timeout, what)
   return wait_at_top(start, timeout)
 end
 
---- Sleep for `seconds` (a blocking verb). Returns true.
+--- Sleep for `seconds` (a blocking verb).
+--
+-- Returns true. This is luasip.sleep.
+-- @tparam number seconds from 0 to 1e9
+-- @treturn boolean true
+-- @raise `luasip.sleep: seconds must be a number from 0 to 1e9`, or, from a plain callback, `luasip.sleep blocks, and cannot be called from a callback: run the code in luasip.spawn(function() ... end)`; task.CANCELLED in a task being cancelled, task.INTERRUPTED when a top-level wait is interrupted.
 function M.sleep(seconds)
   if type(seconds) ~= "number" or not (seconds >= 0 and seconds <= 1e9) then
     error("luasip.sleep: seconds must be a number from 0 to 1e9", 2)
