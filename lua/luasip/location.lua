@@ -514,6 +514,7 @@ end
 -- Run start(cb) and return what cb gets: at once for a synchronous backend,
 -- otherwise through task.wait (a blocking verb).
 -- (what: "module: verb"; shared with luasip.store.)
+-- (internal: @local)
 function M.wait_durable(sync, timeout, start, what, level)
   local results, waiter
   if not sync and not task.current() and core.depth() > 0 then
