@@ -542,6 +542,26 @@ describe("presence store", function()
     assert.has_error(function() store.encode { f = function() end } end)
   end)
 
+  it("takes an empty list of changes on every backend (a PUBLISH with a body and Expires: 0)", function()
+    local dir = H.tmpdir()
+    finally(function() os.execute("rm -rf " .. H.shell_quote(dir)) end)
+    H.run(function()
+      for _, url in ipairs { "memory:", "sqlite:" .. dir .. "/p.db" } do
+        local st = assert(store.open(url))
+        assert.is_true(st:apply {})
+        st:close()
+      end
+      -- through the server: a new publication that expires at once is
+      -- answered (200) and stores nothing
+      local env = presence_setup { store = "sqlite:" .. dir .. "/pres.db" }
+      local ep = endpoint()
+      local st = ep.publish(env, "bob", { body = pidf(env.aor("bob"), "open"), expires = 0 })
+      assert.equal(200, st)
+      env.close()
+      ep.srv:close()
+    end, 20)
+  end)
+
   it("keeps what it stores across a reopen (sqlite), and forgets deletions", function()
     H.run(function()
       local url = "sqlite:" .. H.tmpdir() .. "/p.db"

@@ -300,6 +300,7 @@ function Store:apply(ops)
     end
     if op[3] then texts[i] = M.encode(op[3]) end -- refuses what cannot be stored, now
   end
+  if #ops == 0 then return true end -- nothing to write (SQLite refuses an empty batch)
   local ok, err = location.wait_durable(self.backend.sync, self.timeout, function(cb)
     self.backend:write(ops, texts, function(done, why)
       -- the view follows the durable state, even after a timed-out wait
