@@ -5,7 +5,7 @@
 --          [--registrar sip:127.0.0.1:5060] [--user alice --password secret] [--trace]
 --
 --   dial(uri)  answer()  hangup()  hold()  unhold()  transfer(uri)
---   send(uri, text)  calls()        -- `ua` is the user agent itself
+--   dtmf(digits)  send(uri, text)  calls()   -- `ua` is the user agent itself
 -- Call helpers act on the current call (the last one dialled, answered or
 -- received), or on the call (or calls() number) given as the last argument.
 local luasip = require "luasip"
@@ -73,6 +73,7 @@ function hangup(c) return pick(c):hangup() end
 function hold(c) return pick(c):hold() end
 function unhold(c) return pick(c):unhold() end
 function transfer(uri, c) return pick(c):refer(uri) end
+function dtmf(digits, c) return pick(c):dtmf(digits) end
 function send(uri, text) return ua:message(uri, text) end
 
 function calls()
