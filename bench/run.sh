@@ -19,6 +19,9 @@
 #     encoding against libopus alone (bench/opusref.c), and calls per core
 #     through the encoded-prompt cache (BENCH_MEDIA=0 skips both, =only runs
 #     only them).
+#  5. the PBX (bench/pbx.sh): examples/pbx.lua's start-up, call setup
+#     through it, voicemail hangup -> MWI latency and memory (BENCH_PBX=0
+#     skips it).
 # Bounded: every load has a fixed count and a timeout; loopback only.
 set -u
 KPID=""; UPID=""; LPID=""
@@ -107,3 +110,4 @@ done
 echo "(raw SIPp lines in $PERF_WORK/results/all.tsv)"
 [ "${BENCH_SERVER:-1}" = 0 ] || bash "$root/bench/server.sh"
 [ "${BENCH_MEDIA:-1}" = 0 ] || { bash "$root/bench/media.sh"; bash "$root/bench/opus.sh"; }
+[ "${BENCH_PBX:-1}" = 0 ] || bash "$root/bench/pbx.sh"
