@@ -299,6 +299,19 @@ local function answered(call)
   return call:answer()
 end
 
+-- The mailbox's settings once call is answered (an unknown mailbox gets
+-- 404 if it is not yet), or nil, reason.
+function VM:_answer(call, box)
+  local mb = self:mailbox(box)
+  if not mb then
+    if not call.answered and call.state ~= "terminated" then call:reject(404, "No Such Mailbox") end
+    return nil, "no such mailbox"
+  end
+  local ok, why = answered(call)
+  if not ok then return nil, why end
+  return mb
+end
+
 --- Take a message for box on call (answered here if it is not yet).
 -- The greeting (# skips it), a beep, then what the caller says until
 -- silence, # or hangup; then the message is indexed and MWI watchers told.
@@ -308,13 +321,9 @@ end
 -- @treturn table the message (`{ id =, box =, from =, time =, seconds =, folder = "new", path = }`), once it is durable and listed
 -- @return nil, reason ("hangup" before the beep, "too short", "no such mailbox", a store or file error)
 function VM:deposit(call, box)
-  local mb = self:mailbox(box)
-  if not mb then
-    if not call.answered and call.state ~= "terminated" then call:reject(404, "No Such Mailbox") end
-    return nil, "no such mailbox"
-  end
-  local ok, why = answered(call)
-  if not ok then return nil, why end
+  local mb, err = self:_answer(call, box)
+  if not mb then return nil, err end
+  local ok, why
   local greeting = self:greeting(box)
   if greeting then
     ok, why = call:play(greeting, { stop_on_dtmf = "#" })
@@ -441,13 +450,8 @@ end
 -- @treturn boolean true when the caller said goodbye (the call is hung up)
 -- @return nil, reason ("hangup", "bad PIN", "no such mailbox")
 function VM:retrieve(call, box)
-  local mb = self:mailbox(box)
-  if not mb then
-    if not call.answered and call.state ~= "terminated" then call:reject(404, "No Such Mailbox") end
-    return nil, "no such mailbox"
-  end
-  local ok, why = answered(call)
-  if not ok then return nil, why end
+  local mb, err = self:_answer(call, box)
+  if not mb then return nil, err end
   if mb.pin then
     local good = false
     for _ = 1, 3 do
