@@ -108,7 +108,9 @@ end
 -- @tparam[opt] number opts.min_se the session timer's Min-SE, seconds (RFC 4028)
 -- @tparam[opt] string opts.refresher the session timer's refresher: "local", "remote", "any"
 --   or "none"
--- @tparam[opt] string|false opts.rel100 "supported" (default), "required" or false (RFC 3262)
+-- @tparam[opt] string|false opts.rel100 "supported" (default), "required" or false (RFC 3262;
+-- answering, a 180 is reliable only when the caller requires 100rel, a 183 with early media
+-- whenever it supports it)
 -- @tparam[opt] string opts.sdp a description every call offers and answers verbatim, with
 --   no media of ours (default: each call gets an RTP session and offers `codecs` and
 --   telephone-event)
