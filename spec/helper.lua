@@ -196,7 +196,12 @@ function H.process(argv, opts)
       where == "err" and "stderr" or "stdout", self:output(), self:errors()), 2)
   end
   function proc:cleanup()
-    if not read_file(dir .. "/rc") then self:signal("KILL") end
+    if not read_file(dir .. "/rc") then
+      self:signal("KILL")
+      -- gone before the caller removes what it was writing
+      local deadline = core.now() + 2
+      while not read_file(dir .. "/rc") and core.now() < deadline do socket.sleep(0.01) end
+    end
     if self.rc == 134 and H.leak_env() ~= "" then
       io.stderr:write("luasip child aborted under the sanitizer:\n", self:errors(), "\n")
     end

@@ -85,14 +85,16 @@ describe("pbx.lua", function()
     -- as a user would type it, without this spec's sanitizer preload
     local p = H.process { "sh", "-c", string.format("cd %s && exec env -u LD_PRELOAD make run ARGS='--listen 127.0.0.1:%d --data %s'",
                                                     H.shell_quote(tmp .. "/luasip"), port, H.shell_quote(tmp .. "/data")) }
-    finally(function() os.execute("pkill -KILL -f " .. H.shell_quote(tmp .. "/data") .. " 2>/dev/null") p:cleanup() end)
+    -- the PBX itself (not make, nor the shell that waits for it)
+    local pbx = H.shell_quote("bin/luasip examples/pbx.lua --listen 127.0.0.1:" .. port .. " ")
+    finally(function() os.execute("pkill -KILL -f " .. pbx .. " 2>/dev/null") p:cleanup() end)
     H.run(function()
       p:expect("pbx: listening on udp/127%.0%.0%.1:" .. port, 240)
       local r = H.parse_response(H.udp_exchange(port, H.request("OPTIONS", port)))
       assert.equal(200, r.status)
     end, 250)
     assert.matches("any SIP phone:", p:output())
-    os.execute("pkill -TERM -f " .. H.shell_quote(tmp .. "/data"))
+    os.execute("pkill -TERM -f " .. pbx)
     H.run(function() assert.equal(0, p:wait(20)) end, 25)
     assert.matches("pbx: stopped", p:output())
   end)
