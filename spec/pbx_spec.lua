@@ -80,7 +80,8 @@ describe("pbx.lua", function()
     assert.matches('make run ARGS="', readme, 1, true)
     local tmp = H.tmpdir()
     finally(function() os.execute("rm -rf " .. H.shell_quote(tmp)) end)
-    assert.equal(0, select(3, os.execute("git clone -q " .. H.shell_quote(H.root) .. " " .. H.shell_quote(tmp .. "/luasip"))))
+    local cloned = os.execute("git clone -q " .. H.shell_quote(H.root) .. " " .. H.shell_quote(tmp .. "/luasip"))
+    assert.truthy(cloned == true or cloned == 0, "git clone failed") -- Lua 5.4: true; LuaJIT: 0
     local port = H.free_port()
     -- as a user would type it, without this spec's sanitizer preload
     local p = H.process { "sh", "-c", string.format("cd %s && exec env -u LD_PRELOAD make run ARGS='--listen 127.0.0.1:%d --data %s'",
