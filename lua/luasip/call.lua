@@ -462,7 +462,7 @@ end
 -- @treturn[1] boolean true once the call is "ready" (at once when it already was)
 -- @return[2] nil, "call is STATE" when the call is no longer "received" or "early"
 -- @return[3] nil, reason, status when no answer to the offer can be made: the call is then rejected with that status
--- @return[4] nil, "terminated" when the call ended before the ACK
+-- @return[4] nil, "hangup" when the call ended before the ACK
 -- @return[5] nil, "timeout"
 -- @raise "call:answer: not an incoming call" for an outgoing call;
 -- "call:answer: timeout must be a number of seconds from 0 to 1e9";
@@ -484,7 +484,7 @@ function Call:answer(opts)
                             contact = self.ua:_contact(), auto_ack = false })
   local v, why = self:_wait_until(function()
     if self.state == "ready" then return "ready" end
-    if self.state == "terminated" then return "terminated" end
+    if self.state == "terminated" then return "hangup" end
   end, opts.timeout or 32, "call:answer")
   if v == "ready" then return true end
   return nil, v or why
