@@ -1114,7 +1114,9 @@ function UA:close(timeout)
   end
   return true
 end
-UA.__close = UA.close
+-- (a to-be-closed variable closed by an error passes the error object as
+-- the second argument: it is not a timeout)
+function UA:__close() return self:close() end
 
 M.UA = UA
 return M
