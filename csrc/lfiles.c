@@ -98,7 +98,7 @@ static int l_listdir(lua_State *L)
   if (!err && errno)
     err = errno;
   closedir(d);
-  if (!err)
+  if (!err && n > 1) /* names is NULL for an empty folder */
     qsort(names, n, sizeof *names, cmp_names);
   if (!err && !lua_checkstack(L, 2))
     err = ENOMEM;

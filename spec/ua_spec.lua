@@ -427,6 +427,9 @@ call:wait_hangup(60)
       -- window between two polls is wide enough to land in.)
       local n = call.refreshes
       assert.truthy(H.poll_until(function() return call.refreshes > n and call.state == "ready" end, 5))
+      -- the reinvite event comes with the re-INVITE, before its ACK: give
+      -- the ACK (milliseconds away) time, well inside the ~2 s to the next
+      luasip.sleep(0.5)
       p:signal("KILL")
       assert.is_true(call:wait_hangup(10))
       assert.is_true(call.session_expired)

@@ -65,6 +65,18 @@ describe("voicemail", function()
     end, 20)
   end)
 
+  it("lists an empty folder as an empty list (regression: UBSan, qsort of NULL)", function()
+    local dir = H.tmpdir()
+    finally(function() os.execute("rm -rf " .. H.shell_quote(dir)) end)
+    assert.same({}, core.listdir(dir))
+    assert(core.mkdir(dir .. "/a/b"))
+    assert.same({ "a" }, core.listdir(dir))
+    local ok, err, code = core.listdir(dir .. "/none")
+    assert.same({ nil, "ENOENT" }, { ok, code })
+    assert.matches("/none: ", err)
+    assert.is_true(core.fsync_dir(dir))
+  end)
+
   it("refuses misuse with one-line errors", function()
     assert.has_error(function() luasip.voicemail { mailboxes = BOXES } end, "luasip.voicemail: dir must be a folder")
     assert.has_error(function() luasip.voicemail { dir = "/tmp/x", mailboxes = BOXES, colour = 1 } end,
