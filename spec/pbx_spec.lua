@@ -86,16 +86,23 @@ describe("pbx.lua", function()
     -- as a user would type it, without this spec's sanitizer preload
     local p = H.process { "sh", "-c", string.format("cd %s && exec env -u LD_PRELOAD make run ARGS='--listen 127.0.0.1:%d --data %s'",
                                                     H.shell_quote(tmp .. "/luasip"), port, H.shell_quote(tmp .. "/data")) }
-    -- the PBX itself (not make, nor the shell that waits for it)
-    local pbx = H.shell_quote("bin/luasip examples/pbx.lua --listen 127.0.0.1:" .. port .. " ")
-    finally(function() os.execute("pkill -KILL -f " .. pbx .. " 2>/dev/null") p:cleanup() end)
+    -- the PBX itself: make's child (p is make: the shell exec'd it), not
+    -- make, nor the shell that waits for it; no pkill (it hung under the
+    -- sanitizer's preload)
+    local function signal_pbx(sig)
+      local f = io.open("/proc/" .. p.pid .. "/task/" .. p.pid .. "/children")
+      local kids = f and f:read("a") or ""
+      if f then f:close() end
+      for pid in kids:gmatch("%d+") do os.execute("kill -" .. sig .. " " .. pid .. " 2>/dev/null") end
+    end
+    finally(function() signal_pbx("KILL") p:cleanup() end)
     H.run(function()
       p:expect("pbx: listening on udp/127%.0%.0%.1:" .. port, 240)
       local r = H.parse_response(H.udp_exchange(port, H.request("OPTIONS", port)))
       assert.equal(200, r.status)
     end, 250)
     assert.matches("any SIP phone:", p:output())
-    os.execute("pkill -TERM -f " .. pbx)
+    signal_pbx("TERM")
     H.run(function() assert.equal(0, p:wait(20)) end, 25)
     assert.matches("pbx: stopped", p:output())
   end)
