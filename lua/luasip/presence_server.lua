@@ -74,15 +74,6 @@ local CSEQ_JUMP = 10000
 
 local function user_of(aor) return aor and aor:match("^sips?:([^@;]+)@") end
 
--- A copy of a stored record with some fields changed (the view's own
--- tables are read-only).
-local function changed_copy(rec, changes)
-  local c = {}
-  for k, v in pairs(rec) do c[k] = v end
-  for k, v in pairs(changes) do c[k] = v end
-  return c
-end
-
 --- A presence server on opts.server (this is luasip.presence_server).
 --
 -- It installs the SUBSCRIBE, PUBLISH and MESSAGE handlers (see the top),
@@ -306,7 +297,7 @@ function Presence:document(presentity)
     local doc = self:_parsed(p)
     for _, t in ipairs(doc and doc.tuples or {}) do
       if #tuples < 32 then
-        if ids[t.id] then t = changed_copy(t, { id = t.id .. "-" .. p.etag:sub(1, 6) }) end
+        if ids[t.id] then t = store_mod.changed(t, { id = t.id .. "-" .. p.etag:sub(1, 6) }) end
         ids[t.id] = true
         tuples[#tuples + 1] = t
       end
@@ -518,7 +509,7 @@ function Presence:subscribe(req)
       req:reply(200, nil, { headers = { Expires = "0" } })
       return self:_terminate(rt, "timeout")
     end
-    local sub = changed_copy(rt.sub, { expires = core.time() + expires, target = contact.uri.str, cseq = rt.cseq })
+    local sub = store_mod.changed(rt.sub, { expires = core.time() + expires, target = contact.uri.str, cseq = rt.cseq })
     local ok, err = self.store:put("sub", rt.id, sub)
     if not ok then return req:reply(500, "Store Failed: " .. tostring(err)) end
     rt.sub = sub
@@ -572,7 +563,7 @@ function Presence:_rule(presentity, watcher, rule, what)
       if rule == "deny" then
         self:_terminate(rt, "rejected")
       elseif rt.sub.state == "pending" then
-        local sub = changed_copy(rt.sub, { state = "active" })
+        local sub = store_mod.changed(rt.sub, { state = "active" })
         if self.store:put("sub", id, sub) then
           rt.sub = sub
           self:_schedule(rt)

@@ -67,6 +67,18 @@ function M.encode(rec)
   return table.concat(out)
 end
 
+--- A copy of a record with some fields changed: records handed out are
+-- read-only, and a change is put() as such a copy.
+-- @tparam table rec a record (or any flat table)
+-- @tparam table changes fields to set in the copy
+-- @treturn table the copy
+function M.changed(rec, changes)
+  local c = {}
+  for k, v in pairs(rec) do c[k] = v end
+  for k, v in pairs(changes) do c[k] = v end
+  return c
+end
+
 --- The record encoded in text (by encode).
 -- @tparam string text an encoded record
 -- @treturn[1] table the record

@@ -66,6 +66,9 @@ local function exists(path)
   return false
 end
 
+-- The mailbox of an account AOR: its user part.
+local function box_of(aor) return aor:match("^sips?:([^@]+)@") end
+
 local function valid_box(box)
   return type(box) == "string" and #box <= 64 and box:match("^[%w][%w%._%-+]*$") ~= nil
 end
@@ -118,11 +121,11 @@ function M.new(opts)
   if self.presence then
     self.presence:package("message-summary", {
       content_type = SUMMARY,
-      document = function(aor) return self:summary(aor:match("^sips?:([^@]+)@") or "") end,
+      document = function(aor) return self:summary(box_of(aor) or "") end,
       policy = function(aor, watcher)
-        local box = aor:match("^sips?:([^@]+)@")
+        local box = box_of(aor)
         if not box or not self:mailbox(box) then return nil end
-        return watcher:match("^sips?:([^@]+)@") == box and "allow" or "deny"
+        return box_of(watcher) == box and "allow" or "deny"
       end,
     })
   end
@@ -202,12 +205,6 @@ function VM:_record(box, id)
   if m and m.box == box then return m end
 end
 
-local function copy(rec, changes)
-  local c = {}
-  for k, v in pairs(rec) do c[k] = v end
-  for k, v in pairs(changes) do c[k] = v end
-  return c
-end
 
 --- Mark a message "saved" (heard) or "new", durably; MWI watchers are told.
 -- @tparam string box the mailbox
@@ -221,7 +218,7 @@ function VM:mark(box, id, folder)
   local m = self:_record(box, id)
   if not m then return nil, "no such message" end
   if m.folder == folder then return true end
-  local ok, err = self.store:put("msg", id, copy(m, { folder = folder }))
+  local ok, err = self.store:put("msg", id, store_mod.changed(m, { folder = folder }))
   if not ok then return nil, err end
   self:_changed(box)
   return true
